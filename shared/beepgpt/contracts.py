@@ -1,0 +1,233 @@
+"""The events services exchange over Kafka: the one definition of every contract (DESIGN.md §2).
+
+Every value on a topic is JSON made from one of these pydantic models. Each carries a
+`schema_version` so a consumer can refuse (and dead-letter) a record written by a newer producer
+instead of misreading it. Slack timestamps stay the strings Slack sends (`"1690797600.000100"`):
+they are message identities, and a float would lose the microseconds that make them unique.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+
+def now() -> float:
+    """Wall-clock seconds; one name so tests and readers know which clock a field uses."""
+    return time.time()
+
+
+def ts_to_float(ts: str) -> float:
+    """Slack ts → seconds since the epoch, for ordering and gaps (never for identity)."""
+    return float(ts)
+
+
+class Event(BaseModel):
+    """Base of every contract: immutable, strict about unknown fields, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+
+
+# --- slack.messages -------------------------------------------------------------------------------
+
+MessageAction = Literal["new", "edited", "deleted"]
+
+
+class SlackMessage(Event):
+    """A message as BeepGPT understands it, whatever Slack event or export line it came from.
+
+    `action` says what happened to the message identified by (channel, ts): an edit carries the
+    new text, a deletion carries none. `event_id` is Slack's delivery id, used to drop Slack's
+    retries; imports have none.
+    """
+
+    kind: Literal["message"] = "message"
+    action: MessageAction = "new"
+    team: str | None = None
+    channel: str
+    ts: str
+    thread_ts: str | None = None
+    user: str | None = None
+    text: str = ""
+    subtype: str | None = None
+    event_id: str | None = None
+    event_time: float = Field(default_factory=now, description="when it happened (edit time for edits)")
+
+    @property
+    def in_thread(self) -> bool:
+        """A reply belongs to its thread; a parent (thread_ts == ts) to the channel flow."""
+        return self.thread_ts is not None and self.thread_ts != self.ts
+
+
+ReactionAction = Literal["added", "removed"]
+
+
+class SlackReaction(Event):
+    """A reaction added to or removed from the message (channel, item_ts)."""
+
+    kind: Literal["reaction"] = "reaction"
+    action: ReactionAction = "added"
+    team: str | None = None
+    channel: str
+    item_ts: str
+    user: str
+    reaction: str
+    event_id: str | None = None
+    event_time: float = Field(default_factory=now)
+
+
+SlackEvent = Annotated[SlackMessage | SlackReaction, Field(discriminator="kind")]
+"""Value of `slack.messages`: either kind, told apart by `kind`."""
+
+slack_event_adapter: TypeAdapter[SlackMessage | SlackReaction] = TypeAdapter(SlackEvent)
+
+
+# --- conversations --------------------------------------------------------------------------------
+
+
+class ConversationMessage(BaseModel):
+    """One message as carried inside a conversation (already edited, never deleted)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ts: str
+    user: str
+    text: str
+    thread_ts: str | None = None
+    reactions: int = 0
+
+
+def conversation_id(channel: str, first_ts: str) -> str:
+    """`channel:first_ts` (DESIGN.md §3): stable, readable and unique per workspace."""
+    return f"{channel}:{first_ts}"
+
+
+class ConversationEvent(Event):
+    """The state of a conversation after a change (`updated`) or once it went quiet (`closed`).
+
+    `messages` holds the latest MAX_MESSAGES messages; `message_count` counts all of them.
+    `version` grows with every event of the same conversation, and keeps growing when a closed
+    thread wakes up, so consumers can keep the newest and ignore stale redeliveries.
+    """
+
+    kind: Literal["updated", "closed"]
+    conversation_id: str
+    channel: str
+    thread_ts: str | None = None
+    first_ts: str
+    last_ts: str
+    version: int
+    messages: list[ConversationMessage]
+    participants: list[str]
+    message_count: int
+    reaction_count: int = 0
+    emitted_at: float = Field(default_factory=now)
+
+
+# --- notifications.candidates ---------------------------------------------------------------------
+
+CandidateReason = Literal["interest", "topic"]
+
+
+class PreviewLine(BaseModel):
+    """A line of the DM's preview: who said what, raw Slack markup included."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user: str
+    text: str
+    ts: str
+
+
+class Candidate(Event):
+    """Someone who may want to hear about a conversation, and why (DESIGN.md §4)."""
+
+    user: str
+    conversation_id: str
+    version: int
+    channel: str
+    thread_ts: str | None = None
+    latest_ts: str
+    score: float
+    reason: CandidateReason
+    explanation: str
+    topic_id: str | None = None
+    model_version: str | None = None
+    preview: list[PreviewLine] = Field(default_factory=list)
+    conversation_started_at: float | None = None
+    created_at: float = Field(default_factory=now)
+
+
+# --- notifications.sent ---------------------------------------------------------------------------
+
+NotificationOutcome = Literal[
+    "sent", "deduplicated", "rate_limited", "held", "digest", "not_opted_in", "failed"
+]
+
+
+class Notification(Event):
+    """The audit of one decision about a candidate: what was sent, or why not."""
+
+    user: str
+    conversation_id: str
+    outcome: NotificationOutcome
+    detail: str = ""
+    reason: CandidateReason | None = None
+    dm_channel: str | None = None
+    dm_ts: str | None = None
+    candidate_created_at: float | None = None
+    decided_at: float = Field(default_factory=now)
+
+
+# --- user.preferences -----------------------------------------------------------------------------
+
+
+class FollowedTopic(BaseModel):
+    """A topic in the user's own words ("streaming technology decisions")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    text: str
+    created_at: float = Field(default_factory=now)
+
+
+class QuietHours(BaseModel):
+    """Daily window, in the user's time zone, when alerts wait for a digest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    tz: str = "UTC"
+
+
+class Preferences(Event):
+    """The whole preference record of a user; the compacted topic keeps the latest per user."""
+
+    user: str
+    opted_in: bool = False
+    topics: list[FollowedTopic] = Field(default_factory=list)
+    paused_until: float | None = None
+    quiet_hours: QuietHours | None = None
+    updated_at: float = Field(default_factory=now)
+
+
+# --- feedback -------------------------------------------------------------------------------------
+
+
+class Feedback(Event):
+    """A "useful" / "not useful" click on a DM; training and topic calibration learn from it."""
+
+    user: str
+    conversation_id: str
+    useful: bool
+    reason: CandidateReason | None = None
+    topic_id: str | None = None
+    at: float = Field(default_factory=now)

@@ -1,0 +1,17 @@
+"""A thin layer over aiokafka: topic creation, producing contracts, consuming in groups, DLQs."""
+
+from beepgpt.kafka.admin import ensure_topics
+from beepgpt.kafka.consumer import make_consumer
+from beepgpt.kafka.dlq import DeadLetters
+from beepgpt.kafka.headers import Headers, header, make_headers
+from beepgpt.kafka.producer import EventProducer
+
+__all__ = [
+    "DeadLetters",
+    "EventProducer",
+    "Headers",
+    "ensure_topics",
+    "header",
+    "make_consumer",
+    "make_headers",
+]

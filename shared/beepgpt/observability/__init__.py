@@ -1,0 +1,1 @@
+"""What every service exposes to operators: JSON logs, /metrics, /healthz and /readyz."""

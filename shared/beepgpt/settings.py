@@ -1,0 +1,85 @@
+"""Configuration read from `BEEPGPT_*` environment variables, validated at start-up (DESIGN.md §7).
+
+Secrets keep Slack's and OpenAI's usual names (`SLACK_BOT_TOKEN`, ...) and may also come from
+files in a mounted secrets directory; they are `SecretStr`, so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _secrets_dir() -> str | None:
+    """Kubernetes/compose mount secrets as files; use the directory only when it exists."""
+    path = Path(os.environ.get("BEEPGPT_SECRETS_DIR", "/run/secrets"))
+    return str(path) if path.is_dir() else None
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka and how to create topics; never rely on broker defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_KAFKA_")
+
+    bootstrap_servers: str = "localhost:9092"
+    # Apache Kafka supports idempotent producers and we want them; the Tansu test broker refuses
+    # InitProducerId, so local stacks set BEEPGPT_KAFKA_IDEMPOTENCE=false.
+    idempotence: bool = True
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    linger_ms: int = Field(default=5, ge=0)
+    max_request_size: int = Field(default=1_048_576, ge=1_024)
+
+
+class RedisSettings(BaseSettings):
+    """The Redis that holds dedup keys, rate-limit buckets and held alerts."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_REDIS_")
+
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "beepgpt:"
+
+
+class SlackSettings(BaseSettings):
+    """Slack credentials and where the Slack Web API lives (a stand-in in tests and the demo)."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_SLACK_", secrets_dir=_secrets_dir())
+
+    bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
+    signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    api_url: str = "https://slack.com/api/"
+
+
+class OpenAISettings(BaseSettings):
+    """OpenAI credentials; only the optional fine-tuned model and embeddings use them."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_OPENAI_", secrets_dir=_secrets_dir())
+
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    base_url: str | None = None
+
+
+class ServiceSettings(BaseSettings):
+    """What every service process shares: its health/metrics port and log level."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_")
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
