@@ -34,7 +34,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 typecheck: setup
-	$(VENV)/bin/mypy shared/beepgpt devstack/devstack $(foreach p,ingest sessionizer scorer notifier,$(wildcard services/$(p)/$(p)))
+	$(VENV)/bin/mypy shared/beepgpt devstack/devstack bench $(foreach p,ingest sessionizer scorer notifier,$(wildcard services/$(p)/$(p)))
 
 check: lint typecheck test
 

@@ -1,0 +1,103 @@
+"""`make bench`: run every benchmark module, write bench/results.json, print a table.
+
+A benchmark module exposes `run()` (sync or async) returning records
+`{"benchmark", "metric", "value", "unit"}`. Modules run one at a time, in a fresh process each,
+so one's memory and threads do not skew the next one's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import multiprocessing
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = ("ingest", "sessionizer", "models", "scorer", "notifier", "pipeline")
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def _run_one(name: str, queue: multiprocessing.Queue[Any]) -> None:
+    try:
+        module = importlib.import_module(f"bench.{name}")
+        result = module.run()
+        records = asyncio.run(result) if asyncio.iscoroutine(result) else result
+        queue.put(("ok", records))
+    except Exception as error:  # reported as a failed benchmark, the others still run
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def run_benchmark(name: str) -> tuple[list[dict[str, Any]], str | None]:
+    """Run one benchmark module in its own process; (records, error)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[Any] = ctx.Queue()
+    process = ctx.Process(target=_run_one, args=(name, queue))
+    process.start()
+    status, payload = queue.get()
+    process.join()
+    return (payload, None) if status == "ok" else ([], payload)
+
+
+def print_table(records: list[dict[str, Any]]) -> None:
+    rows = [
+        (
+            r["benchmark"],
+            r["metric"],
+            f"{r['value']:,.2f}" if isinstance(r["value"], float) else str(r["value"]),
+            r["unit"],
+        )
+        for r in records
+    ]
+    header = ("benchmark", "metric", "value", "unit")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        a, b, c, d = (str(cell) for cell in cells)
+        return f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d:<{widths[3]}}"
+
+    print(line(header))
+    print(line(tuple("-" * w for w in widths)))
+    for row in rows:
+        print(line(row))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})"
+    )
+    args = parser.parse_args(argv)
+    names = args.names or [n for n in BENCHMARKS if (Path(__file__).parent / f"{n}.py").exists()]
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    kept = [r for r in previous if r.get("benchmark") not in names]
+    records: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for name in names:
+        print(f"running benchmark {name} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        found, error = run_benchmark(name)
+        if error:
+            failures.append(f"{name}: {error}")
+        records.extend(found)
+        print(f"  {name} took {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+    machine = {
+        "benchmark": "machine",
+        "metric": "cpus",
+        "value": multiprocessing.cpu_count(),
+        "unit": platform.processor() or platform.machine(),
+    }
+    all_records = [machine, *[r for r in kept if r.get("benchmark") != "machine"], *records]
+    RESULTS.write_text(json.dumps(all_records, indent=2) + "\n")
+    print_table(all_records)
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

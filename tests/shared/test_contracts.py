@@ -1,0 +1,87 @@
+"""The contracts round-trip through JSON and refuse what they do not understand."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from beepgpt import topics
+from beepgpt.contracts import (
+    Candidate,
+    ConversationEvent,
+    ConversationMessage,
+    Preferences,
+    QuietHours,
+    SlackMessage,
+    SlackReaction,
+    conversation_id,
+)
+
+
+def test_slack_messages_topic_tells_messages_and_reactions_apart() -> None:
+    message = SlackMessage(channel="C1", ts="1690797600.000100", user="U1", text="hi")
+    reaction = SlackReaction(channel="C1", item_ts="1690797600.000100", user="U2", reaction="eyes")
+    assert topics.SLACK_MESSAGES.decode(topics.encode(message)) == message
+    assert topics.SLACK_MESSAGES.decode(topics.encode(reaction)) == reaction
+
+
+def test_ts_strings_keep_their_microseconds() -> None:
+    message = SlackMessage(channel="C1", ts="1690797600.000100", user="U1", text="x")
+    decoded = topics.SLACK_MESSAGES.decode(topics.encode(message))
+    assert decoded.ts == "1690797600.000100"
+
+
+def test_unknown_fields_are_refused_not_ignored() -> None:
+    raw = b'{"kind": "message", "channel": "C1", "ts": "1.0", "surprise": 1}'
+    with pytest.raises(ValidationError):
+        topics.SLACK_MESSAGES.decode(raw)
+
+
+def test_a_thread_parent_belongs_to_the_channel_flow() -> None:
+    parent = SlackMessage(channel="C1", ts="5.0", thread_ts="5.0", user="U1")
+    reply = SlackMessage(channel="C1", ts="6.0", thread_ts="5.0", user="U2")
+    assert not parent.in_thread
+    assert reply.in_thread
+
+
+def test_conversation_event_round_trip() -> None:
+    event = ConversationEvent(
+        kind="updated",
+        conversation_id=conversation_id("C1", "5.000000"),
+        channel="C1",
+        first_ts="5.000000",
+        last_ts="6.000000",
+        version=2,
+        messages=[ConversationMessage(ts="5.000000", user="U1", text="kafka or pulsar?")],
+        participants=["U1"],
+        message_count=1,
+    )
+    assert event.conversation_id == "C1:5.000000"
+    assert topics.CONVERSATIONS.decode(topics.encode(event)) == event
+
+
+def test_quiet_hours_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        QuietHours(start="25:00", end="08:00")
+    prefs = Preferences(user="U1", opted_in=True, quiet_hours=QuietHours(start="22:00", end="07:30"))
+    assert topics.PREFERENCES.decode(topics.encode(prefs)) == prefs
+
+
+def test_every_topic_has_a_dead_letter_twin() -> None:
+    assert {t.dlq for t in topics.ALL_TOPICS} == {f"{t.name}.dlq" for t in topics.ALL_TOPICS}
+    assert topics.PREFERENCES.compacted
+
+
+def test_candidate_requires_an_explanation() -> None:
+    with pytest.raises(ValidationError):
+        Candidate.model_validate(
+            {
+                "user": "U1",
+                "conversation_id": "C1:1",
+                "version": 1,
+                "channel": "C1",
+                "latest_ts": "1",
+                "score": 0.9,
+                "reason": "topic",
+            }
+        )
