@@ -20,6 +20,8 @@ from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import ALL_TOPICS
 from devstack.local_stack import Broker, RedisServer, redis_answers
 
+pytest_plugins = ["devstack.slack_standin.pytest_plugin"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
