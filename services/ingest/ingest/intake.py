@@ -1,0 +1,147 @@
+"""From a Slack delivery to a buffered record: normalize, count, log, and offer to the publisher.
+
+This is what every Bolt listener for Slack events calls. It does no I/O, so whatever Kafka and
+Redis are doing, the listener returns (and Slack gets its ack) in microseconds — or raises
+`Overloaded` when the buffer is full, which the app turns into a refusal Slack will retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from beepgpt.kafka import Headers, make_headers
+from beepgpt.topics import SLACK_MESSAGES
+from ingest.metrics import EVENTS, REPAIRS
+from ingest.normalize import (
+    DEFAULT_RULES,
+    Accepted,
+    Dropped,
+    Envelope,
+    Outcome,
+    Rejected,
+    Rules,
+    action_label,
+    envelope_of,
+    normalize_event,
+)
+from ingest.publisher import Outgoing, Publisher
+
+log = logging.getLogger(__name__)
+
+SOURCE = "ingest"
+# Headroom for headers and the record envelope under the producer's max_request_size.
+_DLQ_OVERHEAD_BYTES = 16 * 1024
+
+
+class Overloaded(Exception):
+    """The buffer is full: this delivery must be refused so that Slack redelivers it later."""
+
+
+class Intake:
+    """Normalizes Slack events and hands them to the publisher; one per service."""
+
+    def __init__(
+        self, publisher: Publisher, rules: Rules = DEFAULT_RULES, *, max_record_bytes: int = 1_048_576
+    ) -> None:
+        self.publisher = publisher
+        self.rules = rules
+        self._max_dlq_value = max(1024, max_record_bytes - _DLQ_OVERHEAD_BYTES)
+
+    def event_callback(self, body: Mapping[str, Any]) -> Outcome:
+        """An Events API / Socket Mode `event_callback` body (envelope plus `event`)."""
+        envelope = envelope_of(body)
+        outcome = normalize_event(body.get("event"), envelope, self.rules)
+        self.take(outcome, envelope, body)
+        return outcome
+
+    def take(self, outcome: Outcome, envelope: Envelope, raw: Mapping[str, Any]) -> None:
+        """Count and buffer one outcome; raises Overloaded when the record does not fit."""
+        if isinstance(outcome, Accepted):
+            reason = action_label(outcome.event)
+            headers = make_headers(SOURCE, **_event_id_header(envelope))
+            item = Outgoing(
+                SLACK_MESSAGES.name,
+                outcome.key,
+                outcome.event,
+                headers,
+                event_id=envelope.event_id,
+                reason=reason,
+            )
+            self._offer(item)
+            for repair in outcome.repairs:
+                REPAIRS.labels(repair).inc()
+            if outcome.repairs:
+                log.info(
+                    "event repaired",
+                    extra={"event_id": envelope.event_id, "repairs": list(outcome.repairs), "kind": reason},
+                )
+        elif isinstance(outcome, Dropped):
+            EVENTS.labels("dropped", outcome.reason).inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "event dropped",
+                    extra={"event_id": envelope.event_id, "reason": outcome.reason, "detail": outcome.detail},
+                )
+        else:
+            self.reject(_encode_raw(raw), outcome, envelope.event_id, key=_channel_of(raw))
+
+    def reject(self, value: bytes, rejected: Rejected, event_id: str | None, *, key: str = "") -> None:
+        """Park what could not be understood in `slack.messages.dlq`, with why, for a later replay."""
+        log.warning(
+            "event rejected to the dead-letter topic",
+            extra={"event_id": event_id, "reason": rejected.reason, "detail": rejected.detail},
+        )
+        headers = make_headers(SOURCE, **_event_id_header(Envelope(event_id=event_id)))
+        headers += _dlq_headers(rejected)
+        if len(value) > self._max_dlq_value:
+            headers.append(("dlq.original.size", str(len(value)).encode()))
+            value = value[: self._max_dlq_value]
+        self._offer(
+            Outgoing(
+                SLACK_MESSAGES.dlq,
+                key,
+                value,
+                headers,
+                event_id=event_id,
+                outcome="rejected",
+                reason=rejected.reason,
+                source_topic=SLACK_MESSAGES.name,
+            )
+        )
+
+    def _offer(self, item: Outgoing) -> None:
+        if not self.publisher.offer(item):
+            EVENTS.labels("overloaded", item.reason).inc()
+            raise Overloaded(f"ingest buffer full ({self.publisher.depth} of {self.publisher.capacity})")
+
+
+def _dlq_headers(rejected: Rejected) -> Headers:
+    """The same error headers `beepgpt.kafka.DeadLetters` writes, plus the reason as a short code."""
+    return [
+        ("dlq.error.type", b"rejected"),
+        ("dlq.error.message", f"{rejected.reason}: {rejected.detail}"[:1000].encode(errors="replace")),
+        ("dlq.error.reason", rejected.reason.encode()),
+        ("dlq.service", SOURCE.encode()),
+        ("dlq.original.topic", SLACK_MESSAGES.name.encode()),
+    ]
+
+
+def _event_id_header(envelope: Envelope) -> dict[str, str]:
+    return {"event_id": envelope.event_id} if envelope.event_id else {}
+
+
+def _encode_raw(raw: Mapping[str, Any]) -> bytes:
+    """The delivery as JSON bytes; ASCII-escaped, so even lone surrogates survive unchanged."""
+    return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=str).encode()
+
+
+def _channel_of(raw: Mapping[str, Any]) -> str:
+    event = raw.get("event", raw)
+    if isinstance(event, Mapping):
+        for candidate in (event.get("channel"), (event.get("item") or {}).get("channel")):
+            if isinstance(candidate, str) and candidate.isascii() and len(candidate) <= 64:
+                return candidate
+    return ""

@@ -1,0 +1,174 @@
+"""The ingest service: wires Kafka, dedup, the buffer, the Bolt app and its adapter, and the ops server.
+
+Start order: topics and producer, dedup, publisher, Slack identity (auth.test), Bolt app, ops
+server, and only then the adapter that lets Slack in. Stop order is the reverse of taking work:
+the adapter first (no new deliveries), then the buffer drains to Kafka, then the producer flushes
+and closes (DESIGN.md §7: finish in-flight work, close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from beepgpt.kafka import EventProducer, ensure_topics
+from beepgpt.observability.http import OpsServer
+from beepgpt.settings import KafkaSettings, RedisSettings, ServiceSettings, SlackSettings
+from beepgpt.topics import SLACK_MESSAGES
+from ingest.dedup import Dedup, MemoryDedup, RedisDedup
+from ingest.http_events import HttpEventsAdapter
+from ingest.intake import SOURCE, Intake
+from ingest.listeners import Register
+from ingest.normalize import Rules
+from ingest.publisher import Publisher
+from ingest.settings import IngestSettings
+from ingest.slack_app import BotIdentity, build_app
+from ingest.socket_mode import SocketModeAdapter
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(Exception):
+    """A required setting (usually a secret) is missing; the message names it, never its value."""
+
+
+@dataclass
+class IngestService:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    extra_listeners: Sequence[Register] = ()
+
+    def __post_init__(self) -> None:
+        self.producer: EventProducer | None = None
+        self.dedup: Dedup | None = None
+        self.publisher: Publisher | None = None
+        self.intake: Intake | None = None
+        self.identity: BotIdentity | None = None
+        self.adapter: SocketModeAdapter | HttpEventsAdapter | None = None
+        self.ops: OpsServer | None = None
+        self._running = False
+
+    def _secrets(self) -> tuple[str, str, str]:
+        bot = self.slack.bot_token.get_secret_value() if self.slack.bot_token else ""
+        app = self.slack.app_token.get_secret_value() if self.slack.app_token else ""
+        signing = self.slack.signing_secret.get_secret_value() if self.slack.signing_secret else ""
+        if not bot:
+            raise ConfigurationError("SLACK_BOT_TOKEN is not set (needed for auth.test)")
+        if self.ingest.mode == "socket" and not app:
+            raise ConfigurationError("SLACK_APP_TOKEN (xapp-...) is not set; Socket Mode needs it")
+        if self.ingest.mode == "http" and not signing:
+            raise ConfigurationError("SLACK_SIGNING_SECRET is not set; the HTTP Events API needs it")
+        return bot, app, signing
+
+    async def start(self) -> None:
+        bot_token, app_token, signing_secret = self._secrets()
+        try:
+            self.ops = OpsServer("ingest", self.service.http_host, self.service.http_port, self.ready)
+            await self.ops.start()
+            await ensure_topics(self.kafka, [SLACK_MESSAGES])
+            self.producer = EventProducer(self.kafka, SOURCE)
+            await self.producer.start()
+            self.dedup = self._make_dedup()
+            if not await self.dedup.ping():
+                log.warning("dedup store unreachable at start; events will wait in the buffer")
+            self.publisher = Publisher(
+                self.producer,
+                self.dedup,
+                capacity=self.ingest.buffer_size,
+                batch_size=self.ingest.batch_size,
+                backoff_max_s=self.ingest.publish_backoff_max_s,
+            )
+            await self.publisher.start()
+            web = AsyncWebClient(token=bot_token, base_url=self.slack.api_url)
+            self.identity = await BotIdentity.fetch(web, self.ingest.auth_timeout_s)
+            rules = Rules(
+                bot_users=frozenset(u for u in (self.identity.bot_user_id,) if u),
+                max_text_chars=self.ingest.max_text_chars,
+            )
+            self.intake = Intake(self.publisher, rules, max_record_bytes=self.kafka.max_request_size)
+            app = build_app(
+                self.intake,
+                self.identity,
+                signing_secret=signing_secret,
+                api_url=self.slack.api_url,
+                extra_listeners=self.extra_listeners,
+            )
+            if self.ingest.mode == "socket":
+                self.adapter = SocketModeAdapter(app, app_token, self.slack.api_url)
+            else:
+                self.adapter = HttpEventsAdapter(
+                    app,
+                    self.intake,
+                    signing_secret=signing_secret,
+                    host=self.ingest.http_host,
+                    port=self.ingest.http_port,
+                    path=self.ingest.http_path,
+                    max_body_bytes=self.ingest.max_body_bytes,
+                )
+            await self.adapter.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._running = True
+        log.info(
+            "ingest started",
+            extra={
+                "mode": self.ingest.mode,
+                "team": self.identity.team_id,
+                "bot_user": self.identity.bot_user_id,
+            },
+        )
+
+    def _make_dedup(self) -> Dedup:
+        if self.ingest.dedup == "redis":
+            return RedisDedup(self.redis, self.ingest.dedup_ttl_s)
+        log.warning("in-memory dedup: retries reaching another instance or a restarted one are not caught")
+        return MemoryDedup(self.ingest.dedup_ttl_s, self.ingest.dedup_memory_entries)
+
+    def ready(self) -> bool:
+        """Taking events and able to pass them on: adapter up, buffer not full, Kafka/Redis answering."""
+        return (
+            self._running
+            and self.adapter is not None
+            and self.adapter.ready
+            and self.publisher is not None
+            and self.publisher.healthy
+            and self.publisher.accepting
+        )
+
+    @property
+    def http_port(self) -> int | None:
+        return self.adapter.port if isinstance(self.adapter, HttpEventsAdapter) else None
+
+    async def stop(self) -> int:
+        """Stop taking events, drain the buffer to Kafka, close. Returns events lost (0 normally)."""
+        self._running = False
+        lost = 0
+        adapter, self.adapter = self.adapter, None
+        publisher, self.publisher = self.publisher, None
+        producer, self.producer = self.producer, None
+        dedup, self.dedup = self.dedup, None
+        ops, self.ops = self.ops, None
+        if adapter is not None:
+            await adapter.stop()
+        if publisher is not None:
+            log.info("draining buffer", extra={"depth": publisher.depth})
+            lost = await publisher.stop(self.service.shutdown_timeout_s)
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), self.service.shutdown_timeout_s)
+            except TimeoutError:
+                log.error("Kafka producer did not close in time")
+        if dedup is not None:
+            await dedup.close()
+        if ops is not None:
+            await ops.stop()
+        log.info("ingest stopped", extra={"lost": lost})
+        return lost

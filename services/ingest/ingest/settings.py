@@ -1,0 +1,45 @@
+"""The ingest service's own settings (`BEEPGPT_INGEST_*`), beside the shared Kafka/Slack/Redis ones."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Slack truncates message text at 40,000 characters; anything longer never came from a real
+# client, and keeping it whole would only blow up Kafka record sizes downstream.
+SLACK_MAX_TEXT_CHARS = 40_000
+
+
+class IngestSettings(BaseSettings):
+    """How Slack reaches this service and how much it may hold while Kafka is slow."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_INGEST_")
+
+    # Socket Mode needs no public endpoint, so it is the default; HTTP suits a load balancer.
+    mode: Literal["socket", "http"] = "socket"
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=3000, ge=0, le=65535)
+    http_path: str = "/slack/events"
+    # Slack's own payloads stay far below this; the limit only has to let an oversized (4 MB)
+    # event reach the normalizer so it is truncated and counted instead of refused by aiohttp.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    # Events acknowledged to Slack but not yet acknowledged by Kafka. When it is full, new
+    # events are refused (HTTP 503 / no Socket Mode ack) so that Slack redelivers them later.
+    buffer_size: int = Field(default=20_000, ge=1)
+    batch_size: int = Field(default=1_000, ge=1)
+    publish_backoff_max_s: float = Field(default=2.0, gt=0)
+
+    # Where "have we seen this event_id?" is decided: Redis is shared by every instance and
+    # survives restarts; memory is for a single local process only.
+    dedup: Literal["redis", "memory"] = "redis"
+    # Slack retries an event three times: at once, after 1 minute and after 5 minutes. An hour
+    # covers that with room; Redis then holds about (events/s × ttl) small keys.
+    dedup_ttl_s: int = Field(default=3600, ge=60)
+    dedup_memory_entries: int = Field(default=200_000, ge=1)
+
+    max_text_chars: int = Field(default=SLACK_MAX_TEXT_CHARS, ge=1)
+    # How long start-up keeps retrying auth.test before giving up (Slack or the token is wrong).
+    auth_timeout_s: float = Field(default=60.0, gt=0)
