@@ -1,0 +1,177 @@
+"""Delivering what was held back: one digest DM per person once they may be interrupted again.
+
+Every instance sweeps periodically; a per-user lock in Redis makes one of them do each person.
+A person is due when their earliest held alert may go (quiet hours over, pause over, a token
+back in the bucket, Slack worth retrying). At that moment their preferences are read again:
+still quiet means later, opted out means the alerts are dropped (and audited as such).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+from beepgpt.contracts import Notification, NotificationOutcome
+from notifier.decisions import admit
+from notifier.dedup import conversation_marker
+from notifier.delivery import Delivery, Posted
+from notifier.held import HeldAlert, HeldAlerts, Inflight
+from notifier.metrics import DECISIONS, DIGESTS, HELD_USERS
+from notifier.preferences import PreferencesTable
+from notifier.rate_limit import TokenBucket
+from notifier.settings import NotifierSettings
+from notifier.slack_sender import DefiniteSlackError, TransientSlackError
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Sequence[Notification]], Awaitable[None]]
+
+_WHY = {
+    "held": "Held back while you were away",
+    "rate_limited": "Held back so you were not interrupted too often",
+    "retry": "Delayed because Slack was unavailable",
+}
+
+
+def digest_why(alerts: Sequence[HeldAlert]) -> str:
+    """One line saying why these alerts come late ("quiet hours", "paused", ...)."""
+    reasons = sorted({a.reason for a in alerts})
+    if reasons == ["held"]:
+        causes = sorted({part for a in alerts for part in a.why.split(" and ") if part})
+        if causes:
+            words = [cause.replace("paused", "pause") for cause in causes]
+            return f"Held back during your {' and '.join(words)}"
+    return "; ".join(_WHY[r] for r in reasons)
+
+
+class DigestSweeper:
+    """Finds people whose held alerts are due and sends each of them one digest."""
+
+    def __init__(
+        self,
+        held: HeldAlerts,
+        bucket: TokenBucket,
+        preferences: PreferencesTable,
+        delivery: Delivery,
+        publish: Publish,
+        settings: NotifierSettings,
+        owner: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._held = held
+        self._bucket = bucket
+        self._preferences = preferences
+        self._delivery = delivery
+        self._publish = publish
+        self._settings = settings
+        self._owner = owner
+        self._clock = clock
+        self._sent: dict[str, Posted] = {}
+        # Long enough to cover the slowest send (a 429 storm plus every backoff), so a live
+        # instance never has its digest taken over mid-send.
+        self._lease_s = (
+            settings.max_rate_limited_wait_s + settings.max_attempts * settings.backoff_cap_s + 60.0
+        )
+
+    async def sweep(self, limit: int = 200) -> int:
+        """One pass over the due people; returns how many digests went out."""
+        now = self._clock()
+        users = await self._held.due_users(now, limit)
+        HELD_USERS.set(await self._held.pending_users())
+        if not users:
+            return 0
+        gate = asyncio.Semaphore(self._settings.send_concurrency)
+
+        async def one(user: str) -> bool:
+            async with gate:
+                return await self._user(user, now)
+
+        results = await asyncio.gather(*(one(user) for user in users), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # Redis went away: the caller waits for it
+        return sum(1 for result in results if result is True)
+
+    async def _user(self, user: str, now: float) -> bool:
+        if not await self._held.lock(user, self._owner, self._lease_s):
+            return False
+        try:
+            return await self._deliver(user, now)
+        finally:
+            await self._held.unlock(user, self._owner)
+
+    async def _deliver(self, user: str, now: float) -> bool:
+        admission = admit(self._preferences.get(user), now)
+        if admission.action == "hold" and admission.until is not None:
+            await self._held.reschedule(user, admission.until)
+            return False
+        if admission.action == "deliver":
+            take = await self._bucket.take(user, now)
+            if not take.allowed:
+                await self._held.reschedule(user, now + take.wait_s)
+                return False
+        digest_id = uuid.uuid4().hex
+        inflight = await self._held.begin(user, digest_id, self._owner, now)
+        if inflight is None:
+            return False
+        if admission.action == "drop":
+            await self._close(user, inflight, "not_opted_in", "opted out before the digest was due", None)
+            return False
+        resumed = inflight.id != digest_id
+        posted = self._sent.get(inflight.id)
+        if posted is None:
+            entries = [
+                (a.candidate, conversation_marker(a.candidate.user, a.candidate.conversation_id))
+                for a in sorted(inflight.alerts, key=lambda a: a.held_at)
+            ]
+            try:
+                posted = await self._delivery.digest(
+                    user,
+                    entries,
+                    inflight.id,
+                    digest_why(inflight.alerts),
+                    max_items=self._settings.digest_max_items,
+                    look_first=resumed,
+                )
+            except DefiniteSlackError as error:
+                self._delivery.sender.report_once(error, user)
+                DIGESTS.labels("failed").inc()
+                await self._close(user, inflight, "failed", f"slack: {error.error}", None)
+                return False
+            except TransientSlackError as error:
+                DIGESTS.labels("retry").inc()
+                log.info("digest delayed", extra={"user": user, "error": error.error})
+                await self._held.reschedule(user, now + self._settings.retry_later_s)
+                return False
+            self._sent[inflight.id] = posted
+        DIGESTS.labels("sent").inc()
+        await self._close(user, inflight, "digest", f"{len(inflight.alerts)} alert(s) in one digest", posted)
+        return True
+
+    async def _close(
+        self, user: str, inflight: Inflight, outcome: NotificationOutcome, detail: str, posted: Posted | None
+    ) -> None:
+        """Audit every alert of the digest, then forget it (in that order: a crash re-audits)."""
+        now = self._clock()
+        decisions = [
+            Notification(
+                user=alert.candidate.user,
+                conversation_id=alert.candidate.conversation_id,
+                outcome=outcome,
+                detail=detail,
+                reason=alert.candidate.reason,
+                dm_channel=posted.channel if posted else None,
+                dm_ts=posted.ts if posted else None,
+                candidate_created_at=alert.candidate.created_at,
+                decided_at=now,
+            )
+            for alert in inflight.alerts
+        ]
+        await self._publish(decisions)
+        for decision in decisions:
+            DECISIONS.labels(decision.outcome).inc()
+        await self._held.finish(user, inflight.id)
+        self._sent.pop(inflight.id, None)

@@ -1,0 +1,282 @@
+"""The DMs people receive, as Block Kit: an alert for one conversation, or a digest of several.
+
+Pure functions of the candidate and the names already looked up (see `directory`). An alert
+shows the channel and authors, a short preview, why it was sent, a link to the conversation
+and Useful / Not useful buttons; every text is escaped and cut to Slack's limits (section text
+3,000, button value 2,000, header 150, 50 blocks). The buttons' `action_id`s and JSON `value`
+(the `Feedback` contract's own field names) are what ingest's button listeners read.
+
+Each alert's actions block has the id `beepgpt:<marker>` (and a digest's context block
+`beepgpt:digest:<id>`), so that the notifier can recognise its own message when it reads the
+DM's history to find out whether an interrupted send went through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from beepgpt.contracts import Candidate
+from notifier import mrkdwn
+
+USEFUL_ACTION = "beepgpt_feedback_useful"
+NOT_USEFUL_ACTION = "beepgpt_feedback_not_useful"
+OPEN_ACTION = "beepgpt_open_conversation"
+BLOCK_PREFIX = "beepgpt:"
+
+MAX_SECTION = 3_000
+MAX_HEADER = 150
+MAX_BUTTON_VALUE = 2_000
+MAX_URL = 3_000
+MAX_BLOCKS = 50
+LINE_LIMIT = 400
+EXPLANATION_LIMIT = 600
+FALLBACK_LIMIT = 300
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Display names looked up before rendering (user id -> name, channel id -> name)."""
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    channels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Message:
+    """What chat.postMessage takes: fallback text (notifications, screen readers) and blocks."""
+
+    text: str
+    blocks: list[Block]
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    """One held alert inside a digest."""
+
+    candidate: Candidate
+    permalink: str | None
+    marker: str
+
+
+def marker_block_id(marker: str) -> str:
+    return f"{BLOCK_PREFIX}{marker}"
+
+
+def digest_block_id(digest_id: str) -> str:
+    return f"{BLOCK_PREFIX}digest:{digest_id}"
+
+
+def mentioned(candidates: Sequence[Candidate]) -> tuple[set[str], set[str]]:
+    """Every user and channel id the DM will name: authors, mentions, the channels themselves."""
+    users: set[str] = set()
+    channels: set[str] = set()
+    for candidate in candidates:
+        channels.add(candidate.channel)
+        for line in candidate.preview:
+            users.add(line.user)
+            more_users, more_channels = mrkdwn.references(line.text)
+            users |= more_users
+            channels |= more_channels
+    return users, channels
+
+
+def feedback_value(candidate: Candidate) -> str:
+    """The button value: the `Feedback` fields ingest needs, as compact JSON under 2,000 chars."""
+    value: dict[str, str] = {"conversation_id": candidate.conversation_id, "reason": candidate.reason}
+    if candidate.topic_id is not None:
+        value["topic_id"] = candidate.topic_id
+    encoded = json.dumps(value, separators=(",", ":"))
+    if len(encoded) > MAX_BUTTON_VALUE:
+        encoded = json.dumps({"conversation_id": candidate.conversation_id[:1_900]}, separators=(",", ":"))
+    return encoded
+
+
+def _channel(candidate: Candidate, names: Names) -> str:
+    name = names.channels.get(candidate.channel)
+    # `<#C123>` is what Slack itself renders as a channel link when the name is unknown.
+    return f"#{mrkdwn.escape(name)}" if name else f"<#{candidate.channel}>"
+
+
+def _channel_plain(candidate: Candidate, names: Names) -> str:
+    name = names.channels.get(candidate.channel)
+    return f"#{name}" if name else "a channel"
+
+
+def _authors(candidate: Candidate, names: Names, limit: int = 3) -> list[str]:
+    seen: list[str] = []
+    for line in reversed(candidate.preview):
+        name = names.users.get(line.user) or "someone"
+        if name not in seen:
+            seen.append(name)
+    shown = [f"@{n}" for n in seen[:limit]]
+    if len(seen) > limit:
+        shown.append(f"{len(seen) - limit} more")
+    return shown
+
+
+def _join(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _preview(candidate: Candidate, names: Names, lines: int, limit: int = MAX_SECTION) -> str:
+    rendered: list[str] = []
+    used = 0
+    for line in candidate.preview[-lines:]:
+        author = mrkdwn.escape(names.users.get(line.user) or "someone")
+        text = mrkdwn.readable(line.text, names.users, names.channels, LINE_LIMIT) or "_(no text)_"
+        entry = f"> *@{author}*: {text}"
+        size = mrkdwn.utf16_len(entry) + 1
+        if used + size > limit:
+            break
+        rendered.append(entry)
+        used += size
+    return "\n".join(rendered)
+
+
+def _buttons(candidate: Candidate, permalink: str | None, marker: str) -> Block:
+    value = feedback_value(candidate)
+    elements: list[Block] = []
+    if permalink and len(permalink) <= MAX_URL:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": OPEN_ACTION,
+                "text": {"type": "plain_text", "text": "Open conversation"},
+                "url": permalink,
+            }
+        )
+    elements += [
+        {
+            "type": "button",
+            "action_id": USEFUL_ACTION,
+            "text": {"type": "plain_text", "text": "Useful"},
+            "style": "primary",
+            "value": value,
+        },
+        {
+            "type": "button",
+            "action_id": NOT_USEFUL_ACTION,
+            "text": {"type": "plain_text", "text": "Not useful"},
+            "value": value,
+        },
+    ]
+    return {"type": "actions", "block_id": marker_block_id(marker), "elements": elements}
+
+
+def _why(candidate: Candidate) -> str:
+    explanation = mrkdwn.clean(candidate.explanation).strip()
+    if not explanation:
+        return "*Why:* it looks relevant to you"
+    return "*Why:* " + mrkdwn.to_mrkdwn([mrkdwn.Span(explanation)], EXPLANATION_LIMIT)
+
+
+def alert(
+    candidate: Candidate,
+    names: Names,
+    permalink: str | None,
+    marker: str,
+    *,
+    preview_lines: int = 4,
+    note: str | None = None,
+    context_block_id: str | None = None,
+) -> Message:
+    """The DM for one conversation (a digest of one is this too, with a note and its own id)."""
+    authors = _authors(candidate, names)
+    where = _channel(candidate, names)
+    headline = (
+        f"*{mrkdwn.escape(_join(authors))}* {'is' if len(authors) == 1 else 'are'} talking in *{where}*"
+        if authors
+        else f"A conversation in *{where}* may interest you"
+    )
+    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]
+    preview = _preview(candidate, names, preview_lines)
+    if preview:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": preview}})
+    context = [_why(candidate)]
+    if note:
+        context.append(mrkdwn.to_mrkdwn([mrkdwn.Span(note)], 300))
+    context_block: Block = {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in context]}
+    if context_block_id:
+        context_block["block_id"] = context_block_id
+    blocks.append(context_block)
+    blocks.append(_buttons(candidate, permalink, marker))
+    return Message(_fallback(candidate, names), blocks)
+
+
+def _fallback(candidate: Candidate, names: Names) -> str:
+    where = _channel_plain(candidate, names)
+    if candidate.preview:
+        last = candidate.preview[-1]
+        who = names.users.get(last.user) or "someone"
+        said = mrkdwn.plain(last.text, names.users, names.channels, FALLBACK_LIMIT)
+        text = f"@{who} in {where}: {said}"
+    else:
+        text = f"A conversation in {where} may interest you"
+    return mrkdwn.to_mrkdwn([mrkdwn.Span(text)], FALLBACK_LIMIT)
+
+
+def digest(
+    entries: Sequence[DigestEntry], digest_id: str, names: Names, why: str, *, max_items: int = 10
+) -> Message:
+    """One DM for the alerts held back while the person was away (quiet hours, pause, limits)."""
+    count = len(entries)
+    noun = "conversation" if count == 1 else "conversations"
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": mrkdwn.truncate(f"While you were away: {count} {noun}", MAX_HEADER),
+            },
+        },
+        {
+            "type": "context",
+            "block_id": digest_block_id(digest_id),
+            "elements": [{"type": "mrkdwn", "text": mrkdwn.to_mrkdwn([mrkdwn.Span(why)], 300)}],
+        },
+    ]
+    shown = entries[:max_items]
+    for entry in shown:
+        candidate = entry.candidate
+        parts = [f"*{_channel(candidate, names)}*"]
+        authors = _authors(candidate, names)
+        if authors:
+            parts[0] += " · " + mrkdwn.escape(_join(authors))
+        preview = _preview(candidate, names, 1, limit=1_200)
+        if preview:
+            parts.append(preview)
+        parts.append(_why(candidate))
+        text = "\n".join(parts)
+        if mrkdwn.utf16_len(text) > MAX_SECTION:  # only with absurd names; keep the essentials
+            text = "\n".join(parts[-1:])
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        blocks.append(_buttons(candidate, entry.permalink, entry.marker))
+    rest = entries[max_items:]
+    if rest:
+        links: list[str] = []
+        for entry in rest:
+            where = _channel(entry.candidate, names)
+            link = f"<{entry.permalink}|{where}>" if entry.permalink and len(entry.permalink) < 500 else where
+            links.append(link)
+        text = f"And {len(rest)} more: " + ", ".join(links)
+        if mrkdwn.utf16_len(text) > MAX_SECTION:
+            text = f"And {len(rest)} more conversations."
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    fallback = f"While you were away: {count} {noun}"
+    return Message(fallback, blocks[:MAX_BLOCKS])
+
+
+def find_block(messages: Sequence[Mapping[str, Any]], block_id: str) -> Mapping[str, Any] | None:
+    """The message among `messages` (e.g. conversations.history) that carries `block_id`."""
+    for message in messages:
+        for block in message.get("blocks") or ():
+            if isinstance(block, Mapping) and block.get("block_id") == block_id:
+                return message
+    return None

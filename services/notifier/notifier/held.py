@@ -1,0 +1,187 @@
+"""Alerts waiting for a digest: held by quiet hours or a pause, over the rate limit, or parked
+after Slack stayed unavailable. They live in Redis so any instance can deliver them.
+
+    held:{user}              hash  conversation id -> HeldAlert JSON
+    digest:due               zset  user -> when the sweep should look at them
+    digest:inflight:{user}   the digest being sent (its id, owner and alerts), until it is sent
+    digest:lock:{user}       which instance is sweeping this user right now
+
+A digest is taken atomically (held -> inflight) before it is sent, and the inflight record is
+dropped only after the send; an instance that dies in between leaves it for the next sweep,
+which first asks Slack whether the digest was posted (DESIGN.md §5: never lost or duplicated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
+
+from beepgpt.contracts import Candidate
+
+HoldReason = Literal["held", "rate_limited", "retry"]
+
+
+class HeldAlert(BaseModel):
+    """A candidate waiting for the digest, with why it waits and when it may go."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    candidate: Candidate
+    record: str
+    reason: HoldReason
+    why: str
+    due: float
+    held_at: float
+
+
+class Inflight(BaseModel):
+    """A digest taken for sending: the sweep that finds it resumes it instead of building another."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    owner: str
+    started_at: float
+    alerts: list[HeldAlert]
+
+
+# KEYS: held, inflight, due; ARGV: user, id, owner, now
+_BEGIN = """
+local current = redis.call('GET', KEYS[2])
+if current then
+  return current
+end
+local held = redis.call('HVALS', KEYS[1])
+if #held == 0 then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return false
+end
+-- Spliced as text: a cjson round trip would turn empty lists into objects and round floats.
+local inflight = '{"id":' .. cjson.encode(ARGV[2]) .. ',"owner":' .. cjson.encode(ARGV[3])
+  .. ',"started_at":' .. ARGV[4] .. ',"alerts":[' .. table.concat(held, ',') .. ']}'
+redis.call('SET', KEYS[2], inflight)
+redis.call('DEL', KEYS[1])
+return inflight
+"""
+
+# KEYS: held, inflight, due; ARGV: user, id
+_FINISH = """
+local current = redis.call('GET', KEYS[2])
+if current and cjson.decode(current)['id'] == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+end
+local held = redis.call('HVALS', KEYS[1])
+if #held == 0 then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+local due = nil
+for _, raw in ipairs(held) do
+  local d = tonumber(cjson.decode(raw)['due'])
+  if due == nil or d < due then
+    due = d
+  end
+end
+redis.call('ZADD', KEYS[3], due, ARGV[1])
+return #held
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class HeldAlerts:
+    """The Redis side of holding alerts and handing them to the digest sweep."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._begin = client.register_script(_BEGIN)
+        self._finish = client.register_script(_FINISH)
+        self._unlock = client.register_script(_UNLOCK)
+
+    def held_key(self, user: str) -> str:
+        return f"{self._prefix}held:{{{user}}}"
+
+    def inflight_key(self, user: str) -> str:
+        return f"{self._prefix}digest:inflight:{{{user}}}"
+
+    def lock_key(self, user: str) -> str:
+        return f"{self._prefix}digest:lock:{{{user}}}"
+
+    @property
+    def due_key(self) -> str:
+        return f"{self._prefix}digest:due"
+
+    def hold(self, pipe: aioredis.client.Pipeline, alert: HeldAlert) -> None:
+        """Queue an alert on a pipeline (idempotent: one entry per conversation)."""
+        user = alert.candidate.user
+        pipe.hset(self.held_key(user), alert.candidate.conversation_id, alert.model_dump_json())
+        # LT: an earlier due time wins; a new member is added either way.
+        pipe.zadd(self.due_key, {user: alert.due}, lt=True)
+
+    async def hold_many(self, alerts: Sequence[HeldAlert]) -> None:
+        if not alerts:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for alert in alerts:
+                self.hold(pipe, alert)
+            await pipe.execute()
+
+    async def due_users(self, now: float, limit: int = 100) -> list[str]:
+        raw = await self._redis.zrangebyscore(self.due_key, "-inf", now, start=0, num=limit)
+        return [user.decode() if isinstance(user, bytes) else str(user) for user in raw]
+
+    async def pending_users(self) -> int:
+        return int(await self._redis.zcard(self.due_key))
+
+    async def expedite(self, user: str, now: float) -> None:
+        """Look at a user's held alerts on the next sweep (their preferences just changed)."""
+        await self._redis.zadd(self.due_key, {user: now}, xx=True, lt=True)
+
+    async def reschedule(self, user: str, due: float) -> None:
+        await self._redis.zadd(self.due_key, {user: due})
+
+    async def lock(self, user: str, owner: str, lease_s: float) -> bool:
+        return bool(await self._redis.set(self.lock_key(user), owner, nx=True, px=int(lease_s * 1000)))
+
+    async def unlock(self, user: str, owner: str) -> None:
+        await self._unlock(keys=[self.lock_key(user)], args=[owner])
+
+    async def begin(self, user: str, digest_id: str, owner: str, now: float) -> Inflight | None:
+        """Move the user's held alerts into an inflight digest, or return the one already there."""
+        raw = await self._begin(
+            keys=[self.held_key(user), self.inflight_key(user), self.due_key],
+            args=[user, digest_id, owner, repr(now)],
+        )
+        if raw is None:
+            return None
+        return Inflight.model_validate_json(raw)
+
+    async def finish(self, user: str, digest_id: str) -> int:
+        """Forget a sent (or undeliverable) digest; returns how many alerts still wait."""
+        left = await self._finish(
+            keys=[self.held_key(user), self.inflight_key(user), self.due_key], args=[user, digest_id]
+        )
+        return int(left)
+
+    async def find_many(self, pairs: Sequence[tuple[str, str]]) -> list[HeldAlert | None]:
+        """The held alert of each (user, conversation), if one waits."""
+        if not pairs:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user, conversation_id in pairs:
+                pipe.hget(self.held_key(user), conversation_id)
+            raw = await pipe.execute()
+        return [None if value is None else HeldAlert.model_validate_json(value) for value in raw]
+
+    async def held(self, user: str) -> list[HeldAlert]:
+        raw = await self._redis.hvals(self.held_key(user))
+        return [HeldAlert.model_validate_json(value) for value in raw]

@@ -1,0 +1,637 @@
+"""The notifier process: candidates in, DMs and an audit of every decision out.
+
+A batch of candidates is decided with a few Redis round trips (preferences gate, dedup claims,
+token buckets, held alerts), the DMs are sent concurrently, every decision is published to
+`notifications.sent`, and only then are the offsets committed. Whatever fails in between is
+redone with the same records: the dedup claims say which work was this process's own, and the
+DMs already posted are remembered, so a redo neither loses nor repeats a DM.
+
+Redis is required for every send (no dedup, no DM): when it stops answering, consumption is
+paused (the consumer keeps polling so it stays in its group) until Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from beepgpt.contracts import Candidate, Notification, NotificationOutcome, Preferences
+from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer
+from beepgpt.kafka.headers import TRACE_ID
+from beepgpt.observability.metrics import CONSUMED
+from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
+from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
+from notifier.decisions import Admission, Verdict, admit, verdict
+from notifier.dedup import ClaimState, DedupStore, Finish, conversation_marker, record_id
+from notifier.delivery import Delivery, Posted
+from notifier.digest import DigestSweeper
+from notifier.directory import Directory
+from notifier.held import HeldAlert, HeldAlerts
+from notifier.metrics import CANDIDATE_AGE, DECISION_LATENCY, DECISIONS, END_TO_END, REDIS_UP
+from notifier.preferences import PreferencesTable
+from notifier.rate_limit import TokenBucket
+from notifier.settings import NotifierSettings
+from notifier.slack_sender import DefiniteSlackError, SlackSender, TransientSlackError
+
+log = logging.getLogger(__name__)
+
+SERVICE = "notifier"
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+OWNER_TTL_S = 15
+Clock = Callable[[], float]
+
+
+class OwnerBusy(Exception):
+    """A live instance holds an unfinished claim on a record of this batch: wait for it."""
+
+
+class Stopped(Exception):
+    """The service is stopping while a batch waits for Redis: leave it uncommitted."""
+
+
+@dataclass
+class Work:
+    """One candidate record on its way through a batch."""
+
+    record: ConsumerRecord[bytes, bytes]
+    candidate: Candidate
+    rid: str
+    received: float
+    admission: Admission = field(default_factory=lambda: Admission("drop"))
+    takeover: bool = False
+    resumed: bool = False
+    decision: Notification | None = None
+
+    @property
+    def user(self) -> str:
+        return self.candidate.user
+
+    @property
+    def conversation_id(self) -> str:
+        return self.candidate.conversation_id
+
+
+class Notifier:
+    """One notifier instance; any number may run in the same consumer group."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        redis_settings: RedisSettings,
+        slack: SlackSettings,
+        settings: NotifierSettings | None = None,
+        *,
+        clock: Clock = time.time,
+        owner: str | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.redis_settings = redis_settings
+        self.slack = slack
+        self.settings = settings or NotifierSettings()
+        self.clock = clock
+        self.owner = owner or uuid.uuid4().hex[:16]
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: EventProducer | None = None
+        self._redis: aioredis.Redis | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._batch_done = asyncio.Event()
+        self._batch_done.set()
+        self._redis_ok = False
+        self._sent: dict[str, Posted] = {}
+        self._claimed: dict[str, tuple[str, str]] = {}
+        self._orphans: dict[str, tuple[str, str]] = {}
+        # Counters for operators' logs and for tests that must know a redo really happened.
+        self.decided = 0
+        self.redone_batches = 0
+        self.owner_waits = 0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Serving: preferences read, Redis answering, consumer running."""
+        return (
+            self._consumer is not None
+            and self._redis_ok
+            and self.preferences.loaded
+            and not self._stopping.is_set()
+        )
+
+    async def start(self) -> None:
+        """Connect everything, read the preferences table, then start consuming."""
+        settings = self.settings
+        await ensure_topics(self.kafka, [CANDIDATES, SENT, PREFERENCES, FEEDBACK])
+        self._redis = aioredis.Redis.from_url(
+            self.redis_settings.url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            retry=Retry(NoBackoff(), 1),
+        )
+        prefix = self.redis_settings.key_prefix
+        self.dedup = DedupStore(self._redis, prefix, settings.dedup_ttl_s)
+        self.bucket = TokenBucket(self._redis, prefix, settings.rate_per_hour / 3600.0, settings.burst)
+        self.held = HeldAlerts(self._redis, prefix)
+        self._http = aiohttp.ClientSession()
+        client = AsyncWebClient(
+            token=self.slack.bot_token.get_secret_value() if self.slack.bot_token else None,
+            base_url=self.slack.api_url,
+            timeout=int(max(1, settings.slack_timeout_s)),
+            session=self._http,
+            retry_handlers=[],
+        )
+        self.sender = SlackSender(client, settings)
+        self.delivery = Delivery(
+            self.sender,
+            Directory(self.sender, settings.directory_ttl_s),
+            preview_lines=settings.preview_lines,
+        )
+        self._producer = EventProducer(self.kafka, SERVICE)
+        await self._producer.start()
+        self._dead_letters = DeadLetters(self._producer, SERVICE)
+        self.preferences = PreferencesTable(self.kafka, on_change=self._preferences_changed)
+        await self.preferences.start()
+        self.digests = DigestSweeper(
+            self.held,
+            self.bucket,
+            self.preferences,
+            self.delivery,
+            self._publish,
+            settings,
+            self.owner,
+            self.clock,
+        )
+        await self._wait_for_redis(None)
+        self._consumer = make_consumer(self.kafka, settings.group_id, max_poll_records=settings.max_batch)
+        self._consumer.subscribe([CANDIDATES.name], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="notifier-consume"),
+            asyncio.create_task(self._heartbeat(), name="notifier-heartbeat"),
+            asyncio.create_task(self._sweep_forever(), name="notifier-digests"),
+        ]
+        log.info("notifier started", extra={"owner": self.owner, "group": settings.group_id})
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit it, then close everything (SIGTERM path)."""
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._batch_done.wait(), timeout=30)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        with contextlib.suppress(*REDIS_ERRORS):
+            if self._redis is not None:
+                await self.dedup.retire(self.owner)
+        with contextlib.suppress(Exception):
+            await self.preferences.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._http is not None:
+            await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        log.info("notifier stopped", extra={"owner": self.owner, "decided": self.decided})
+
+    async def wait(self) -> None:
+        """Until the consume loop ends (it only ends by `stop` or a fatal error)."""
+        await self._tasks[0]
+
+    # --- the consume loop -------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=self.settings.max_batch)
+            records = [record for records in batch.values() for record in records]
+            if not records:
+                continue
+            self._batch_done.clear()
+            try:
+                CONSUMED.labels(CANDIDATES.name, SERVICE).inc(len(records))
+                done = await self._handle_until_done(records)
+                await self._commit(done)
+                self._sent.clear()
+                self._claimed.clear()
+            except Stopped:
+                return
+            finally:
+                self._batch_done.set()
+
+    async def _handle_until_done(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Decide a batch, redoing it after Redis or Kafka trouble; returns the records handled."""
+        assert self._consumer is not None
+        delay = 0.2
+        while True:
+            if self._stopping.is_set():
+                raise Stopped
+            records = self._still_assigned(records)
+            if not records:
+                return records
+            try:
+                await self._release_orphans()
+                await self.handle(records)
+                return records
+            except REDIS_ERRORS as error:
+                self.redone_batches += 1
+                await self._wait_for_redis(error)
+            except OwnerBusy:
+                self.owner_waits += 1
+                log.info("waiting for another instance to finish a claim")
+                await self._idle(1.0)
+            except KafkaError as error:
+                self.redone_batches += 1
+                log.warning("publishing decisions failed; redoing the batch", extra={"error": str(error)})
+                await self._idle(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _still_assigned(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Drop records of partitions taken away by a rebalance; their claims become orphans."""
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        kept = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
+        if len(kept) != len(records):
+            kept_ids = {self._rid(r) for r in kept}
+            for rid, claim in list(self._claimed.items()):
+                if rid not in kept_ids:
+                    self._orphans[rid] = claim
+                    del self._claimed[rid]
+        return kept
+
+    async def _release_orphans(self) -> None:
+        """Settle claims on records another instance now owns: record sends, free the rest."""
+        for rid, (user, conversation_id) in list(self._orphans.items()):
+            posted = self._sent.pop(rid, None)
+            if posted is not None:
+                state = ClaimState("done", rid, outcome="sent", dm_channel=posted.channel, dm_ts=posted.ts)
+                await self.dedup.finish_many([Finish(user, conversation_id, state)])
+            else:
+                await self.dedup.release(user, conversation_id, rid)
+            del self._orphans[rid]
+
+    async def _commit(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # The new owner redoes these records and finds them recorded: no second DM.
+            log.warning("commit failed; records will be redone elsewhere", extra={"error": str(error)})
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait while staying in the group: poll with every partition paused."""
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        self._consumer.pause(*assigned)
+        try:
+            await self._consumer.getmany(timeout_ms=int(seconds * 1000))
+        finally:
+            self._consumer.resume(*self._consumer.assignment())
+
+    async def _wait_for_redis(self, error: BaseException | None) -> None:
+        """Block until Redis answers PING; nothing is decided or sent meanwhile."""
+        assert self._redis is not None
+        first = True
+        while not self._stopping.is_set():
+            try:
+                await self._redis.ping()
+                break
+            except REDIS_ERRORS as failure:
+                if first:
+                    log.error(
+                        "redis unavailable; consumption paused",
+                        extra={"error": str(error or failure)[:200]},
+                    )
+                    first = False
+                self._redis_ok = False
+                REDIS_UP.set(0)
+                if self._consumer is not None:
+                    await self._idle(self.settings.redis_probe_s)
+                else:
+                    await asyncio.sleep(self.settings.redis_probe_s)
+        if self._stopping.is_set():
+            return
+        if not first:
+            log.info("redis answers again; consumption resumes")
+        self._redis_ok = True
+        REDIS_UP.set(1)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.dedup.heartbeat(self.owner, OWNER_TTL_S)
+
+    # --- deciding a batch -------------------------------------------------------------------
+
+    def _rid(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        return record_id(self.settings.group_id, record.topic, record.partition, record.offset)
+
+    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Decide, send and publish one batch. Raises on Redis/Kafka trouble; safe to redo."""
+        now = self.clock()
+        received = time.monotonic()
+        works: list[Work] = []
+        poison: list[tuple[ConsumerRecord[bytes, bytes], ValidationError]] = []
+        for record in records:
+            try:
+                candidate: Candidate = CANDIDATES.decode(record.value or b"")
+            except ValidationError as error:
+                poison.append((record, error))
+                continue
+            work = Work(record, candidate, self._rid(record), received)
+            work.admission = admit(self.preferences.get(candidate.user), now)
+            works.append(work)
+
+        for work in works:
+            if work.admission.action == "drop":
+                work.decision = self._decision(work, "not_opted_in", work.admission.why, now)
+        claimants = [w for w in works if w.decision is None]
+        await self._claim(claimants, now)
+
+        moving = [w for w in claimants if w.decision is None]
+        holds: list[HeldAlert] = []
+        finishes: list[Finish] = []
+        # Unfinished work of an earlier attempt may already wait in the digest queue: keep it
+        # there rather than take a token and send it now as well.
+        resumed = [w for w in moving if w.resumed]
+        already = await self.held.find_many([(w.user, w.conversation_id) for w in resumed])
+        for work, alert in zip(resumed, already, strict=True):
+            if alert is not None and alert.record == work.rid:
+                outcome: NotificationOutcome = "rate_limited" if alert.reason == "rate_limited" else "held"
+                finishes.append(self._finish(work, outcome))
+                work.decision = self._decision(work, outcome, f"{alert.why}; waiting for a digest", now)
+        moving = [w for w in moving if w.decision is None]
+        # Posted before a redo (Redis failed after the post): only record it, never post again,
+        # whatever the preferences say now.
+        senders: list[Work] = [w for w in moving if w.rid in self._sent]
+        moving = [w for w in moving if w.rid not in self._sent]
+        for work in moving:
+            if work.admission.action == "hold":
+                until = work.admission.until or now
+                holds.append(self._held_alert(work, "held", work.admission.why, until, now))
+                finishes.append(self._finish(work, "held"))
+                work.decision = self._decision(
+                    work, "held", f"{work.admission.why}; digest after {_utc(until)}", now
+                )
+        delivering = [w for w in moving if w.decision is None]
+        takes = await self.bucket.take_many([w.user for w in delivering], now)
+        for work, take in zip(delivering, takes, strict=True):
+            if take.allowed:
+                senders.append(work)
+                continue
+            due = now + take.wait_s
+            holds.append(self._held_alert(work, "rate_limited", "rate limit", due, now))
+            finishes.append(self._finish(work, "rate_limited"))
+            work.decision = self._decision(
+                work,
+                "rate_limited",
+                f"over the per-user limit; queued for a digest in {take.wait_s:.0f}s",
+                now,
+            )
+        await self.held.hold_many(holds)
+        await self.dedup.finish_many(finishes)
+
+        releases, retries, sent = await self._send_all(senders, now)
+        retry_holds = [
+            self._held_alert(w, "retry", f"slack: {err}", now + self.settings.retry_later_s, now)
+            for w, err in retries
+        ]
+        await self.held.hold_many(retry_holds)
+        await self.dedup.finish_many(
+            [self._finish(w, "held") for w, _ in retries] + [self._finish(w, "sent", p) for w, p in sent]
+        )
+        for work in releases:
+            await self.dedup.release(work.user, work.conversation_id, work.rid)
+
+        await self._publish_batch(works, poison)
+
+    async def _claim(self, works: list[Work], now: float) -> None:
+        """Take the dedup keys; mark duplicates and already-recorded work."""
+        claims = [(w.user, w.conversation_id, ClaimState("claim", w.rid, owner=self.owner)) for w in works]
+        states = await self.dedup.claim_many(claims)
+        others = [
+            s.owner
+            for w, s in zip(works, states, strict=True)
+            if s is not None and s.kind == "claim" and s.record == w.rid and s.owner != self.owner
+        ]
+        alive = await self.dedup.alive(others)
+        busy = False
+        for work, state in zip(works, states, strict=True):
+            self._claimed[work.rid] = (work.user, work.conversation_id)
+            outcome = verdict(state, work.rid, self.owner, alive.get(state.owner, False) if state else False)
+            if outcome is Verdict.DUPLICATE:
+                self._claimed.pop(work.rid, None)
+                work.decision = self._decision(
+                    work, "deduplicated", "already decided for this conversation", now
+                )
+            elif outcome is Verdict.RECORDED and state is not None:
+                recorded: NotificationOutcome = (
+                    state.outcome if state.outcome in _OUTCOMES else "deduplicated"  # type: ignore[assignment]
+                )
+                work.decision = self._decision(
+                    work,
+                    recorded,
+                    "recorded before a restart",
+                    now,
+                    Posted(state.dm_channel, state.dm_ts) if state.dm_ts else None,
+                )
+            elif outcome is Verdict.WAIT:
+                busy = True
+            elif outcome is Verdict.TAKEOVER:
+                work.takeover = work.resumed = True
+            elif outcome is Verdict.RESUME:
+                work.resumed = True
+        if busy:
+            raise OwnerBusy
+
+    async def _send_all(
+        self, works: list[Work], now: float
+    ) -> tuple[list[Work], list[tuple[Work, str]], list[tuple[Work, Posted]]]:
+        """Post the DMs concurrently; sort results into released, retry-later and sent."""
+        gate = asyncio.Semaphore(self.settings.send_concurrency)
+        releases: list[Work] = []
+        retries: list[tuple[Work, str]] = []
+        sent: list[tuple[Work, Posted]] = []
+
+        async def one(work: Work) -> None:
+            posted = self._sent.get(work.rid)
+            if posted is None:
+                async with gate:
+                    try:
+                        posted = await self.delivery.alert(
+                            work.candidate,
+                            conversation_marker(work.user, work.conversation_id),
+                            look_first=work.takeover,
+                        )
+                    except DefiniteSlackError as error:
+                        self.sender.report_once(error, work.user)
+                        releases.append(work)
+                        work.decision = self._decision(work, "failed", f"slack: {error.error}", now)
+                        return
+                    except TransientSlackError as error:
+                        retries.append((work, error.error))
+                        work.decision = self._decision(
+                            work, "held", f"slack unavailable ({error.error}); retrying later", now
+                        )
+                        return
+                    except Exception as error:  # a bug must not lose the alert either
+                        log.exception("sending an alert failed unexpectedly", extra={"user": work.user})
+                        retries.append((work, type(error).__name__))
+                        work.decision = self._decision(work, "held", "unexpected error; retrying later", now)
+                        return
+                self._sent[work.rid] = posted
+            sent.append((work, posted))
+            work.decision = self._decision(work, "sent", work.candidate.reason, now, posted)
+
+        await asyncio.gather(*(one(work) for work in works))
+        return releases, retries, sent
+
+    async def _publish_batch(
+        self, works: list[Work], poison: list[tuple[ConsumerRecord[bytes, bytes], ValidationError]]
+    ) -> None:
+        assert self._producer is not None
+        futures: list[asyncio.Future[RecordMetadata]] = []
+        for work in works:
+            assert work.decision is not None
+            trace = header(work.record.headers, TRACE_ID)
+            futures.append(await self._producer.send_soon(SENT, work.user, work.decision, trace_id=trace))
+        for record, error in poison:
+            await self._dead_letters.send(record, error)
+        await asyncio.gather(*futures)
+        done = time.monotonic()
+        now = self.clock()
+        for work in works:
+            assert work.decision is not None
+            DECISIONS.labels(work.decision.outcome).inc()
+            DECISION_LATENCY.observe(done - work.received)
+            CANDIDATE_AGE.observe(max(0.0, now - work.candidate.created_at))
+            with contextlib.suppress(ValueError):
+                END_TO_END.observe(max(0.0, now - float(work.candidate.latest_ts)))
+        self.decided += len(works)
+
+    async def _publish(self, decisions: Sequence[Notification]) -> None:
+        """Publish decisions made outside a batch (digests) and wait for the broker."""
+        assert self._producer is not None
+        futures = [await self._producer.send_soon(SENT, d.user, d) for d in decisions]
+        await asyncio.gather(*futures)
+
+    def _decision(
+        self,
+        work: Work,
+        outcome: NotificationOutcome,
+        detail: str,
+        now: float,
+        posted: Posted | None = None,
+    ) -> Notification:
+        return Notification(
+            user=work.user,
+            conversation_id=work.conversation_id,
+            outcome=outcome,
+            detail=detail,
+            reason=work.candidate.reason,
+            dm_channel=posted.channel if posted else None,
+            dm_ts=posted.ts if posted else None,
+            candidate_created_at=work.candidate.created_at,
+            decided_at=now,
+        )
+
+    def _held_alert(self, work: Work, reason: str, why: str, due: float, now: float) -> HeldAlert:
+        return HeldAlert(
+            candidate=work.candidate,
+            record=work.rid,
+            reason=reason,  # type: ignore[arg-type]
+            why=why,
+            due=due,
+            held_at=now,
+        )
+
+    def _finish(self, work: Work, outcome: str, posted: Posted | None = None) -> Finish:
+        state = ClaimState(
+            "done",
+            work.rid,
+            outcome=outcome,
+            dm_channel=posted.channel if posted else "",
+            dm_ts=posted.ts if posted else "",
+        )
+        return Finish(work.user, work.conversation_id, state)
+
+    # --- background work --------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.dedup.heartbeat(self.owner, OWNER_TTL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=OWNER_TTL_S / 3)
+
+    async def _sweep_forever(self) -> None:
+        while not self._stopping.is_set():
+            if self._redis_ok:
+                try:
+                    await self.digests.sweep()
+                except REDIS_ERRORS as error:
+                    log.warning("digest sweep skipped: redis", extra={"error": str(error)[:200]})
+                except KafkaError as error:
+                    log.warning("digest sweep skipped: kafka", extra={"error": str(error)[:200]})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.digest_poll_s)
+
+    async def _preferences_changed(self, before: Preferences | None, after: Preferences) -> None:
+        """A pause lifted or quiet hours changed: look at this person's held alerts soon."""
+        if self._redis is None or not self._redis_ok:
+            return
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.held.expedite(after.user, self.clock())
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+_OUTCOMES = {"sent", "deduplicated", "rate_limited", "held", "digest", "not_opted_in", "failed"}
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Let the batch in hand finish before partitions move, so claims do not change hands live."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        with contextlib.suppress(TimeoutError):
+            timeout = self._notifier.kafka.session_timeout_ms / 1000
+            await asyncio.wait_for(self._notifier._batch_done.wait(), timeout=timeout)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None

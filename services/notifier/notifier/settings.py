@@ -1,0 +1,41 @@
+"""The notifier's own knobs (`BEEPGPT_NOTIFIER_*`), beside the shared Kafka/Redis/Slack settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NotifierSettings(BaseSettings):
+    """Limits that shape how often a person is interrupted and how hard we try to reach them."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_NOTIFIER_")
+
+    group_id: str = "notifier"
+    # "At most one DM per (user, conversation) ever": ever is bounded by Redis memory; a
+    # conversation that resurfaces after a month is news again.
+    dedup_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # Token bucket per user: `burst` DMs at once, refilled at `rate_per_hour`.
+    rate_per_hour: float = Field(default=6.0, gt=0)
+    burst: int = Field(default=3, ge=1)
+    # How often each instance looks for digests that are due (held alerts whose window ended).
+    digest_poll_s: float = Field(default=15.0, gt=0)
+    digest_max_items: int = Field(default=10, ge=1, le=15)
+    # Kafka batch size: a batch is decided with a handful of Redis round trips, but its
+    # decisions are published only once its DMs are sent, so a big batch full of DMs is slow
+    # to finish (bench: 250 keeps p99 under a second in a burst of DMs at >2,000 candidates/s).
+    max_batch: int = Field(default=250, ge=1)
+    send_concurrency: int = Field(default=32, ge=1)
+    # Slack calls: per-request timeout, then backoff with full jitter between attempts.
+    slack_timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=30.0, gt=0)
+    # A 429 storm longer than this parks the alert for the retry sweep instead of blocking on it.
+    max_rate_limited_wait_s: float = Field(default=600.0, gt=0)
+    # After the attempts are spent, a transiently failed alert is retried by the sweep this late.
+    retry_later_s: float = Field(default=60.0, gt=0)
+    preview_lines: int = Field(default=4, ge=1, le=10)
+    directory_ttl_s: float = Field(default=3600.0, gt=0)
+    redis_probe_s: float = Field(default=0.5, gt=0)
+    redis_timeout_s: float = Field(default=2.0, gt=0)

@@ -1,0 +1,241 @@
+"""The notifier end to end: real broker, real Redis, the Slack stand-in, nothing faked."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from notifier_helpers import FakeClock, candidate, decisions, opted_in, publish
+
+from beepgpt.kafka import EventProducer, header
+from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
+from beepgpt.topics import CANDIDATES
+from devstack.slack_standin import SlackStandin
+from devstack.topic_reader import read_topic
+from notifier.service import Notifier
+from notifier.settings import NotifierSettings
+
+ALICE, BOB, CAROL, DAVE = "U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"
+
+
+@asynccontextmanager
+async def running(
+    kafka: KafkaSettings,
+    redis: RedisSettings,
+    slack: SlackSettings,
+    settings: NotifierSettings,
+    clock: Callable[[], float] | None = None,
+) -> AsyncIterator[Notifier]:
+    notifier = Notifier(kafka, redis, slack, settings, **({"clock": clock} if clock else {}))
+    await notifier.start()
+    try:
+        yield notifier
+    finally:
+        await notifier.stop()
+
+
+def dms(standin: SlackStandin) -> list[str]:
+    return [p.channel or "" for p in standin.recorder.find_posts(method="chat.postMessage")]
+
+
+async def test_one_candidate_becomes_one_readable_dm(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    await publish(kafka_topics, [opted_in(BOB), candidate(BOB), candidate(DAVE)])
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
+        found = await decisions(kafka_topics, 2)
+        posts = await standin.wait_for_posts(1, method="chat.postMessage")
+    outcomes = {d.user: d.outcome for d in found}
+    assert outcomes == {BOB: "sent", DAVE: "not_opted_in"}
+    post = posts[0]
+    assert post.channel
+    assert post.channel.startswith("D")
+    text = post.block_text
+    assert "#project" in text
+    assert "@alice" in text
+    assert "@carol" in text
+    assert "<@" not in text
+    assert "streaming decisions" in text
+    sent = next(d for d in found if d.outcome == "sent")
+    assert sent.dm_ts == post.ts
+    assert sent.dm_channel == post.channel
+
+
+async def test_the_same_candidate_three_times_and_by_two_instances_gives_one_dm(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    """Two instances share a group (partitions split between them) and a third reads the same
+    topic in another group, as a second deployment would: 6 records, 3 readers, 2 DMs."""
+    shadow = notifier_settings.model_copy(update={"group_id": "notifier-shadow"})
+    await publish(kafka_topics, [opted_in(BOB), opted_in(CAROL)])
+    async with (
+        running(kafka_topics, redis_settings, slack_settings, notifier_settings),
+        running(kafka_topics, redis_settings, slack_settings, notifier_settings),
+        running(kafka_topics, redis_settings, slack_settings, shadow),
+    ):
+        await publish(kafka_topics, [candidate(BOB), candidate(CAROL)] * 3)
+        found = await decisions(kafka_topics, 12, idle=1.0)
+    assert len(found) == 12
+    assert Counter(d.outcome for d in found) == {"sent": 2, "deduplicated": 10}
+    channels = dms(standin)
+    assert len(channels) == 2
+    assert len(set(channels)) == 2
+
+
+async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    users = [ALICE, BOB, CAROL, DAVE]
+    conversations = [f"C0PROJECT:17000000{i:02d}.000100" for i in range(3)]
+    standin.faults.rate_limit("chat.postMessage", times=8, retry_after=1)
+    standin.faults.add("chat.postMessage", status=503, times=3)
+    await publish(kafka_topics, [opted_in(u) for u in users])
+    await publish(kafka_topics, [candidate(u, c) for u in users for c in conversations])
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
+        found = await decisions(kafka_topics, 12, idle=0.5)
+    assert Counter(d.outcome for d in found) == {"sent": 12}
+    posts = standin.recorder.find_posts(method="chat.postMessage")
+    assert len(posts) == 12
+    assert len({p.ts for p in posts}) == 12
+    assert standin.call_count("chat.postMessage") == 12 + 8 + 3
+
+
+async def test_quiet_hours_hold_alerts_for_one_digest_when_they_end(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    clock = FakeClock(1_709_679_600.0)  # 2024-03-05 23:00 UTC
+    quiet = {"start": "22:00", "end": "07:00", "tz": "UTC"}
+    await publish(kafka_topics, [opted_in(BOB, quiet_hours=quiet), opted_in(CAROL)])
+    await publish(
+        kafka_topics,
+        [candidate(BOB, "C0PROJECT:1.1"), candidate(BOB, "C0GENERAL:2.2"), candidate(CAROL, "C0PROJECT:1.1")],
+    )
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings, clock) as notifier:
+        found = await decisions(kafka_topics, 3)
+        assert sorted((d.user, d.outcome) for d in found) == [(BOB, "held"), (BOB, "held"), (CAROL, "sent")]
+        assert await notifier.digests.sweep() == 0  # still quiet: nothing goes
+        clock.advance(8 * 3600 + 60)  # 07:01
+        assert await notifier.digests.sweep() == 1
+        assert await notifier.digests.sweep() == 0
+        found = await decisions(kafka_topics, 5)
+    digest = [d for d in found if d.outcome == "digest"]
+    assert sorted(d.conversation_id for d in digest) == ["C0GENERAL:2.2", "C0PROJECT:1.1"]
+    posts = standin.recorder.find_posts(method="chat.postMessage")
+    assert len(posts) == 2
+    bob_post = next(p for p in posts if p.ts == digest[0].dm_ts)
+    assert "While you were away: 2 conversations" in bob_post.block_text
+    assert "quiet hours" in bob_post.block_text
+
+
+async def test_over_the_rate_limit_alerts_wait_for_a_digest(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    clock = FakeClock()
+    settings = notifier_settings.model_copy(update={"burst": 2, "rate_per_hour": 6})
+    await publish(kafka_topics, [opted_in(BOB)])
+    await publish(kafka_topics, [candidate(BOB, f"C0PROJECT:{i}.1") for i in range(5)])
+    async with running(kafka_topics, redis_settings, slack_settings, settings, clock) as notifier:
+        found = await decisions(kafka_topics, 5)
+        assert Counter(d.outcome for d in found) == {"sent": 2, "rate_limited": 3}
+        assert await notifier.digests.sweep() == 0
+        clock.advance(600)  # one token back (6 per hour)
+        assert await notifier.digests.sweep() == 1
+        found = await decisions(kafka_topics, 8)
+    assert Counter(d.outcome for d in found) == {"sent": 2, "rate_limited": 3, "digest": 3}
+    assert len(standin.recorder.find_posts(method="chat.postMessage")) == 3
+
+
+async def test_a_lifted_pause_releases_held_alerts_and_opt_out_drops_them(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    clock = FakeClock()
+    await publish(
+        kafka_topics,
+        [opted_in(BOB, paused_until=clock.now + 86_400), opted_in(CAROL, paused_until=clock.now + 86_400)],
+    )
+    await publish(kafka_topics, [candidate(BOB), candidate(CAROL)])
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings, clock) as notifier:
+        assert Counter(d.outcome for d in await decisions(kafka_topics, 2)) == {"held": 2}
+        await publish(kafka_topics, [opted_in(BOB), opted_in(CAROL).model_copy(update={"opted_in": False})])
+        await notifier.preferences.wait_for(CAROL, lambda p: not p.opted_in)
+        await notifier.preferences.wait_for(BOB, lambda p: p.paused_until is None)
+        assert await notifier.digests.sweep() == 1  # expedited: no need to wait for the pause's end
+        found = await decisions(kafka_topics, 4)
+    assert sorted((d.user, d.outcome) for d in found) == [
+        (BOB, "digest"),
+        (BOB, "held"),
+        (CAROL, "held"),
+        (CAROL, "not_opted_in"),
+    ]
+    assert dms(standin) == [dms(standin)[0]]
+
+
+async def test_unknown_users_and_a_revoked_token_fail_without_blocking_others(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    await publish(kafka_topics, [opted_in("U0GONE"), opted_in(BOB), opted_in(CAROL)])
+    await publish(kafka_topics, [candidate("U0GONE"), candidate(BOB), candidate("U0GONE", "C0GENERAL:9.9")])
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
+        found = await decisions(kafka_topics, 3)
+        assert sorted((d.user, d.outcome) for d in found) == [
+            (BOB, "sent"),
+            ("U0GONE", "failed"),
+            ("U0GONE", "failed"),
+        ]
+        assert all("user_not_found" in d.detail for d in found if d.outcome == "failed")
+        standin.revoke_token()
+        await publish(kafka_topics, [candidate(CAROL)])
+        carol = [d for d in await decisions(kafka_topics, 4) if d.user == CAROL]
+        assert [d.outcome for d in carol] == ["failed"]
+        assert "token_revoked" in carol[0].detail
+        standin.reset()  # the token works again: the released claim lets the alert through
+        await publish(kafka_topics, [candidate(CAROL)])
+        carol = [d for d in await decisions(kafka_topics, 5) if d.user == CAROL]
+    assert [d.outcome for d in carol] == ["failed", "sent"]
+
+
+async def test_unreadable_candidates_are_dead_lettered_and_the_rest_decided(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    await publish(kafka_topics, [opted_in(BOB)])
+    async with EventProducer(kafka_topics, "test") as producer:
+        await producer.send(CANDIDATES, BOB, b'{"user": "U0BOB", "schema_version": 99')
+        await producer.send(CANDIDATES, BOB, candidate(BOB))
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
+        found = await decisions(kafka_topics, 1, idle=0.5)
+        dead = await read_topic(kafka_topics, CANDIDATES.dlq, count=1)
+    assert [d.outcome for d in found] == ["sent"]
+    assert header(dead[0].headers, "dlq.service") == "notifier"

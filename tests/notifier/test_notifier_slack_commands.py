@@ -1,0 +1,178 @@
+"""`/beep`, App Home and the feedback buttons, through the ingest app (Socket Mode) and the
+stand-in — and their effect on what the notifier does next."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from notifier_helpers import candidate, decisions, publish
+from test_notifier_service import BOB, CAROL, running
+
+from beepgpt.contracts import Preferences
+from beepgpt.settings import KafkaSettings, RedisSettings, ServiceSettings, SlackSettings
+from beepgpt.topics import FEEDBACK, PREFERENCES
+from devstack.slack_standin import SlackStandin
+from devstack.topic_reader import read_topic
+from ingest.commands import SlackExperience
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+from notifier import dm
+from notifier.settings import NotifierSettings
+
+
+@pytest_asyncio.fixture
+async def experience(
+    kafka_topics: KafkaSettings, redis_settings: RedisSettings, standin: SlackStandin
+) -> AsyncIterator[SlackExperience]:
+    """The ingest service with the Slack experience's listeners, connected over Socket Mode."""
+    slack = SlackSettings(
+        slack_bot_token=standin.bot_token,
+        slack_app_token=standin.app_token,
+        slack_signing_secret=standin.signing_secret,
+        api_url=standin.api_url,
+    )
+    experience = SlackExperience(kafka_topics)
+    await experience.start()
+    service = IngestService(
+        ingest=IngestSettings(http_port=0),
+        kafka=kafka_topics,
+        slack=slack,
+        redis=redis_settings,
+        service=ServiceSettings(http_host="127.0.0.1", http_port=0),
+        extra_listeners=[experience.register],
+    )
+    await service.start()
+    try:
+        await standin.wait_for_socket(1)
+        yield experience
+    finally:
+        await service.stop()
+        await experience.stop()
+
+
+async def beep(standin: SlackStandin, user: str, text: str) -> str:
+    ack = await standin.push_slash_command(standin.events.slash_command("/beep", text, user_id=user))
+    assert ack.payload is not None
+    reply = str(ack.payload.get("text", ""))
+    assert ack.payload.get("response_type", "ephemeral") == "ephemeral"
+    return reply
+
+
+async def preferences(kafka: KafkaSettings, count: int) -> list[Preferences]:
+    return [PREFERENCES.decode(r.value) for r in await read_topic(kafka, PREFERENCES.name, count=count)]
+
+
+async def test_slash_commands_write_preferences_and_answer_helpfully(
+    kafka_topics: KafkaSettings, standin: SlackStandin, experience: SlackExperience
+) -> None:
+    assert "Following “streaming technology decisions”" in await beep(
+        standin, BOB, "follow streaming technology decisions"
+    )
+    assert "Following" in await beep(standin, BOB, "follow database migrations")
+    assert "Quiet hours set: 22:00–07:00 (Etc/UTC)" in await beep(standin, BOB, "quiet 22:00-07:00")
+    assert "Paused until <!date^" in await beep(standin, BOB, "pause 2h")
+    listing = await beep(standin, BOB, "list")
+    assert "1. streaming technology decisions" in listing
+    assert "2. database migrations" in listing
+    assert "Stopped following “streaming technology decisions”" in await beep(standin, BOB, "unfollow 1")
+    # Bad input: a helpful ephemeral reply, nothing written.
+    assert "What should I follow?" in await beep(standin, BOB, "follow")
+    assert "5,000 characters" in await beep(standin, BOB, "follow " + "x" * 5_000)
+    assert "I don't know `/beep dance`" in await beep(standin, BOB, "dance")
+    assert "Use its number" in await beep(standin, BOB, "unfollow 7x")
+    records = await preferences(kafka_topics, 5)
+    latest = records[-1]
+    assert latest.user == BOB
+    assert latest.opted_in
+    assert [t.text for t in latest.topics] == ["database migrations"]
+    assert latest.quiet_hours is not None
+    assert latest.quiet_hours.start == "22:00"
+    assert latest.paused_until is not None
+    # Every change refreshed App Home too.
+    home = await standin.wait_for_posts(1, method="views.publish")
+    assert home[-1].user == BOB
+
+
+async def test_app_home_shows_settings_and_its_buttons_change_them(
+    kafka_topics: KafkaSettings, standin: SlackStandin, experience: SlackExperience
+) -> None:
+    await beep(standin, CAROL, "follow incident reviews")
+    await standin.wait_for_posts(1, method="views.publish")
+    standin.recorder.reset()
+    await standin.push_event(standin.events.app_home_opened(CAROL))
+    home = (await standin.wait_for_posts(1, method="views.publish"))[-1]
+    assert "incident reviews" in home.block_text
+    assert "Alerts are *on*" in home.block_text
+    toggle = standin.events.block_actions(
+        "beepgpt_home_toggle", user_id=CAROL, value="off", container_type="view"
+    )
+    await standin.push_interactive(toggle)
+    home = (await standin.wait_for_posts(2, method="views.publish"))[-1]
+    assert "Alerts are *off*" in home.block_text
+    records = await preferences(kafka_topics, 2)
+    assert records[-1].user == CAROL
+    assert not records[-1].opted_in
+
+
+async def test_commands_change_what_the_notifier_does_next(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+    experience: SlackExperience,
+) -> None:
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings) as notifier:
+        await publish(kafka_topics, [candidate(BOB, "C0PROJECT:1.1")])
+        assert [d.outcome for d in await decisions(kafka_topics, 1)] == ["not_opted_in"]
+        await beep(standin, BOB, "on")
+        await notifier.preferences.wait_for(BOB, lambda p: p.opted_in)
+        await publish(kafka_topics, [candidate(BOB, "C0PROJECT:2.2")])
+        assert [d.outcome for d in await decisions(kafka_topics, 2)][-1] == "sent"
+        await beep(standin, BOB, "pause 1h")
+        await notifier.preferences.wait_for(BOB, lambda p: p.paused_until is not None)
+        await publish(kafka_topics, [candidate(BOB, "C0PROJECT:3.3")])
+        assert [d.outcome for d in await decisions(kafka_topics, 3)][-1] == "held"
+
+
+async def test_clicking_a_dm_button_produces_a_feedback_event(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+    experience: SlackExperience,
+) -> None:
+    await beep(standin, BOB, "follow streaming decisions")
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings) as notifier:
+        await notifier.preferences.wait_for(BOB, lambda p: p.opted_in)
+        await publish(kafka_topics, [candidate(BOB)])
+        post = (await standin.wait_for_posts(1, method="chat.postMessage"))[0]
+    # Click the notifier's own "Useful" button, as Slack would send it.
+    actions = next(b for b in post.blocks or [] if b["type"] == "actions")
+    useful = next(e for e in actions["elements"] if e["action_id"] == dm.USEFUL_ACTION)
+    message: dict[str, Any] = {"type": "message", "ts": post.ts, "text": post.text, "blocks": post.blocks}
+    click = standin.events.block_actions(
+        useful["action_id"],
+        user_id=BOB,
+        value=useful["value"],
+        block_id=actions["block_id"],
+        channel_id=post.channel,
+        message=message,
+    )
+    await standin.push_interactive(click)
+    feedback = [FEEDBACK.decode(r.value) for r in await read_topic(kafka_topics, FEEDBACK.name, count=1)]
+    assert len(feedback) == 1
+    fb = feedback[0]
+    assert (fb.user, fb.conversation_id, fb.useful, fb.reason, fb.topic_id) == (
+        BOB,
+        "C0PROJECT:1700000000.000100",
+        True,
+        "topic",
+        "t-1",
+    )
+    updated = (await standin.wait_for_posts(1, method="chat.update"))[0]
+    assert "thanks" in updated.block_text
+    assert dm.USEFUL_ACTION not in str(updated.blocks)
