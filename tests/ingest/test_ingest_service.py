@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from ingest_helpers import Counters, StartIngest, decoded, events_url, read_values
+from ingest_helpers import Counters, StartIngest, acks, decoded, events_url, read_values
 
 from beepgpt.contracts import SlackMessage, SlackReaction
 from beepgpt.kafka.headers import SOURCE, TRACE_ID, header
@@ -240,9 +240,10 @@ async def test_broker_outage_keeps_acks_fast_then_refuses_explicitly_and_loses_n
 ) -> None:
     ev = slack.events
     counters = Counters()
+    buffered = acks("buffered")
     capacity = 20
     async with (
-        start_ingest(mode="http", buffer_size=capacity) as service,
+        start_ingest(mode="http", buffer_size=capacity, ack_budget_s=0.2) as service,
         slack.http_sender(events_url(service)) as sender,
     ):
         payloads = [
@@ -259,6 +260,8 @@ async def test_broker_outage_keeps_acks_fast_then_refuses_explicitly_and_loses_n
             assert slowest < 3.0, f"an ack took {slowest:.2f}s with Kafka away"
             assert service.publisher is not None
             assert service.publisher.depth == capacity
+            assert service.publisher.acked_early == capacity  # acked after the budget, not durable
+            assert acks("buffered") == buffered + capacity
             refused = await sender.send_event(payloads[capacity])
             assert refused.status == 503  # explicit: Slack will retry it
             assert not service.ready()
@@ -267,6 +270,7 @@ async def test_broker_outage_keeps_acks_fast_then_refuses_explicitly_and_loses_n
         records = await read_values(kafka_topics, capacity)
         assert (await sender.send_event(payloads[capacity], retry_num=1)).status == 200
         records += await read_values(kafka_topics, capacity + 1)
+        assert service.publisher.acked_early == 0
 
     texts = [m.text for m in decoded(records[capacity:])]
     assert sorted(texts) == sorted(f"during outage {i}" for i in range(capacity + 1))

@@ -1,19 +1,31 @@
 """Which Slack deliveries are repeats: Slack retries an event (same `event_id`) when it did not
 see an ack in time, over HTTP (`X-Slack-Retry-Num`) and over Socket Mode (`retry_attempt`).
 
-The decision is "first claim wins": the first delivery of an event_id to claim it is published,
-every later one is a duplicate. A claim stores the claimant's token, so a claim retried after a
-lost reply (Redis applied it, the answer timed out) is recognised as our own and not mistaken
-for a duplicate — which would silently lose the event. Claims live in Redis (`SET key 1 NX EX ttl`), so they hold across
-instances and restarts — an in-process set would let a retry that lands on another pod, or
-arrives after a deploy, through. The publisher claims a whole batch in one pipelined round trip
-just before producing it, which keeps Redis off the ack path (acks stay fast when Redis is slow)
-and means a delivery refused for a full buffer never holds a claim that would block its retry.
+The rule is "mark after publish": an event_id is marked only once Kafka has acknowledged its
+record, and a delivery is dropped as a duplicate only when its event_id is already marked. The
+publisher checks a whole batch with one MGET just before producing it and marks what Kafka took
+with one script call right after, before Slack gets its ack. So:
 
-When Redis is unreachable the claim raises and the publisher retries the batch, exactly as when
-Kafka is down: events wait in the bounded buffer and, once it is full, new deliveries are
-refused explicitly so Slack redelivers them. Publishing without the shared check would trade
-duplicates for availability; BeepGPT's promise is "never twice".
+- The normal retry (Slack did not see our ack, or gave up waiting, and redelivers after the
+  original was published) finds the mark and publishes nothing.
+- An event whose process died anywhere before Kafka acknowledged it left no mark, so its
+  redelivery is published. (A "claim before produce" would drop that redelivery as a duplicate
+  of a record that never reached Kafka: a silent loss.)
+- A refused delivery (buffer full) never reaches the check, so its retry goes through.
+
+What this gives up, deliberately: a redelivery that races its original while the original is
+still in flight *on another instance* (or a process that dies between Kafka's ack and the mark)
+passes the check too and publishes a second, identical record. Within one instance the
+publisher folds concurrent copies of an event_id into one record, so this needs two instances or
+a crash. Duplicates are acceptable where losses are not: downstream consumers are idempotent on
+(channel, ts), and the notifier's DMs are deduplicated on their own (DESIGN.md §5).
+
+Marks live in Redis, so they hold across instances and restarts — an in-process set would let a
+retry that lands on another pod, or arrives after a deploy, through. When Redis is unreachable
+the check raises and the publisher retries the batch, exactly as when Kafka is down: events wait
+in the bounded buffer and, once it is full, new deliveries are refused explicitly so Slack
+redelivers them. Keys are `<prefix>ingest:published:<event_id>`; the earlier "claim" keys
+(`ingest:event:`) are deliberately not read: a claim did not mean the record was published.
 """
 
 from __future__ import annotations
@@ -27,13 +39,14 @@ import redis.asyncio as aioredis
 
 from beepgpt.settings import RedisSettings
 
-Claim = tuple[str, str]
-"""(event_id, token): the token is unique per delivery and stable across retries of its claim."""
-
 
 class Dedup(Protocol):
-    async def claim(self, claims: Sequence[Claim]) -> list[bool]:
-        """For each claim, True if this delivery owns the event_id (publish it), False if another does."""
+    async def published(self, event_ids: Sequence[str]) -> list[bool]:
+        """For each event_id, True if a record of it was already published (drop the delivery)."""
+        ...
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        """Remember that Kafka acknowledged a record of each event_id (idempotent)."""
         ...
 
     async def ping(self) -> bool: ...
@@ -42,36 +55,36 @@ class Dedup(Protocol):
 
 
 # One round trip and one command for a whole batch (building thousands of pipelined SETs costs
-# more client CPU than the rest of the publish path). SET NX GET (Redis >= 7) answers the previous
-# holder: none, or our own token on a retried claim, means ours. In key order, so two copies of
-# one event inside the same batch are told apart too. The keys of a batch may live in different
-# hash slots: with Redis Cluster, claim per key instead.
-_CLAIM_BATCH = """
-local owned = {}
-for i, key in ipairs(KEYS) do
-  local token = ARGV[i + 1]
-  local previous = redis.call('SET', key, token, 'NX', 'GET', 'EX', ARGV[1])
-  if (not previous) or previous == token then owned[i] = 1 else owned[i] = 0 end
+# more client CPU than the rest of the publish path). The keys of a batch may live in different
+# hash slots: with Redis Cluster, mark per key instead.
+_MARK_BATCH = """
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, '1', 'EX', ARGV[1])
 end
-return owned
+return #KEYS
 """
 
 
 class RedisDedup:
-    """Claims shared by every ingest instance, expiring after Slack's retry window."""
+    """Marks shared by every ingest instance, expiring after Slack's retry window."""
 
     def __init__(self, settings: RedisSettings, ttl_s: int) -> None:
         self._redis = aioredis.Redis.from_url(settings.url, socket_timeout=5, socket_connect_timeout=5)
-        self._prefix = f"{settings.key_prefix}ingest:event:"
+        self._prefix = f"{settings.key_prefix}ingest:published:"
         self._ttl_s = ttl_s
-        self._claim_script = self._redis.register_script(_CLAIM_BATCH)
+        self._mark_script = self._redis.register_script(_MARK_BATCH)
 
-    async def claim(self, claims: Sequence[Claim]) -> list[bool]:
-        if not claims:
+    async def published(self, event_ids: Sequence[str]) -> list[bool]:
+        if not event_ids:
             return []
-        keys = [self._prefix + event_id for event_id, _ in claims]
-        owned = await self._claim_script(keys=keys, args=[self._ttl_s, *(token for _, token in claims)])
-        return [bool(flag) for flag in owned]
+        values = await self._redis.mget([self._prefix + event_id for event_id in event_ids])
+        return [value is not None for value in values]
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        if event_ids:
+            await self._mark_script(
+                keys=[self._prefix + event_id for event_id in event_ids], args=[self._ttl_s]
+            )
 
     async def ping(self) -> bool:
         try:
@@ -84,28 +97,30 @@ class RedisDedup:
 
 
 class MemoryDedup:
-    """Claims in this process only (bounded, expiring): for one local process without Redis."""
+    """Marks in this process only (bounded, expiring): for one local process without Redis."""
 
     def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._clock = clock
-        self._expiry: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._expiry: OrderedDict[str, float] = OrderedDict()
 
-    async def claim(self, claims: Sequence[Claim]) -> list[bool]:
-        return [self.claim_one(event_id, token) for event_id, token in claims]
+    async def published(self, event_ids: Sequence[str]) -> list[bool]:
+        self._expire(self._clock())
+        return [event_id in self._expiry for event_id in event_ids]
 
-    def claim_one(self, event_id: str, token: str) -> bool:
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
         now = self._clock()
+        for event_id in event_ids:
+            self._expire(now, room=1)
+            self._expiry.pop(event_id, None)
+            self._expiry[event_id] = now + self._ttl_s
+
+    def _expire(self, now: float, room: int = 0) -> None:
         while self._expiry and (
-            next(iter(self._expiry.values()))[0] <= now or len(self._expiry) >= self._max_entries
+            next(iter(self._expiry.values())) <= now or len(self._expiry) + room > self._max_entries
         ):
             self._expiry.popitem(last=False)
-        held = self._expiry.get(event_id)
-        if held is not None:
-            return held[1] == token
-        self._expiry[event_id] = (now + self._ttl_s, token)
-        return True
 
     async def ping(self) -> bool:
         return True

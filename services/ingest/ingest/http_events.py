@@ -4,8 +4,9 @@ Bolt verifies the signing secret (401 otherwise), answers the `url_verification`
 `ssl_check`, and dispatches events. Two cases never reach Bolt, because Bolt could not even
 build its request from them: a body that is not UTF-8, and a body that is not JSON. For those
 this adapter checks the signature itself (401 if wrong) and dead-letters the raw bytes; it
-answers 200 because Slack resending the same bytes could not help. A full buffer is a 503, so
-Slack retries (with `X-Slack-Retry-Num`; dedup makes the retry harmless).
+answers 200 (once the dead letter is in Kafka, within the ack budget) because Slack resending
+the same bytes could not help. A full buffer is a 503, so Slack retries (with
+`X-Slack-Retry-Num`; dedup makes the retry harmless).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from ingest.intake import Intake, Overloaded
+from ingest.intake import Intake, Refused
 from ingest.metrics import ACK_LATENCY, EVENTS
 from ingest.normalize import Rejected
 
@@ -113,20 +114,20 @@ class HttpEventsAdapter:
                 headers=dict(request.headers),
             )
         except UnicodeDecodeError as error:
-            return self._unparseable(request, raw, Rejected("invalid_utf8", str(error)[:200]))
+            return await self._unparseable(request, raw, Rejected("invalid_utf8", str(error)[:200]))
         except ValueError as error:  # json.JSONDecodeError and friends
-            return self._unparseable(request, raw, Rejected("invalid_json", str(error)[:200]))
+            return await self._unparseable(request, raw, Rejected("invalid_json", str(error)[:200]))
         bolt_response = await self._app.async_dispatch(bolt_request)
         response: web.Response = await to_aiohttp_response(bolt_response)
         return response
 
-    def _unparseable(self, request: web.Request, raw: bytes, rejected: Rejected) -> web.Response:
+    async def _unparseable(self, request: web.Request, raw: bytes, rejected: Rejected) -> web.Response:
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
         if not signature_ok(self._signing_secret, raw, timestamp, signature):
             return web.json_response({"error": "invalid request"}, status=401)
         try:
-            self._intake.reject(raw, rejected, None)
-        except Overloaded:
-            return web.Response(status=503, text="buffer full, retry later")
+            await self._intake.settle(self._intake.reject(raw, rejected, None))
+        except Refused as refused:
+            return web.Response(status=503, text=f"{refused}, retry later")
         return web.Response(status=200)

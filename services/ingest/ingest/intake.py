@@ -1,8 +1,11 @@
-"""From a Slack delivery to a buffered record: normalize, count, log, and offer to the publisher.
+"""From a Slack delivery to a record in Kafka: normalize, count, log, offer to the publisher, and
+wait — within the ack budget — until Kafka has the record, so that Slack's ack means "durable".
 
-This is what every Bolt listener for Slack events calls. It does no I/O, so whatever Kafka and
-Redis are doing, the listener returns (and Slack gets its ack) in microseconds — or raises
-`Overloaded` when the buffer is full, which the app turns into a refusal Slack will retry.
+This is what every Bolt listener for Slack events calls. Normalizing and offering do no I/O; the
+wait is for the publisher's next round (it batches the records of every delivery waiting at the
+same time). If Kafka or Redis is slower than the budget, the listener returns anyway and the
+record stays buffered (Slack must hear from us within 3 s). When the buffer is full the
+delivery is refused (`Overloaded`), which the app turns into a refusal Slack will retry.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from beepgpt.kafka import Headers, make_headers
 from beepgpt.topics import SLACK_MESSAGES
-from ingest.metrics import EVENTS, REPAIRS
+from ingest.metrics import ACKS, EVENTS, REPAIRS
 from ingest.normalize import (
     DEFAULT_RULES,
     Accepted,
@@ -36,8 +39,16 @@ SOURCE = "ingest"
 _DLQ_OVERHEAD_BYTES = 16 * 1024
 
 
-class Overloaded(Exception):
-    """The buffer is full: this delivery must be refused so that Slack redelivers it later."""
+class Refused(Exception):
+    """This delivery must not be acknowledged, so that Slack redelivers it later."""
+
+
+class Overloaded(Refused):
+    """The buffer is full."""
+
+
+class NotPublished(Refused):
+    """The service stopped before Kafka took the record (and before Slack got an ack)."""
 
 
 class Intake:
@@ -50,15 +61,29 @@ class Intake:
         self.rules = rules
         self._max_dlq_value = max(1024, max_record_bytes - _DLQ_OVERHEAD_BYTES)
 
-    def event_callback(self, body: Mapping[str, Any]) -> Outcome:
-        """An Events API / Socket Mode `event_callback` body (envelope plus `event`)."""
+    async def receive(self, body: Mapping[str, Any]) -> Outcome:
+        """An Events API / Socket Mode `event_callback` body (envelope plus `event`): returns once
+        its record is in Kafka or the ack budget ran out; raises `Refused` when Slack must retry."""
         envelope = envelope_of(body)
         outcome = normalize_event(body.get("event"), envelope, self.rules)
-        self.take(outcome, envelope, body)
+        await self.settle(self.take(outcome, envelope, body))
         return outcome
 
-    def take(self, outcome: Outcome, envelope: Envelope, raw: Mapping[str, Any]) -> None:
-        """Count and buffer one outcome; raises Overloaded when the record does not fit."""
+    async def settle(self, item: Outgoing | None) -> None:
+        """Wait for a taken record (at most the publisher's ack budget); count how the ack goes."""
+        if item is None:
+            ACKS.labels("no_record").inc()
+            return
+        state = await self.publisher.wait(item)
+        if state == "lost":
+            raise NotPublished("ingest stopped before Kafka took the event")
+        ACKS.labels(state).inc()
+        if state == "buffered" and log.isEnabledFor(logging.DEBUG):
+            log.debug("acked before Kafka had the event", extra={"event_id": item.event_id})
+
+    def take(self, outcome: Outcome, envelope: Envelope, raw: Mapping[str, Any]) -> Outgoing | None:
+        """Count and buffer one outcome; returns the record to wait for (None if it has none).
+        Raises Overloaded when the record does not fit."""
         if isinstance(outcome, Accepted):
             reason = action_label(outcome.event)
             headers = make_headers(SOURCE, **_event_id_header(envelope))
@@ -78,18 +103,20 @@ class Intake:
                     "event repaired",
                     extra={"event_id": envelope.event_id, "repairs": list(outcome.repairs), "kind": reason},
                 )
-        elif isinstance(outcome, Dropped):
+            return item
+        if isinstance(outcome, Dropped):
             EVENTS.labels("dropped", outcome.reason).inc()
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "event dropped",
                     extra={"event_id": envelope.event_id, "reason": outcome.reason, "detail": outcome.detail},
                 )
-        else:
-            self.reject(_encode_raw(raw), outcome, envelope.event_id, key=_channel_of(raw))
+            return None
+        return self.reject(_encode_raw(raw), outcome, envelope.event_id, key=_channel_of(raw))
 
-    def reject(self, value: bytes, rejected: Rejected, event_id: str | None, *, key: str = "") -> None:
-        """Park what could not be understood in `slack.messages.dlq`, with why, for a later replay."""
+    def reject(self, value: bytes, rejected: Rejected, event_id: str | None, *, key: str = "") -> Outgoing:
+        """Park what could not be understood in `slack.messages.dlq`, with why, for a later replay;
+        returns the buffered dead letter (`settle` it before acking)."""
         log.warning(
             "event rejected to the dead-letter topic",
             extra={"event_id": event_id, "reason": rejected.reason, "detail": rejected.detail},
@@ -99,18 +126,18 @@ class Intake:
         if len(value) > self._max_dlq_value:
             headers.append(("dlq.original.size", str(len(value)).encode()))
             value = value[: self._max_dlq_value]
-        self._offer(
-            Outgoing(
-                SLACK_MESSAGES.dlq,
-                key,
-                value,
-                headers,
-                event_id=event_id,
-                outcome="rejected",
-                reason=rejected.reason,
-                source_topic=SLACK_MESSAGES.name,
-            )
+        item = Outgoing(
+            SLACK_MESSAGES.dlq,
+            key,
+            value,
+            headers,
+            event_id=event_id,
+            outcome="rejected",
+            reason=rejected.reason,
+            source_topic=SLACK_MESSAGES.name,
         )
+        self._offer(item)
+        return item
 
     def _offer(self, item: Outgoing) -> None:
         if not self.publisher.offer(item):

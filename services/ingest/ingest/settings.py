@@ -26,8 +26,12 @@ class IngestSettings(BaseSettings):
     # event reach the normalizer so it is truncated and counted instead of refused by aiohttp.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
-    # Events acknowledged to Slack but not yet acknowledged by Kafka. When it is full, new
-    # events are refused (HTTP 503 / no Socket Mode ack) so that Slack redelivers them later.
+    # Slack gets its ack once Kafka has the event's record, or after this many seconds if Kafka
+    # (or Redis) is slower: Slack gives up after 3 s, so stay well inside that. 0 acks at once
+    # (fastest acks, but a killed process loses what it acked and had not published yet).
+    ack_budget_s: float = Field(default=2.0, ge=0, lt=3.0)
+    # Events taken but not yet acknowledged by Kafka. When it is full, new events are refused
+    # (HTTP 503 / no Socket Mode ack) so that Slack redelivers them later.
     buffer_size: int = Field(default=20_000, ge=1)
     batch_size: int = Field(default=1_000, ge=1)
     publish_backoff_max_s: float = Field(default=2.0, gt=0)

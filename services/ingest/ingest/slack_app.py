@@ -4,9 +4,10 @@ Choices that differ from Bolt's defaults, and why:
 
 - `process_before_response=True`: the listener runs before Bolt answers Slack, so the answer can
   say whether the event was taken (200/ack) or refused because the buffer is full (503 / no ack,
-  and Slack redelivers). Event listeners only do in-memory work, so this costs microseconds.
-  Listeners that need I/O (slash commands, App Home) call `ack()` first and buffer their records
-  through the same publisher, or use Bolt's lazy listeners.
+  and Slack redelivers). Event listeners wait until Kafka has the record, within the ack budget
+  (see `intake`), so an ack means "durable" unless Kafka is slower than the budget.
+  Listeners that need other I/O (slash commands, App Home) call `ack()` first and buffer their
+  records through the same publisher, or use Bolt's lazy listeners.
 - `authorize` answers from the identity fetched once at start-up (auth.test), instead of Bolt's
   default single-workspace authorization that calls auth.test lazily on the first event and, if
   Slack is unreachable then, acknowledges and drops that event.
@@ -36,7 +37,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ingest.intake import Intake, Overloaded
+from ingest.intake import Intake, Overloaded, Refused
 from ingest.listeners import Register, register_all
 from ingest.metrics import EVENTS
 
@@ -152,18 +153,25 @@ class RejectMalformedEnvelopes(AsyncMiddleware):  # type: ignore[misc]
         if body.get("type") == "event_callback":
             event = body.get("event")
             if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-                self._intake.event_callback(body)  # the normalizer rejects it with the precise reason
+                try:
+                    await self._intake.receive(body)  # the normalizer rejects it with the precise reason
+                except Refused as refused:
+                    return _refusal(refused, body)
                 return BoltResponse(status=200, body="")
         return await next()
 
 
+def _refusal(error: Refused, body: dict[str, Any]) -> BoltResponse:
+    """503 so Slack retries (over Socket Mode any non-200 means "no ack")."""
+    what = "buffer full" if isinstance(error, Overloaded) else "not published"
+    log.warning(f"event refused: {what}", extra={"event_id": body.get("event_id"), "error": str(error)})
+    return BoltResponse(status=503, body=f"{what}, retry later")
+
+
 async def _on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
-    """Overloaded → 503 so Slack retries (over Socket Mode any non-200 means "no ack")."""
-    if isinstance(error, Overloaded):
-        log.warning(
-            "event refused: buffer full", extra={"event_id": body.get("event_id"), "error": str(error)}
-        )
-        return BoltResponse(status=503, body="buffer full, retry later")
+    """Refused (buffer full, or stopping before Kafka took it) → 503; anything else → 500."""
+    if isinstance(error, Refused):
+        return _refusal(error, body)
     EVENTS.labels("failed", "listener_error").inc()
     log.error("listener failed", exc_info=error, extra={"event_id": body.get("event_id")})
     return BoltResponse(status=500, body="")

@@ -1,8 +1,10 @@
 """Socket Mode adapter: Bolt's aiohttp AsyncSocketModeHandler, with the ack latency measured.
 
 Slack sends each event as an envelope over a WebSocket and redelivers it (with `retry_attempt`)
-when no ack with its `envelope_id` comes back within 3 seconds. Bolt acks when the app answers
-200 and sends nothing otherwise, so a refused event (buffer full) is simply redelivered later.
+when no ack with its `envelope_id` comes back within 3 seconds. slack_sdk runs each envelope's
+listener as its own task, so many events wait for Kafka at once (and share its batches). Bolt
+acks when the app answers 200 and sends nothing otherwise, so a refused event (buffer full) is
+simply redelivered later.
 """
 
 from __future__ import annotations
