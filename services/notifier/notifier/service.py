@@ -607,12 +607,14 @@ class Notifier:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.digest_poll_s)
 
-    async def _preferences_changed(self, before: Preferences | None, after: Preferences) -> None:
+    async def _preferences_changed(
+        self, user: str, before: Preferences | None, after: Preferences | None
+    ) -> None:
         """A pause lifted or quiet hours changed: look at this person's held alerts soon."""
-        if self._redis is None or not self._redis_ok:
+        if self._redis is None or not self._redis_ok or after is None:
             return
         with contextlib.suppress(*REDIS_ERRORS):
-            await self.held.expedite(after.user, self.clock())
+            await self.held.expedite(user, self.clock())
 
 
 def _utc(ts: float) -> str:
