@@ -182,6 +182,7 @@ class Notification(Event):
     dm_channel: str | None = None
     dm_ts: str | None = None
     candidate_created_at: float | None = None
+    latest_ts: str | None = Field(default=None, description="the newest message the alert covered")
     decided_at: float = Field(default_factory=now)
 
 

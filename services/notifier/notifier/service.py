@@ -563,6 +563,7 @@ class Notifier:
             dm_channel=posted.channel if posted else None,
             dm_ts=posted.ts if posted else None,
             candidate_created_at=work.candidate.created_at,
+            latest_ts=work.candidate.latest_ts,
             decided_at=now,
         )
 

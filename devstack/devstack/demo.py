@@ -1,0 +1,280 @@
+"""`make demo` / `beepgpt demo`: the whole product on one machine, with no Slack or OpenAI account.
+
+It starts a real Kafka-protocol broker (Tansu) and Redis, the Slack stand-in, trains a model on
+the bundled example workspace if there is none, starts the four services as separate processes,
+lets the example people follow a few topics, replays the workspace through Socket Mode with time
+compressed, and prints each DM as the notifier sends it, then a summary. Ctrl-C stops everything.
+
+With SLACK_BOT_TOKEN and SLACK_APP_TOKEN set it runs the services against that real workspace
+instead (no stand-in, no replay) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from beepgpt import topics
+from beepgpt.contracts import ConversationEvent, Notification
+from beepgpt.kafka import EventProducer, ensure_topics
+from beepgpt.settings import KafkaSettings
+from devstack.example_workspace import MESSAGES, ExampleWorkspace
+from devstack.local_stack import LocalStack
+from devstack.processes import Services
+from devstack.replay import message_event, paced, plan
+from devstack.slack_standin.remote import RemoteStandin
+
+ROOT = Path(__file__).resolve().parents[2]
+GAP_S = 600.0
+THREAD_IDLE_S = 1800.0
+
+
+@dataclass
+class Tally:
+    """What the demo saw on the topics, for the live lines and the summary."""
+
+    names: dict[str, str]
+    outcomes: Counter[str] = field(default_factory=Counter)
+    conversations_closed: set[str] = field(default_factory=set)
+    conversations_updated: int = 0
+    candidates: int = 0
+    latencies: list[float] = field(default_factory=list)
+    last_change: float = field(default_factory=time.monotonic)
+
+    def name(self, user: str) -> str:
+        return self.names.get(user, user)
+
+    def on_notification(self, note: Notification) -> None:
+        self.outcomes[note.outcome] += 1
+        self.last_change = time.monotonic()
+        if note.outcome in ("sent", "digest"):
+            if note.latest_ts:
+                self.latencies.append(max(0.0, note.decided_at - float(note.latest_ts)))
+            channel, _, first = note.conversation_id.partition(":")
+            started = datetime.fromtimestamp(float(first), UTC).strftime("%H:%M:%S")
+            why = note.detail or note.reason or ""
+            print(
+                f"  DM → {self.name(note.user):<8} #{channel} conversation from {started}"
+                f"  [{note.reason}] {why[:110]}",
+                flush=True,
+            )
+
+    def summary(self, messages: int) -> str:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> str:
+            return f"{lat[min(len(lat) - 1, int(p * len(lat)))]:.2f}s" if lat else "n/a"
+
+        lines = [
+            "",
+            "summary",
+            f"  messages replayed      {messages}",
+            f"  conversation updates   {self.conversations_updated}",
+            f"  conversations closed   {len(self.conversations_closed)}",
+            f"  candidates             {self.candidates}",
+            f"  DMs sent               {self.outcomes['sent']}",
+            f"  deduplicated           {self.outcomes['deduplicated']}",
+            f"  held / rate limited    {self.outcomes['held']} / {self.outcomes['rate_limited']}",
+            f"  not opted in / failed  {self.outcomes['not_opted_in']} / {self.outcomes['failed']}",
+            f"  latency message → DM   p50 {pct(0.5)}  p99 {pct(0.99)}",
+        ]
+        return "\n".join(lines)
+
+
+async def follow_topics(kafka: KafkaSettings, tally: Tally) -> None:
+    """Tail conversations, candidates and decisions from the start, updating the tally."""
+    consumer = AIOKafkaConsumer(
+        topics.CONVERSATIONS.name,
+        topics.CANDIDATES.name,
+        topics.SENT.name,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            if record.value is None:
+                continue
+            if record.topic == topics.SENT.name:
+                tally.on_notification(topics.SENT.decode(record.value))
+            elif record.topic == topics.CANDIDATES.name:
+                tally.candidates += 1
+            else:
+                event: ConversationEvent = topics.CONVERSATIONS.decode(record.value)
+                if event.kind == "closed":
+                    tally.conversations_closed.add(event.conversation_id)
+                else:
+                    tally.conversations_updated += 1
+            tally.last_change = time.monotonic()
+    finally:
+        await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def slack_standin(workspace: ExampleWorkspace, folder: Path) -> AsyncIterator[dict[str, str]]:
+    """The stand-in as its own process, loaded with the example people and channels."""
+    users, channels = workspace.write_standin_files(folder)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "devstack.slack_standin",
+        "--users",
+        str(users),
+        "--channels",
+        str(channels),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        if not line:
+            raise RuntimeError("the Slack stand-in did not start")
+        yield json.loads(line)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+
+
+def ensure_model(model_dir: Path) -> None:
+    """Train on the example workspace once; later demos reuse the model directory."""
+    if (model_dir / "model.json").exists() or (model_dir / "manifest.json").exists():
+        return
+    print(f"training the interest model on the example workspace → {model_dir}", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "beepgpt.cli", "train", str(MESSAGES), "--out", str(model_dir)], check=True
+    )
+
+
+def service_env(
+    stack: LocalStack, slack: dict[str, str] | None, model_dir: Path, speed: float
+) -> dict[str, str]:
+    env = {
+        **stack.env(),
+        "BEEPGPT_KAFKA_PARTITIONS": "3",
+        "BEEPGPT_SCORER_MODEL_DIR": str(model_dir),
+        # The replay compresses time by `speed`, so the conversation rules are compressed alike.
+        "BEEPGPT_SESSIONIZER_GAP_S": f"{GAP_S / speed:.3f}",
+        "BEEPGPT_SESSIONIZER_THREAD_IDLE_S": f"{THREAD_IDLE_S / speed:.3f}",
+        "BEEPGPT_SESSIONIZER_HEARTBEAT_S": "0.2",
+        "BEEPGPT_NOTIFIER_RATE_PER_HOUR": "3600",
+        "BEEPGPT_NOTIFIER_BURST": "20",
+        "BEEPGPT_LOG_LEVEL": "WARNING",
+    }
+    if slack is not None:
+        env |= {
+            "SLACK_BOT_TOKEN": "xoxb-demo-bot-token",
+            "SLACK_APP_TOKEN": "xapp-demo-app-token",
+            "SLACK_SIGNING_SECRET": "demo-signing-secret",
+            "BEEPGPT_SLACK_API_URL": slack["api_url"],
+        }
+    return env
+
+
+async def run(args: argparse.Namespace) -> int:
+    real_slack = bool(os.environ.get("SLACK_BOT_TOKEN") and os.environ.get("SLACK_APP_TOKEN"))
+    workspace = ExampleWorkspace.load()
+    work = ROOT / "build" / "demo"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    ensure_model(args.model_dir)
+    print("starting the Tansu broker and Redis ...", flush=True)
+    with LocalStack(broker_log=work / "broker.log") as stack:
+        kafka = KafkaSettings(bootstrap_servers=stack.bootstrap_servers, idempotence=False, partitions=3)
+        await ensure_topics(kafka, topics.ALL_TOPICS)
+        tally = Tally(workspace.user_names)
+        async with contextlib.AsyncExitStack() as resources:
+            slack = (
+                None if real_slack else await resources.enter_async_context(slack_standin(workspace, work))
+            )
+            env = service_env(stack, slack, args.model_dir.resolve(), args.speed)
+            if real_slack:
+                env = {k: v for k, v in env.items() if not k.startswith(("SLACK_", "BEEPGPT_SLACK_"))}
+            async with EventProducer(kafka, "demo") as producer:
+                for prefs in workspace.preferences(time.time()):
+                    await producer.send(topics.PREFERENCES, prefs.user, prefs)
+            for user, follows in ((p.user, p.topics) for p in workspace.preferences(0)):
+                for topic in follows:
+                    print(f"  {tally.name(user)} follows: “{topic.text}”", flush=True)
+            services = Services(env, work / "logs")
+            print("starting ingest, sessionizer, scorer and notifier ...", flush=True)
+            await services.start()
+            resources.push_async_callback(services.stop)
+            watcher = asyncio.create_task(follow_topics(kafka, tally))
+            resources.callback(watcher.cancel)
+            if real_slack:
+                print("running against your Slack workspace; Ctrl-C stops", flush=True)
+                await stop.wait()
+                return 0
+            assert slack is not None
+            replay = asyncio.create_task(replay_workspace(workspace, slack, args, stop))
+            messages = await replay
+            if not stop.is_set():
+                await settle(tally, quiet_for=max(3.0, 2 * THREAD_IDLE_S / args.speed), stop=stop)
+            print(tally.summary(messages), flush=True)
+    return 0
+
+
+async def replay_workspace(
+    workspace: ExampleWorkspace, slack: dict[str, str], args: argparse.Namespace, stop: asyncio.Event
+) -> int:
+    table = workspace.days(args.days)
+    planned = plan(table, start=time.time() + 1.0, speed=args.speed, max_silence=args.max_silence)
+    span = planned[-1].at - planned[0].at if planned else 0.0
+    print(
+        f"replaying {len(planned)} messages of {args.days or 'all'} day(s) in ~{span:.0f}s "
+        f"(speed ×{args.speed:g}); DMs appear below as they are sent",
+        flush=True,
+    )
+    sent = 0
+    async with RemoteStandin(slack["control_url"]) as remote:
+        team = str((await remote.info()).get("team_id", "T0"))
+        async for message in paced(planned):
+            if stop.is_set():
+                break
+            await remote.push_event(message_event(message, team))
+            sent += 1
+    return sent
+
+
+async def settle(tally: Tally, quiet_for: float, stop: asyncio.Event) -> None:
+    """Wait until nothing has happened on the topics for `quiet_for` seconds (or Ctrl-C)."""
+    while not stop.is_set() and time.monotonic() - tally.last_change < quiet_for:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="beepgpt demo", description=__doc__)
+    parser.add_argument(
+        "--speed", type=float, default=720.0, help="replay speed-up (720: a 9-hour day in 45 s)"
+    )
+    parser.add_argument("--days", type=int, default=2, help="how many days of the example to replay (0: all)")
+    parser.add_argument(
+        "--max-silence", type=float, default=3.0, help="longest pause between messages, seconds"
+    )
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "demo")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
