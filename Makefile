@@ -8,7 +8,7 @@ PACKAGES := shared devstack services/ingest services/sessionizer services/scorer
 REQUIREMENTS := requirements-dev.txt $(wildcard $(addsuffix /requirements.txt,$(PACKAGES))) \
 	$(wildcard $(addsuffix /pyproject.toml,$(PACKAGES)))
 
-.PHONY: setup test check lint typecheck bench demo clean
+.PHONY: setup test check lint typecheck deploy-check bench demo clean
 .DEFAULT_GOAL := help
 
 help:
@@ -36,7 +36,10 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy shared/beepgpt devstack/devstack bench $(foreach p,ingest sessionizer scorer notifier,$(wildcard services/$(p)/$(p)))
 
-check: lint typecheck test
+deploy-check: setup
+	bash deploy/validate.sh
+
+check: lint typecheck deploy-check test
 
 bench: setup
 	$(PY) -m bench

