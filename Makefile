@@ -23,6 +23,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: $(REQUIREMENTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	# torch first, pinned: its CPU wheel is the one this machine's pip finds; unpinned, a
+	# dependency would pull the CUDA build (gigabytes) instead.
+	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements-dev.txt
 	$(PIP) install -q --no-deps $(foreach p,$(PACKAGES),$(if $(wildcard $(p)/pyproject.toml),-e $(p)))
 	@touch $@
