@@ -1,0 +1,223 @@
+"""End to end: Slack events in through Socket Mode, DMs out through the Web API, all four services
+running as processes on the real broker and Redis.
+
+The script has three conversations: a Kafka-vs-Pulsar decision (Dave follows streaming
+decisions), a data-quality discussion (Bob follows data governance) and lunch chit-chat (nobody
+follows it). Exactly two DMs must result, whatever crashes or outages happen on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from beepgpt import topics
+from beepgpt.contracts import FollowedTopic, Notification, Preferences
+from beepgpt.kafka import EventProducer
+from beepgpt.message_table import slack_ts
+from beepgpt.settings import KafkaSettings
+from devstack.local_stack import Broker
+from devstack.processes import Services
+from devstack.slack_standin import SlackStandin
+from devstack.topic_reader import read_topic
+
+
+@dataclass(frozen=True)
+class Line:
+    channel: str
+    user: str
+    text: str
+
+
+STREAMING = [
+    Line(
+        "C0GENERAL",
+        "U0ALICE",
+        "We need to pick the event streaming platform for the inventory tracker this week.",
+    ),
+    Line(
+        "C0GENERAL",
+        "U0CAROL",
+        "I'd go with Apache Kafka: mature ecosystem, Kafka Streams and Connect, and we know how to run it.",
+    ),
+    Line(
+        "C0GENERAL",
+        "U0ALICE",
+        "Pulsar has tiered storage and geo-replication built in though. Worth comparing before we commit.",
+    ),
+    Line(
+        "C0GENERAL",
+        "U0CAROL",
+        "Let's decide Kafka versus Pulsar on Thursday; I'll write up throughput and operating costs.",
+    ),
+]
+QUALITY = [
+    Line(
+        "C0PROJECT",
+        "U0ALICE",
+        "The nightly load had 3% null customer ids again, and duplicates in the orders table.",
+    ),
+    Line(
+        "C0PROJECT", "U0DAVE", "We need data validation rules and a data quality dashboard before the audit."
+    ),
+    Line(
+        "C0PROJECT",
+        "U0ALICE",
+        "Agreed. And data governance: who is the data steward owning the customer table?",
+    ),
+]
+LUNCH = [
+    Line("C0RANDOM", "U0CAROL", "Anyone up for tacos at noon?"),
+    Line("C0RANDOM", "U0DAVE", "Sure! The place on 5th street?"),
+    Line("C0RANDOM", "U0CAROL", "Yes, meet in the lobby at 12."),
+]
+
+
+def script(start: float) -> list[tuple[str, Line]]:
+    """The three conversations interleaved, with fixed timestamps half a second apart."""
+    lines = [line for trio in zip(STREAMING, QUALITY, LUNCH, strict=False) for line in trio]
+    lines += STREAMING[len(QUALITY) :]
+    return [(slack_ts(start + i * 0.5), line) for i, line in enumerate(lines)]
+
+
+def expected(events: list[tuple[str, Line]]) -> set[tuple[str, str]]:
+    first = {}
+    for ts, line in events:
+        first.setdefault(line.channel, ts)
+    return {("U0DAVE", f"C0GENERAL:{first['C0GENERAL']}"), ("U0BOB", f"C0PROJECT:{first['C0PROJECT']}")}
+
+
+PREFERENCES = [
+    Preferences(
+        user="U0DAVE",
+        opted_in=True,
+        topics=[
+            FollowedTopic(
+                id="t1", text="Let me know when we make streaming technology decisions like Kafka or Pulsar"
+            )
+        ],
+    ),
+    Preferences(
+        user="U0BOB", opted_in=True, topics=[FollowedTopic(id="t1", text="data quality and data governance")]
+    ),
+    Preferences(user="U0CAROL", opted_in=True),
+    Preferences(
+        user="U0ALICE", opted_in=False, topics=[FollowedTopic(id="t1", text="lunch plans and restaurants")]
+    ),
+]
+
+
+async def follow(kafka: KafkaSettings) -> None:
+    async with EventProducer(kafka, "test") as producer:
+        for prefs in PREFERENCES:
+            await producer.send(topics.PREFERENCES, prefs.user, prefs)
+
+
+async def push(slack: SlackStandin, events: list[tuple[str, Line]]) -> None:
+    for ts, line in events:
+        await slack.push_event(slack.events.message(line.channel, line.user, line.text, ts=ts), timeout=10)
+
+
+async def sent_dms(kafka: KafkaSettings, count: int, idle: float = 3.0) -> list[Notification]:
+    """All `sent` decisions once `count` arrived and nothing more came for `idle` seconds."""
+    deadline = time.monotonic() + 120
+    while True:
+        records = await read_topic(kafka, topics.SENT.name, timeout=5)
+        notes: list[Notification] = [topics.SENT.decode(r.value) for r in records]
+        sent = [n for n in notes if n.outcome == "sent"]
+        if len(sent) >= count:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(sent)} of {count} DMs after 120s: {notes}")
+        await asyncio.sleep(0.5)
+    later = await read_topic(kafka, topics.SENT.name, count=len(records), idle=idle, timeout=30)
+    return [n for n in (topics.SENT.decode(r.value) for r in later) if n.outcome == "sent"]
+
+
+def dm_posts(slack: SlackStandin) -> list[str]:
+    return [
+        p.channel for p in slack.posts if p.method == "chat.postMessage" and p.channel.startswith(("D", "U"))
+    ]
+
+
+@pytest.fixture
+async def followed(kafka_topics: KafkaSettings) -> KafkaSettings:
+    await follow(kafka_topics)
+    return kafka_topics
+
+
+async def test_a_known_script_produces_exactly_the_expected_dms(
+    followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
+) -> None:
+    events = script(time.time() - 60)
+    await push(slack_standin, events)
+    sent = await sent_dms(followed, 2)
+    assert {(n.user, n.conversation_id) for n in sent} == expected(events)
+    assert len(sent) == 2
+    assert len(dm_posts(slack_standin)) == 2
+
+
+@pytest.mark.parametrize("service", ["ingest", "sessionizer", "scorer", "notifier"])
+async def test_a_service_killed_mid_stream_loses_and_doubles_nothing(
+    service: str, followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
+) -> None:
+    events = script(time.time() - 60)
+    half = len(events) // 2
+    await push(slack_standin, events[:half])
+    await pipeline.restart(service, kill=True)
+    await push(slack_standin, events[half:])
+    sent = await sent_dms(followed, 2)
+    assert {(n.user, n.conversation_id) for n in sent} == expected(events)
+    assert len(sent) == 2, sent
+    assert len(dm_posts(slack_standin)) == 2
+
+
+async def test_the_pipeline_catches_up_after_a_broker_outage(
+    broker: Broker, followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
+) -> None:
+    events = script(time.time() - 60)
+    half = len(events) // 2
+    await push(slack_standin, events[:half])
+    broker.pause()
+    try:
+        # Ingest acks within Slack's limit from its buffer while the broker is away.
+        await asyncio.gather(
+            *(
+                slack_standin.push_event(
+                    slack_standin.events.message(line.channel, line.user, line.text, ts=ts), timeout=10
+                )
+                for ts, line in events[half:]
+            )
+        )
+    finally:
+        broker.resume()
+    sent = await sent_dms(followed, 2)
+    assert {(n.user, n.conversation_id) for n in sent} == expected(events)
+    assert len(dm_posts(slack_standin)) == 2
+
+
+async def test_hostile_input_is_rejected_and_good_traffic_still_gets_through(
+    followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
+) -> None:
+    now = time.time()
+    hostile = [
+        {"type": "message", "user": "U0CAROL", "text": "no channel", "ts": slack_ts(now - 900)},
+        {"type": "made_up_event", "channel": "C0RANDOM"},
+        slack_standin.events.message("C0RANDOM", "U0CAROL", "x" * 1_000_000, ts=slack_ts(now - 890)),
+    ]
+    flood = [
+        slack_standin.events.message("C0RANDOM", "U0DAVE", f"spam {i}", ts=slack_ts(now - 800 + i * 0.01))
+        for i in range(300)
+    ]
+    events = script(now - 60)
+    for payload in hostile:
+        await slack_standin.push_event(payload, timeout=10)
+    await asyncio.gather(*(slack_standin.push_event(p, timeout=30) for p in flood))
+    await push(slack_standin, events)
+    sent = await sent_dms(followed, 2)
+    assert {(n.user, n.conversation_id) for n in sent} == expected(events)
+    dead = await read_topic(followed, topics.SLACK_MESSAGES.dlq, count=1, timeout=10)
+    assert dead
