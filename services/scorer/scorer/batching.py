@@ -1,0 +1,88 @@
+"""Turning what Kafka hands over into one batch of model work (pure, no I/O).
+
+Batching comes from the consumer: the service asks Kafka for up to `batch_size` records and gets
+whatever is already fetched, so an idle service scores each event as it comes (latency) and a
+loaded one scores many conversations per model call (throughput) without a timer deciding.
+Within a batch only the newest scored version of each conversation is kept — under load a busy
+conversation's intermediate states are superseded before anyone could be alerted about them —
+and conversations that closed are listed so their cached embeddings can go after scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from beepgpt.contracts import ConversationEvent
+
+
+@dataclass(frozen=True)
+class Work:
+    """A conversation event to score and the record it came from (for its trace id and the DLQ)."""
+
+    event: ConversationEvent
+    record: ConsumerRecord[bytes, bytes]
+
+
+@dataclass
+class Batch:
+    """One batch of records, planned: what to score, what to dead-letter, what to commit."""
+
+    work: list[Work] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    poison: list[tuple[ConsumerRecord[bytes, bytes], Exception]] = field(default_factory=list)
+    superseded: int = 0
+    not_scored: int = 0
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    """Per partition, the offset after the last record of the batch: what to commit once done."""
+
+
+def plan(
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+    decode: Callable[[bytes], Any],
+    scores: Callable[[str], bool],
+    *,
+    coalesce: bool = True,
+) -> Batch:
+    """Decode, drop what is not scored, keep the newest version per conversation.
+
+    `scores(kind)` says whether `updated` / `closed` events are scored. Records that do not decode
+    become poison for the dead-letter topic; they never stop the batch. Without `coalesce`,
+    every scored event is kept, in order.
+    """
+    batch = Batch()
+    newest: dict[str, Work] = {}
+    every: list[Work] = []
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        batch.offsets[tp] = max(batch.offsets.get(tp, 0), record.offset + 1)
+        try:
+            if record.value is None:
+                raise ValueError("record has no value")
+            event = decode(record.value)
+            if not isinstance(event, ConversationEvent):
+                raise TypeError(f"expected a ConversationEvent, got {type(event).__name__}")
+        except Exception as error:
+            batch.poison.append((record, error))
+            continue
+        if event.kind == "closed":
+            batch.closed.append(event.conversation_id)
+        if not scores(event.kind):
+            batch.not_scored += 1
+            continue
+        if not coalesce:
+            every.append(Work(event, record))
+            continue
+        previous = newest.get(event.conversation_id)
+        if previous is None or event.version >= previous.event.version:
+            if previous is not None:
+                batch.superseded += 1
+            newest[event.conversation_id] = Work(event, record)
+        else:
+            batch.superseded += 1
+    batch.work = list(newest.values()) if coalesce else every
+    return batch

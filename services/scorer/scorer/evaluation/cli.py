@@ -1,0 +1,159 @@
+"""`beepgpt eval topics …` and `beepgpt eval interest …`: rerunnable measurements.
+
+    beepgpt eval topics --data data/slack-generation.parquet \\
+        --topics services/scorer/devset/topics.json --labels services/scorer/devset/labels.jsonl \\
+        [--feedback-shots 5] [--out reports/topics]
+    beepgpt eval interest --data data/slack-generation.parquet [--split-at 2023-08-10 | --test-fraction 0.2]
+
+Each prints a table and writes `report.json` and a PNG plot into `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scorer.evaluation.topics import LabelsError
+from scorer.training.history import HistoryError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="beepgpt eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="what", required=True)
+    t = sub.add_parser(
+        "topics", help="topic matcher: macro-F1 at the default threshold, best thresholds, feedback"
+    )
+    t.add_argument("--data", type=Path, required=True, help="message table or Slack export")
+    t.add_argument("--topics", type=Path, required=True, help="JSON mapping topic ids to sentences")
+    t.add_argument(
+        "--labels", type=Path, required=True, help="JSONL: {id: {channel, thread}, result: {topic: bool}}"
+    )
+    t.add_argument(
+        "--feedback-shots",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also learn from K labelled conversations per topic",
+    )
+    t.add_argument(
+        "--draws", type=int, default=20, help="random draws of feedback shots to average (default 20)"
+    )
+    t.add_argument("--threshold", type=float, help="threshold to evaluate instead of the product default")
+    t.add_argument(
+        "--model", type=Path, help="use a trained model directory's workspace statistics and threshold"
+    )
+    t.add_argument(
+        "--embeddings", choices=("local", "openai"), default="local", help="embedding model (default local)"
+    )
+    t.add_argument("--embedding-model", default="text-embedding-3-small", help="OpenAI embedding model")
+    t.add_argument("--out", type=Path, default=Path("reports/topics"))
+    t.add_argument("--no-progress", action="store_true")
+    i = sub.add_parser("interest", help="interest model vs baselines on a time split")
+    i.add_argument("--data", type=Path, required=True, help="message table or Slack export")
+    split = i.add_mutually_exclusive_group()
+    split.add_argument("--split-at", help="test on messages from this UTC date/time on (ISO format)")
+    split.add_argument(
+        "--test-fraction", type=float, default=0.2, help="test on the latest share of examples (default 0.2)"
+    )
+    i.add_argument("--users", type=Path, help="Slack users.json for display names")
+    i.add_argument("--out", type=Path, default=Path("reports/interest"))
+    i.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return topics(args) if args.what == "topics" else interest(args)
+    except (HistoryError, LabelsError, ValueError) as error:
+        print(f"beepgpt eval {args.what}: {error}", file=sys.stderr)
+        return 2
+
+
+def topics(args: argparse.Namespace) -> int:
+    from scorer.evaluation.report import plot_topics, topics_table, write_json
+    from scorer.evaluation.topics import evaluate, read_labels, read_topics
+    from scorer.topics.matcher import DEFAULT_THRESHOLDS, TopicMatcher
+    from scorer.training.cli import choose_embedder
+    from scorer.training.pipeline import conversation_vectors, prepare, workspace_space
+
+    topic_texts = read_topics(args.topics)
+    labels = read_labels(args.labels)
+    embedder = choose_embedder(args.embeddings, args.embedding_model, 0.0)
+    prepared = prepare(args.data, embedder, progress=not args.no_progress)
+    threshold = args.threshold
+    if args.model is not None:
+        from scorer.model_dir import load_models
+
+        loaded = load_models(args.model, embedder=embedder)
+        space = loaded.topics.space
+        threshold = loaded.topics.threshold if threshold is None else threshold
+    else:
+        space = workspace_space(prepared)
+    if threshold is None and embedder.name not in DEFAULT_THRESHOLDS:
+        threshold = 0.0
+        print(f"no measured default threshold for {embedder.name}: read the best single threshold below")
+    matcher = TopicMatcher(embedder, space, threshold=threshold)
+    started = time.perf_counter()
+    report = evaluate(
+        matcher,
+        conversation_vectors(prepared),
+        topic_texts,
+        labels,
+        shots=args.feedback_shots,
+        draws=args.draws,
+    )
+    print(topics_table(report))
+    out = {
+        "data": str(args.data),
+        "topics_file": str(args.topics),
+        "labels_file": str(args.labels),
+        "embedder": embedder.name,
+        "seconds": round(time.perf_counter() - started, 3),
+        **report.to_json(),
+    }
+    write_json(args.out / "report.json", out)
+    plot_topics(report, args.out / "precision_recall.png")
+    print(f"report: {args.out / 'report.json'}, plot: {args.out / 'precision_recall.png'}")
+    return 0
+
+
+def split_time(examples_ts: list[float], split_at: str | None, test_fraction: float) -> float:
+    if split_at:
+        moment = datetime.fromisoformat(split_at)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if not 0 < test_fraction < 1:
+        raise ValueError("--test-fraction must be between 0 and 1")
+    ordered = sorted(examples_ts)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * (1 - test_fraction)))]
+
+
+def interest(args: argparse.Namespace) -> int:
+    from scorer.evaluation.interest import evaluate
+    from scorer.evaluation.report import interest_table, plot_interest, write_json
+    from scorer.model_dir import shared_local_embedder
+    from scorer.training.local import InterestSettings, train_interest
+    from scorer.training.pipeline import prepare
+
+    embedder = shared_local_embedder()
+    prepared = prepare(args.data, embedder, users_file=args.users, progress=not args.no_progress)
+    cut = split_time([e.ts for e in prepared.examples], args.split_at, args.test_fraction)
+    settings = InterestSettings()
+
+    def train(examples):  # type: ignore[no-untyped-def]
+        return train_interest(examples, prepared.prompt_vectors, prepared.vocab, prepared.dimension, settings)
+
+    report = evaluate(prepared.examples, prepared.prompt_vectors, prepared.vocab, cut, train)
+    print(f"split at {datetime.fromtimestamp(cut, UTC).isoformat()}")
+    print(interest_table(report))
+    write_json(args.out / "report.json", {"data": str(args.data), **report.to_json()})
+    plot_interest(report, args.out / "interest.png")
+    print(f"report: {args.out / 'report.json'}, plot: {args.out / 'interest.png'}")
+    return 0

@@ -1,0 +1,58 @@
+"""Retrying a model call with exponential backoff and jitter.
+
+Model and OpenAI failures are mostly transient (a rate limit, a timeout, a reload in progress);
+a few attempts spaced out absorb them, and what still fails is dead-lettered by the caller so
+the stream keeps moving. Full jitter keeps many scorer instances from retrying in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from scorer.metrics import ERRORS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based): full jitter over base·2^(n-1)."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return (rng or random).uniform(0, ceiling) if ceiling > 0 else 0.0
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    base: float,
+    cap: float,
+    what: str = "call",
+) -> T:
+    """Await `call()` until it succeeds or `attempts` are used; re-raises the last error."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if attempt == attempts:
+                raise
+            delay = backoff_delay(attempt, base, cap)
+            ERRORS.labels("score_retry").inc()
+            log.warning(
+                "%s failed, retrying",
+                what,
+                extra={
+                    "attempt": attempt,
+                    "delay_s": round(delay, 3),
+                    "error": f"{type(error).__name__}: {error}",
+                },
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: attempts must be at least 1")

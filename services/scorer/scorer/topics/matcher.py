@@ -1,0 +1,234 @@
+"""Does a conversation match a topic someone follows? Scores from message vectors, not texts.
+
+How a conversation is scored against a topic (each choice measured on the development set, see
+`services/scorer/devset/README.md`):
+
+- The topic's request wording is stripped (`phrasing.topic_subject`) and the rest embedded once.
+- Message vectors are centred on the workspace's mean message vector (`EmbeddingSpace`) and
+  re-normalised. Every message of a workspace shares a common direction (its jargon, its
+  projects, the embedding model's own bias); removing it leaves what makes a message *different*
+  from the workspace's usual talk, which is what a topic picks out. The topic vector is left as
+  it is: it does not come from the workspace.
+- The score is half the similarity of the whole conversation (its centred mean vector) and half
+  that of its best message: a whole-conversation score misses a short on-topic exchange inside a
+  long chat, a best-message score fires on one stray remark. The best message is reported so an
+  explanation can quote it.
+- One default threshold for every topic, chosen on calibration topics that are *not* the ones
+  `beepgpt eval topics` reports on (so the evaluation's "default threshold" figure is not tuned
+  on its own answers). Per-topic calibration comes from feedback (`feedback.py`): unsupervised
+  per-topic normalisations (z-scores, score ranges, Otsu/mixture splits of each topic's score
+  distribution, a calibrator learnt across topics) were measured and did worse.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from beepgpt.contracts import FollowedTopic
+from scorer.artifact import ModelFormatError
+from scorer.embeddings import Embedder, Matrix, Vector, normalise
+from scorer.topics.phrasing import topic_subject
+
+SPACE_FILE = "space.npz"
+
+DEFAULT_THRESHOLDS: Mapping[str, float] = {"local:all-MiniLM-L6-v2": 0.196}
+"""Measured default thresholds per embedding space: the best single threshold of
+`beepgpt eval topics` on the calibration topics (`services/scorer/devset/calibration/`), never on
+the topics the evaluation reports. Another space (OpenAI embeddings) has no measured default
+yet: measure one the same way and pass it as the threshold."""
+
+CONVERSATION_WEIGHT = 0.75
+"""Share of the whole-conversation similarity in a score; the rest is the best message's."""
+
+_TOPIC_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class TopicScore:
+    """How close a conversation is to one topic, and which of its messages came closest."""
+
+    topic: FollowedTopic
+    score: float
+    threshold: float
+    best_message: int | None = None
+
+    @property
+    def matched(self) -> bool:
+        return self.score >= self.threshold
+
+
+@dataclass(frozen=True)
+class TopicAdaptation:
+    """What feedback changed for one topic: its vector and/or its threshold."""
+
+    vector: Vector | None = None
+    threshold: float | None = None
+    useful: int = 0
+    not_useful: int = 0
+
+
+BACKGROUND_CONVERSATIONS = 400
+"""Recent conversations kept (at most 20 messages each) as the workspace's background sample."""
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """The workspace's messages in one embedding space, summarised: their mean vector, and a
+    sample of recent conversations (message vectors) that feedback uses to keep a moved topic's
+    alert rate where it was (`feedback.py`)."""
+
+    embedder: str
+    mean: Vector
+    messages: int
+    background: tuple[Matrix, ...] = ()
+
+    def centre(self, vectors: Matrix) -> Matrix:
+        """Vectors minus the workspace mean, re-normalised."""
+        if len(vectors) == 0:
+            return vectors.astype(np.float32)
+        return normalise(vectors - self.mean)
+
+    @classmethod
+    def of(cls, embedder: str, vectors: Matrix, conversations: Sequence[Matrix] = ()) -> EmbeddingSpace:
+        mean = vectors.mean(axis=0) if len(vectors) else np.zeros(0, dtype=np.float32)
+        sample = tuple(
+            np.asarray(c[-20:], dtype=np.float32) for c in conversations[-BACKGROUND_CONVERSATIONS:] if len(c)
+        )
+        return cls(embedder=embedder, mean=mean.astype(np.float32), messages=len(vectors), background=sample)
+
+    def save(self, directory: Path) -> None:
+        sizes = np.array([len(c) for c in self.background], dtype=np.int64)
+        rows = (
+            np.concatenate(self.background).astype(np.float16)
+            if self.background
+            else np.zeros((0, len(self.mean)), dtype=np.float16)
+        )
+        np.savez(
+            directory / SPACE_FILE,
+            embedder=np.array(self.embedder),
+            mean=self.mean,
+            messages=np.int64(self.messages),
+            background=rows,
+            background_sizes=sizes,
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> EmbeddingSpace:
+        path = directory / SPACE_FILE
+        if not path.exists():
+            raise ModelFormatError(f"{directory} lacks {SPACE_FILE}")
+        with np.load(path, allow_pickle=False) as arrays:
+            rows = arrays["background"].astype(np.float32)
+            bounds = np.cumsum(arrays["background_sizes"])[:-1]
+            return cls(
+                embedder=str(arrays["embedder"]),
+                mean=arrays["mean"].astype(np.float32),
+                messages=int(arrays["messages"]),
+                background=tuple(np.split(rows, bounds)) if len(rows) else (),
+            )
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A conversation as the matcher compares it: centred message vectors and their mean."""
+
+    messages: Matrix
+    whole: Vector
+
+
+def default_threshold(embedder: str) -> float:
+    try:
+        return DEFAULT_THRESHOLDS[embedder]
+    except KeyError:
+        raise ValueError(
+            f"no measured default topic threshold for {embedder}; pass one explicitly "
+            "(`beepgpt eval topics` on services/scorer/devset/calibration measures one)"
+        ) from None
+
+
+class TopicMatcher:
+    """Scores conversations (their message vectors) against followed topics."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        space: EmbeddingSpace,
+        *,
+        threshold: float | None = None,
+        conversation_weight: float = CONVERSATION_WEIGHT,
+        adaptations: Mapping[str, TopicAdaptation] | None = None,
+    ) -> None:
+        if space.embedder != embedder.name:
+            raise ValueError(f"space of {space.embedder} used with embedder {embedder.name}")
+        self.embedder = embedder
+        self.space = space
+        self.threshold = default_threshold(embedder.name) if threshold is None else threshold
+        self.conversation_weight = conversation_weight
+        self.adaptations: dict[str, TopicAdaptation] = dict(adaptations or {})
+        self._topics: OrderedDict[str, Vector] = OrderedDict()
+
+    # --- the service's protocol --------------------------------------------------------------------
+
+    def match(self, vectors: Matrix, topics: Sequence[FollowedTopic]) -> list[TopicScore]:
+        """One score per topic for a conversation whose message vectors are `vectors`."""
+        if not topics:
+            return []
+        view = self.view(vectors)
+        targets = self.topic_vectors(topics)
+        out = []
+        for topic, target in zip(topics, targets, strict=True):
+            score, best = self.score(view, target)
+            out.append(TopicScore(topic, score, self.threshold_for(topic.id), best))
+        return out
+
+    # --- parts, also used by evaluation ----------------------------------------------------------
+
+    def view(self, vectors: Matrix) -> ConversationView:
+        if len(vectors) == 0:
+            empty = np.zeros((0, len(self.space.mean)), dtype=np.float32)
+            return ConversationView(empty, np.zeros(len(self.space.mean), dtype=np.float32))
+        centred = self.space.centre(np.asarray(vectors, dtype=np.float32))
+        return ConversationView(centred, normalise(centred.mean(axis=0))[0])
+
+    def score(self, view: ConversationView, target: Vector) -> tuple[float, int | None]:
+        """(score, index of the best message) of one conversation against one topic vector."""
+        if len(view.messages) == 0:
+            return 0.0, None
+        per_message = view.messages @ target
+        best = int(np.argmax(per_message))
+        w = self.conversation_weight
+        return float(w * (view.whole @ target) + (1 - w) * per_message[best]), best
+
+    def topic_vectors(self, topics: Sequence[FollowedTopic]) -> Matrix:
+        """Each topic's vector: its feedback-adapted one, else its embedded subject (cached)."""
+        subjects = [topic_subject(t.text) for t in topics]
+        todo = sorted({s for s in subjects if s not in self._topics})
+        if todo:
+            for subject, vector in zip(todo, self.embedder.embed(todo), strict=True):
+                self._topics[subject] = vector
+        rows = []
+        for topic, subject in zip(topics, subjects, strict=True):
+            self._topics.move_to_end(subject)
+            adapted = self.adaptations.get(topic.id)
+            rows.append(
+                adapted.vector
+                if adapted is not None and adapted.vector is not None
+                else self._topics[subject]
+            )
+        while len(self._topics) > _TOPIC_CACHE:
+            self._topics.popitem(last=False)
+        return np.stack(rows).astype(np.float32)
+
+    def threshold_for(self, topic_id: str) -> float:
+        adapted = self.adaptations.get(topic_id)
+        if adapted is not None and adapted.threshold is not None:
+            return adapted.threshold
+        return self.threshold
+
+    def adapt(self, topic_id: str, adaptation: TopicAdaptation) -> None:
+        self.adaptations[topic_id] = adaptation

@@ -1,0 +1,59 @@
+"""Embeddings: normalised vectors from the packaged model, and each message embedded once."""
+
+from __future__ import annotations
+
+import numpy as np
+from openai import OpenAI
+from prometheus_client import REGISTRY
+
+from devstack.openai_standin import OpenAIStandin
+from scorer.embeddings import LocalEmbedder, MessageEmbeddings, OpenAIEmbedder
+from scorer.openai_api import Backoff
+
+
+def computed(model: str) -> float:
+    return REGISTRY.get_sample_value("beepgpt_scorer_embeddings_computed_total", {"model": model}) or 0.0
+
+
+def test_local_vectors_are_unit_rows_and_similar_texts_are_close(embedder: LocalEmbedder) -> None:
+    vectors = embedder.embed(
+        ["Kafka consumer lag is growing", "consumer lag on our Kafka cluster", "my weekend was lovely"]
+    )
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+
+
+def test_each_message_is_embedded_once_and_the_metric_shows_it(embedder: LocalEmbedder) -> None:
+    store = MessageEmbeddings(embedder)
+    keys = [("C1", "1.000100"), ("C1", "1.000200"), ("C2", "1.000100")]
+    texts = ["first message", "second message", "third message"]
+    before = computed(embedder.name)
+    first = store.vectors(keys, texts)
+    assert computed(embedder.name) - before == 3
+    # asked again, plus one new message: only the new one reaches the model
+    again = store.vectors([*keys, ("C2", "1.000300")], [*texts, "fourth message"])
+    assert computed(embedder.name) - before == 4
+    assert np.array_equal(again[:3], first)
+    assert store.computed == 4
+    # an edit (same message, new text) is embedded again; the same texts under new ids are not shared
+    store.vectors([("C1", "1.000100")], ["first message, edited"])
+    assert computed(embedder.name) - before == 5
+    assert store.missing(keys, texts) == 1
+
+
+def test_openai_embedder_batches_and_waits_out_rate_limits(standin: OpenAIStandin) -> None:
+    client = OpenAI(api_key="test", base_url=standin.base_url, max_retries=0)
+    waits: list[float] = []
+    embedder = OpenAIEmbedder(client, batch_size=2, backoff=Backoff(sleep=waits.append))
+    standin.faults.add("/v1/embeddings", status=429, retry_after=1.5, times=2)
+    before = computed(embedder.name)
+    vectors = embedder.embed(["kafka lag", "kafka consumer lag", "weekend hike"])
+    assert vectors.shape == (3, 64)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    assert waits == [1.5, 1.5]  # the server's Retry-After, not a guess
+    assert standin.count("/v1/embeddings", 429) == 2
+    assert standin.count("/v1/embeddings", 200) == 2
+    assert computed(embedder.name) - before == 3

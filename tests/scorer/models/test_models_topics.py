@@ -1,0 +1,113 @@
+"""The topic matcher: request wording stripped, centred scores, best message, feedback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from beepgpt.contracts import FollowedTopic
+from scorer.embeddings import LocalEmbedder
+from scorer.topics.feedback import FeedbackExample, learn, same_rate_threshold
+from scorer.topics.matcher import EmbeddingSpace, TopicMatcher, default_threshold
+from scorer.topics.phrasing import topic_subject
+
+WORKSPACE = [
+    ["the Kafka consumer lag is growing on the orders topic", "let's add partitions and more consumers"],
+    ["Flink or Spark Streaming for the new pipeline?", "Flink handles event time better"],
+    ["how was everyone's weekend?", "I went hiking with my family", "we tried a new recipe"],
+    ["the invoice totals don't match the ledger", "finance will re-run the report"],
+    ["pager went off at 3am for the API", "we need better alerting thresholds and dashboards"],
+    ["lunch at noon?", "sure, the ramen place"],
+]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "subject"),
+    [
+        (
+            "Alert me when people are making streaming technology decisions",
+            "making streaming technology decisions",
+        ),
+        ("Poke me when there are people chatting about SRE topics", "chatting about SRE topics"),
+        ("Let me know when people are talking about their weekends", "talking about their weekends"),
+        ("Hey BeepGPT, let me know when there’s an important decision about fraud.", "decision about fraud"),
+        ("Keep me posted on database migrations", "database migrations"),
+        ("kafka", "kafka"),
+        ("Tell me", "Tell me"),
+    ],
+)
+def test_request_wording_is_stripped(sentence: str, subject: str) -> None:
+    assert topic_subject(sentence) == subject
+
+
+@pytest.fixture(scope="module")
+def workspace(embedder: LocalEmbedder) -> tuple[TopicMatcher, list[np.ndarray]]:
+    vectors = [embedder.embed(texts) for texts in WORKSPACE]
+    space = EmbeddingSpace.of(embedder.name, np.concatenate(vectors), vectors)
+    return TopicMatcher(embedder, space), vectors
+
+
+def test_conversations_match_their_topic_and_report_the_best_message(
+    workspace: tuple[TopicMatcher, list[np.ndarray]],
+) -> None:
+    matcher, vectors = workspace
+    topics = [
+        FollowedTopic(id="stream", text="Alert me when people are making streaming technology decisions"),
+        FollowedTopic(id="weekend", text="Let me know when people are talking about their weekends"),
+        FollowedTopic(
+            id="sre",
+            text="Poke me when there are people chatting about SRE topics like monitoring and alerting",
+        ),
+    ]
+    scores = np.array([[s.score for s in matcher.match(v, topics)] for v in vectors])
+    assert scores[:, 0].argmax() in (0, 1)
+    assert scores[:, 1].argmax() == 2
+    assert scores[:, 2].argmax() == 4
+    found = matcher.match(vectors[4], topics)[2]
+    assert found.best_message == 1
+    assert found.threshold == default_threshold(matcher.embedder.name)
+    assert matcher.match(vectors[2], topics)[1].matched
+    assert not matcher.match(vectors[3], topics)[1].matched
+    assert matcher.match(np.zeros((0, 384), dtype=np.float32), topics)[0].score == 0.0
+    assert matcher.match(vectors[0], []) == []
+
+
+def test_topic_texts_are_embedded_once(workspace: tuple[TopicMatcher, list[np.ndarray]]) -> None:
+    matcher, vectors = workspace
+    topic = [FollowedTopic(id="x", text="Tell me about invoices and the ledger")]
+    calls: list[list[str]] = []
+    real = matcher.embedder.embed
+    matcher.embedder.embed = lambda texts: calls.append(texts) or real(texts)  # type: ignore[method-assign]
+    try:
+        for v in vectors:
+            matcher.match(v, topic)
+    finally:
+        matcher.embedder.embed = real  # type: ignore[method-assign]
+    assert calls == [["invoices and the ledger"]]
+
+
+def test_feedback_moves_the_topic_but_keeps_its_alert_rate(
+    workspace: tuple[TopicMatcher, list[np.ndarray]],
+) -> None:
+    matcher, vectors = workspace
+    topic = FollowedTopic(id="ops", text="Tell me about operations problems")
+    base = matcher.topic_vectors([topic])[0]
+    adaptation = learn(
+        matcher, topic, [FeedbackExample(vectors[0], True), FeedbackExample(vectors[5], False)]
+    )
+    assert adaptation.vector is not None
+    assert adaptation.threshold is not None
+    assert adaptation.useful == 1
+    assert adaptation.not_useful == 1
+    moved = adaptation.vector
+    assert moved @ matcher.view(vectors[0]).whole > base @ matcher.view(vectors[0]).whole
+    background = [matcher.view(v) for v in matcher.space.background]
+    before = sum(matcher.score(view, base)[0] >= matcher.threshold for view in background)
+    after = sum(matcher.score(view, moved)[0] >= adaptation.threshold for view in background)
+    assert before == after
+    assert abs(same_rate_threshold(matcher, base, base, matcher.threshold) - matcher.threshold) < 1e-6
+    matcher.adapt("ops", adaptation)
+    try:
+        assert matcher.match(vectors[0], [topic])[0].threshold == adaptation.threshold
+    finally:
+        matcher.adaptations.clear()
