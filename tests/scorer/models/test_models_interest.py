@@ -37,7 +37,7 @@ def test_content_words_ignore_markup_and_pleasantries() -> None:
 def test_features_mark_who_spoke_last_and_who_was_mentioned() -> None:
     featurizer = Featurizer(VOCAB, dimension=4)
     prompt = Prompt(
-        "random", True, (PromptMessage("UANA", "hey bob, look"), PromptMessage("UDEE", "<@UCY> too"))
+        "random", True, (PromptMessage("UANA", "hey <@UBO|bob>, look"), PromptMessage("UDEE", "<@UCY> too"))
     )
     row = featurizer.row(prompt, np.eye(4, dtype=np.float32)[:2])
     g = featurizer.groups

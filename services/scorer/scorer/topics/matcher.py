@@ -36,7 +36,7 @@ from scorer.topics.phrasing import topic_subject
 
 SPACE_FILE = "space.npz"
 
-DEFAULT_THRESHOLDS: Mapping[str, float] = {"local:all-MiniLM-L6-v2": 0.196}
+DEFAULT_THRESHOLDS: Mapping[str, float] = {"local:all-MiniLM-L6-v2": 0.178}
 """Measured default thresholds per embedding space: the best single threshold of
 `beepgpt eval topics` on the calibration topics (`services/scorer/devset/calibration/`), never on
 the topics the evaluation reports. Another space (OpenAI embeddings) has no measured default

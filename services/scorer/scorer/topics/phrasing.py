@@ -4,10 +4,11 @@ People write topics as requests: "Alert me when people are making streaming tech
 decisions", "Poke me when there are people chatting about SRE topics". The request part ("alert
 me when people are", "poke me when there are people") is the same in every topic and is nothing
 any conversation talks about; left in, it pulls every topic's vector towards the same place and
-makes topics look alike. It is stripped before embedding; what remains ("making streaming
-technology decisions") is what conversations are compared with. Measured on the development
-set, stripping raises the mean best-threshold F1 and the AUC of the hardest topic (see
-`services/scorer/devset/README.md`).
+makes topics look alike. It is stripped before embedding, and so is the conversation framing
+that follows it ("discussions related to …", "chatting about …"); what remains ("making
+streaming technology decisions", "SRE topics like monitoring and alerting") is what
+conversations are compared with. Both were measured on the calibration topics of the development
+set (`services/scorer/devset/README.md`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,23 @@ _REQUEST = re.compile(
 )
 
 
+_FRAMING = re.compile(
+    r"""^(?:(?:engineering|important|technical)\s+)?
+    (?:discussions?|conversations?|chatting|chats?|talking|talks?|discuss(?:es|ing)?)\s*
+    (?:(?:related\s+to|happening\s+on|happening\s+in|about|on|of|in|regarding|around)\s+)?""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
 def topic_subject(text: str) -> str:
-    """The subject of a topic sentence; the sentence itself when no request wording is found."""
+    """The subject of a topic sentence; the sentence itself when no request wording is found.
+
+    Two layers go: the request ("alert me when people are") and then the conversation framing
+    ("discussions related to", "chatting about") — every conversation is a discussion, so those
+    words only pull topics towards each other."""
     stripped = _REQUEST.sub("", text, count=1).strip(" \t\n.!?,")
-    return stripped if len(stripped) >= 3 else text.strip()
+    subject = _FRAMING.sub("", stripped, count=1).strip(" \t\n.!?,")
+    for candidate in (subject, stripped):
+        if len(candidate) >= 3:
+            return candidate
+    return text.strip()

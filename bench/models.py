@@ -1,0 +1,87 @@
+"""Models: raw embedding throughput, training time, and the evaluation figures, on this machine.
+
+- `embedding_throughput`: the packaged all-MiniLM-L6-v2 alone encoding the example workspace's
+  messages (batch 64, texts sorted by length as training does) — the ceiling every scorer
+  figure is compared with;
+- `train_seconds`: `beepgpt train data/slack-generation.parquet` end to end in-process (read, shared
+  query, embed every message once, fit, write the model directory), model loading excluded;
+- the evaluation figures of `beepgpt eval interest` (default 80/20 time split) and
+  `beepgpt eval topics` on the committed development set (default threshold, best thresholds,
+  5 feedback shots), computed on the same embedded history so each message is embedded once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "slack-generation.parquet"
+DEVSET = ROOT / "services" / "scorer" / "devset"
+
+
+def record(metric: str, value: float, unit: str) -> dict[str, Any]:
+    return {"benchmark": "models", "metric": metric, "value": value, "unit": unit}
+
+
+def run() -> list[dict[str, Any]]:
+    import pandas as pd
+
+    from scorer.evaluation import interest as interest_eval
+    from scorer.evaluation import topics as topics_eval
+    from scorer.evaluation.cli import split_time
+    from scorer.model_dir import shared_local_embedder
+    from scorer.topics.matcher import TopicMatcher
+    from scorer.training.local import InterestSettings, train_interest
+    from scorer.training.pipeline import conversation_vectors, prepare, workspace_space, write_local_model
+
+    records = []
+    started = time.perf_counter()
+    embedder = shared_local_embedder()
+    records.append(record("embedding_model_load_seconds", time.perf_counter() - started, "s"))
+
+    texts = pd.read_parquet(DATA)["text"].astype(str).tolist()
+    ordered = sorted(texts, key=len)
+    embedder.embed(ordered[:64])  # warm-up: first-call allocations are not throughput
+    started = time.perf_counter()
+    embedder.embed(ordered)
+    seconds = time.perf_counter() - started
+    records.append(record("embedding_throughput", len(ordered) / seconds, "texts/s"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        prepared = prepare(DATA, embedder, progress=False, say=lambda _: None)
+        _, metrics = write_local_model(prepared, Path(tmp) / "bench")
+        records.append(record("train_seconds", time.perf_counter() - started, "s"))
+    records.append(record("train_examples", float(metrics["examples"]), "examples"))
+
+    cut = split_time([e.ts for e in prepared.examples], None, 0.2)
+    report = interest_eval.evaluate(
+        prepared.examples,
+        prepared.prompt_vectors,
+        prepared.vocab,
+        cut,
+        lambda examples: train_interest(
+            examples, prepared.prompt_vectors, prepared.vocab, prepared.dimension, InterestSettings()
+        ),
+    )
+    for ranker in report.rankers:
+        name = ranker.name.replace(" ", "_")
+        records.append(record(f"interest_mrr_{name}", ranker.all.mrr, "MRR"))
+        records.append(record(f"interest_top1_{name}", ranker.all.top1, "share"))
+    records.append(record("interest_nobody_brier", report.nobody.brier, "Brier"))
+
+    matcher = TopicMatcher(embedder, workspace_space(prepared))
+    topics = topics_eval.read_topics(DEVSET / "topics.json")
+    labels = topics_eval.read_labels(DEVSET / "labels.jsonl")
+    topic_report = topics_eval.evaluate(
+        matcher, conversation_vectors(prepared), topics, labels, shots=5, draws=20
+    )
+    records.append(record("topics_macro_f1_default_threshold", topic_report.macro_f1_default, "F1"))
+    records.append(record("topics_macro_f1_best_per_topic", topic_report.macro_f1_best_per_topic, "F1"))
+    records.append(record("topics_macro_f1_best_single_threshold", topic_report.macro_f1_best_global, "F1"))
+    if topic_report.few_shot is not None:
+        records.append(record("topics_macro_f1_5_feedback_shots", topic_report.few_shot.macro_f1, "F1"))
+    return records
