@@ -39,6 +39,17 @@ from devstack.replay import message_event, paced, plan
 from devstack.slack_standin.remote import RemoteStandin
 
 ROOT = Path(__file__).resolve().parents[2]
+# The stand-in and the services share these made-up credentials; real ones never get here.
+DEMO_TOKENS = {
+    "SLACK_BOT_TOKEN": "xoxb-beepgpt-demo",
+    "SLACK_APP_TOKEN": "xapp-beepgpt-demo",
+    "SLACK_SIGNING_SECRET": "beepgpt-demo-signing-secret",
+}
+STANDIN_TOKEN_FLAGS = {
+    "bot-token": "SLACK_BOT_TOKEN",
+    "app-token": "SLACK_APP_TOKEN",
+    "signing-secret": "SLACK_SIGNING_SECRET",
+}
 GAP_S = 600.0
 THREAD_IDLE_S = 1800.0
 
@@ -137,6 +148,7 @@ async def slack_standin(workspace: ExampleWorkspace, folder: Path) -> AsyncItera
         str(users),
         "--channels",
         str(channels),
+        *(f"--{name}={DEMO_TOKENS[var]}" for name, var in STANDIN_TOKEN_FLAGS.items()),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -177,12 +189,7 @@ def service_env(
         "BEEPGPT_LOG_LEVEL": "WARNING",
     }
     if slack is not None:
-        env |= {
-            "SLACK_BOT_TOKEN": "xoxb-demo-bot-token",
-            "SLACK_APP_TOKEN": "xapp-demo-app-token",
-            "SLACK_SIGNING_SECRET": "demo-signing-secret",
-            "BEEPGPT_SLACK_API_URL": slack["api_url"],
-        }
+        env |= {**DEMO_TOKENS, "BEEPGPT_SLACK_API_URL": slack["api_url"]}
     return env
 
 
