@@ -2,7 +2,7 @@
 
 A benchmark module exposes `run()` (sync or async) returning records
 `{"benchmark", "metric", "value", "unit"}`. Modules run one at a time, in a fresh process each,
-so one's memory and threads do not skew the next one's figures.
+so one's memory and threads do not skew the next one's figures (peak RSS is per process).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import importlib
 import json
 import multiprocessing
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,25 +24,24 @@ BENCHMARKS = ("ingest", "sessionizer", "models", "scorer", "notifier", "pipeline
 RESULTS = Path(__file__).parent / "results.json"
 
 
-def _run_one(name: str, queue: multiprocessing.Queue[Any]) -> None:
-    try:
-        module = importlib.import_module(f"bench.{name}")
-        result = module.run()
-        records = asyncio.run(result) if asyncio.iscoroutine(result) else result
-        queue.put(("ok", records))
-    except Exception as error:  # reported as a failed benchmark, the others still run
-        queue.put(("error", f"{type(error).__name__}: {error}"))
+def run_one(name: str, out: Path) -> None:
+    """In the child process: run one module and write its records to `out`."""
+    module = importlib.import_module(f"bench.{name}")
+    result = module.run()
+    records = asyncio.run(result) if asyncio.iscoroutine(result) else result
+    out.write_text(json.dumps(records))
 
 
 def run_benchmark(name: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Run one benchmark module in its own process; (records, error)."""
-    ctx = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[Any] = ctx.Queue()
-    process = ctx.Process(target=_run_one, args=(name, queue))
-    process.start()
-    status, payload = queue.get()
-    process.join()
-    return (payload, None) if status == "ok" else ([], payload)
+    """Run one benchmark module in a fresh interpreter; (records, error)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "records.json"
+        code = f"from bench.__main__ import run_one; from pathlib import Path; run_one({name!r}, Path({str(out)!r}))"
+        done = subprocess.run([sys.executable, "-c", code], check=False)
+        if done.returncode != 0 or not out.exists():
+            return [], f"exit code {done.returncode}"
+        records: list[dict[str, Any]] = json.loads(out.read_text())
+        return records, None
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
