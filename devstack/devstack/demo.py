@@ -29,7 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from beepgpt import topics
-from beepgpt.contracts import ConversationEvent, Notification
+from beepgpt.contracts import Candidate, ConversationEvent, Notification
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings
 from devstack.example_workspace import MESSAGES, ExampleWorkspace
@@ -64,6 +64,7 @@ class Tally:
     conversations_updated: int = 0
     candidates: int = 0
     latencies: list[float] = field(default_factory=list)
+    explanations: dict[tuple[str, str], str] = field(default_factory=dict)
     last_change: float = field(default_factory=time.monotonic)
 
     def name(self, user: str) -> str:
@@ -77,10 +78,10 @@ class Tally:
                 self.latencies.append(max(0.0, note.decided_at - float(note.latest_ts)))
             channel, _, first = note.conversation_id.partition(":")
             started = datetime.fromtimestamp(float(first), UTC).strftime("%H:%M:%S")
-            why = note.detail or note.reason or ""
+            why = self.explanations.get((note.user, note.conversation_id)) or note.detail
             print(
                 f"  DM → {self.name(note.user):<8} #{channel} conversation from {started}"
-                f"  [{note.reason}] {why[:110]}",
+                f"  [{note.reason}] {why[:160]}",
                 flush=True,
             )
 
@@ -124,6 +125,8 @@ async def follow_topics(kafka: KafkaSettings, tally: Tally) -> None:
             if record.topic == topics.SENT.name:
                 tally.on_notification(topics.SENT.decode(record.value))
             elif record.topic == topics.CANDIDATES.name:
+                candidate: Candidate = topics.CANDIDATES.decode(record.value)
+                tally.explanations[(candidate.user, candidate.conversation_id)] = candidate.explanation
                 tally.candidates += 1
             else:
                 event: ConversationEvent = topics.CONVERSATIONS.decode(record.value)
@@ -197,6 +200,7 @@ async def run(args: argparse.Namespace) -> int:
     real_slack = bool(os.environ.get("SLACK_BOT_TOKEN") and os.environ.get("SLACK_APP_TOKEN"))
     workspace = ExampleWorkspace.load()
     work = ROOT / "build" / "demo"
+    work.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -272,7 +276,7 @@ async def settle(tally: Tally, quiet_for: float, stop: asyncio.Event) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="beepgpt demo", description=__doc__)
     parser.add_argument(
-        "--speed", type=float, default=720.0, help="replay speed-up (720: a 9-hour day in 45 s)"
+        "--speed", type=float, default=600.0, help="replay speed-up (600: a 9-hour day in 54 s)"
     )
     parser.add_argument("--days", type=int, default=2, help="how many days of the example to replay (0: all)")
     parser.add_argument(
