@@ -1,0 +1,67 @@
+"""`python -m sessionizer` (also `beepgpt serve sessionizer`): run one instance until SIGTERM.
+
+SIGTERM finishes the batch in hand, lets the live queries emit what they owe, waits for the
+broker to acknowledge it, commits, and leaves the group, so the next owner replays only what
+open conversations need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from beepgpt.observability.http import OpsServer
+from beepgpt.observability.logs import configure_logging
+from beepgpt.settings import KafkaSettings, ServiceSettings
+from sessionizer.service import SERVICE, SessionizerService
+from sessionizer.settings import SessionizerSettings
+
+log = logging.getLogger("sessionizer")
+
+
+async def serve(
+    service_settings: ServiceSettings, kafka: KafkaSettings, settings: SessionizerSettings
+) -> None:
+    service = SessionizerService(kafka, settings)
+    ops = OpsServer(SERVICE, service_settings.http_host, service_settings.http_port, lambda: service.ready)
+    await ops.start()
+    loop = asyncio.get_running_loop()
+    running = asyncio.create_task(service.run())
+
+    def shut_down() -> None:
+        service.stop()
+        # Past the grace period the work in hand is dropped uncommitted: the next owner replays it.
+        loop.call_later(service_settings.shutdown_timeout_s, running.cancel)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shut_down)
+    try:
+        await running
+    except asyncio.CancelledError:
+        log.warning("shutdown grace period over: uncommitted work is left for the next owner")
+    finally:
+        await ops.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sessionizer",
+        description=__doc__,
+        epilog="Configuration: BEEPGPT_SESSIONIZER_*, BEEPGPT_KAFKA_*, BEEPGPT_HTTP_PORT, BEEPGPT_LOG_LEVEL.",
+    )
+    parser.parse_args(sys.argv[1:] if argv is None else argv)
+    service_settings = ServiceSettings()
+    configure_logging(SERVICE, service_settings.log_level)
+    try:
+        asyncio.run(serve(service_settings, KafkaSettings(), SessionizerSettings()))
+    except Exception:
+        log.exception("sessionizer failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

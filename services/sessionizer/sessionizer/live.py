@@ -1,0 +1,69 @@
+"""The conversation query running live: rows go in as Kafka delivers them, outputs stream out.
+
+Kaskada 0.6.1 facts this wrapper is built around (measured, DESIGN.md §3):
+
+- A live source needs rows in non-decreasing time order; one older row ends the result iterator
+  without an error. Rows are ordered before they get here (`rules.Timeline`), and an iterator
+  that ends anyway is a failure (`QueryEnded`), never "done": the owner rebuilds the query.
+- Event time only advances when rows arrive, and a row's output comes out only once a row with
+  a later time arrives in a later `add` (rows of one batch do not release each other, nor do
+  rows at the same time). Heartbeat rows, always later than the rows before them, do both:
+  move time and flush.
+- `run_iter("pyarrow")` cannot be iterated asynchronously in 0.6.1 (it hands a list where an
+  iterator is expected); `run_iter("row")` can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import kaskada as kd
+
+from sessionizer.query import INPUT_SCHEMA, Output, Row, conversation_query, ensure_session, parse_output
+from sessionizer.settings import SessionizerSettings
+
+
+class QueryEnded(RuntimeError):
+    """The live result iterator stopped: Kaskada's way of failing (a row out of order, say)."""
+
+
+class LiveQuery:
+    """One live execution of `conversation_query` over its own source.
+
+    The source keeps no rows (`queryable=False`): Kaskada holds only the query's state, and
+    dropping the query releases it (rebuilding is how the service bounds memory).
+    """
+
+    def __init__(self, settings: SessionizerSettings) -> None:
+        self._settings = settings
+        self._source: kd.sources.PyDict | None = None
+        self._results: kd.ResultIterator | None = None
+        self.rows_added = 0
+
+    async def start(self) -> None:
+        ensure_session()
+        self._source = await kd.sources.PyDict.create(
+            None, time_column="time", key_column="channel", schema=INPUT_SCHEMA, queryable=False
+        )
+        self._results = conversation_query(self._source, self._settings).run_iter("row", mode="live")
+
+    async def add(self, rows: list[Row]) -> None:
+        """Rows in non-decreasing time order (also relative to every earlier call)."""
+        if not rows:
+            return
+        assert self._source is not None, "start() first"
+        await self._source.add_rows(rows)
+        self.rows_added += len(rows)
+
+    async def outputs(self) -> AsyncIterator[list[Output]]:
+        """The outputs of each output row, until the query is stopped; ending is `QueryEnded`."""
+        assert self._results is not None, "start() first"
+        async for row in self._results:
+            yield parse_output(row)
+        raise QueryEnded(f"the live query's results ended after {self.rows_added} rows")
+
+    def stop(self) -> None:
+        if self._results is not None:
+            self._results.stop()
+        self._results = None
+        self._source = None

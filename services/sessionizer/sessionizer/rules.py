@@ -1,0 +1,105 @@
+"""The conversation rules that live outside the Kaskada query, as plain functions and values.
+
+Kaskada's live sources need rows in non-decreasing time order (one older row silently ends the
+live result iterator), so every row passes through a `Timeline` before it is added: late rows are
+clamped to the newest time fed, and new messages older than anything the query remembers are
+dropped, because they could be duplicates of messages it has forgotten. Both are counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+CONVERSATIONAL_SUBTYPES: tuple[str, ...] = ("thread_broadcast", "file_share", "me_message")
+"""Message subtypes people write; every other subtype (bot_message, channel_join, ...) is housekeeping."""
+
+NS = 1_000_000_000
+
+
+def to_ns(seconds: float) -> int:
+    """Seconds (a Slack ts as float) → integer nanoseconds, rounded to Slack's microseconds."""
+    return round(seconds * 1_000_000) * 1_000
+
+
+def to_seconds(ns: int) -> float:
+    return ns / NS
+
+
+def slack_ts_ns(ts: str) -> int:
+    """A Slack ts string → nanoseconds without float rounding ("1690797600.000100")."""
+    whole, _, frac = ts.partition(".")
+    return int(whole) * NS + int((frac + "000000")[:6]) * 1_000
+
+
+def is_conversational(subtype: str | None, user: str | None) -> bool:
+    """What forms conversations: people's messages, never bots or housekeeping (DESIGN.md §3).
+
+    The query applies the same test (query.py); this copy lets the feeder skip rows cheaply.
+    """
+    return user is not None and (subtype is None or subtype in CONVERSATIONAL_SUBTYPES)
+
+
+class Lateness(enum.Enum):
+    ON_TIME = "on_time"
+    CLAMPED = "clamped"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a row goes on the query's timeline; `time_ns` is None when it is dropped."""
+
+    time_ns: int | None
+    lateness: Lateness
+
+
+class Timeline:
+    """Keeps the times fed to one query instance non-decreasing.
+
+    `horizon_ns` is the time of the first message fed: the query remembers (and so deduplicates)
+    every message since then. A new message older than that could be a redelivery of one it never
+    saw or has forgotten after a rebuild, so it is dropped rather than risk doubling it.
+    """
+
+    def __init__(self) -> None:
+        self.horizon_ns: int | None = None
+        self.last_ns: int | None = None
+
+    def message(self, sent_ns: int) -> Placement:
+        if self.horizon_ns is None:
+            self.horizon_ns = sent_ns
+        if sent_ns < self.horizon_ns:
+            return Placement(None, Lateness.DROPPED)
+        return self._place(sent_ns)
+
+    def amendment(self, at_ns: int) -> Placement:
+        """Edits, deletions and reactions: where they land in time only orders them; never dropped."""
+        return self._place(at_ns)
+
+    def tick(self, at_ns: int) -> int:
+        """A heartbeat lands strictly after every row fed: a live query releases a row's output
+        only once a later-timed row arrives, so a heartbeat that repeated the newest time would
+        hold the newest rows back. With a clock at or behind the newest row that costs 1ns."""
+        placed = at_ns if self.last_ns is None else max(at_ns, self.last_ns + 1)
+        self.last_ns = placed
+        return placed
+
+    def current(self) -> int:
+        """The newest time fed (0 before any): where rows that only pass through go."""
+        return self.last_ns or 0
+
+    def _place(self, at_ns: int) -> Placement:
+        if self.last_ns is not None and at_ns < self.last_ns:
+            return Placement(self.last_ns, Lateness.CLAMPED)
+        self.last_ns = at_ns
+        return Placement(at_ns, Lateness.ON_TIME)
+
+
+def float_ts(ts: str) -> float:
+    """The float form of a Slack ts used in conversation ids printed for people (`thread`)."""
+    value = float(ts)
+    if math.isnan(value):
+        raise ValueError(f"not a Slack ts: {ts!r}")
+    return value

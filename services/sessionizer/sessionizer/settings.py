@@ -1,0 +1,49 @@
+"""The sessionizer's own settings (`BEEPGPT_SESSIONIZER_*`), beside the shared Kafka/service ones.
+
+The conversation rules (gap, thread idle time, window size) are settings rather than constants
+because training on history must use exactly the values the live service runs with.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SessionizerSettings(BaseSettings):
+    """Conversation rules (DESIGN.md §3) and how the live service drives and checkpoints them."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_SESSIONIZER_")
+
+    # --- the rules, shared by history and live ---------------------------------------------------
+    gap_s: float = Field(default=600.0, gt=0, description="channel silence that ends a conversation")
+    thread_idle_s: float = Field(default=1_800.0, gt=0, description="silence that closes a thread")
+    max_messages: int = Field(default=20, ge=1, description="latest messages an event carries")
+    context_messages: int = Field(default=5, ge=1, description="messages by others in a training prompt")
+    thread_resume_s: float = Field(
+        default=21_600.0,
+        ge=0,
+        description="how long a closed thread is remembered, so a reply continues it whole",
+    )
+
+    # --- the live service --------------------------------------------------------------------------
+    group_id: str = "beepgpt-sessionizer"
+    clock: Literal["wall", "events"] = Field(
+        default="wall",
+        description="what heartbeats carry: wall-clock time, or the newest record time seen (replays)",
+    )
+    heartbeat_s: float = Field(default=1.0, gt=0, description="how often heartbeats move event time")
+    heartbeat_delay_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="heartbeats trail the wall clock by this much, so slightly delayed messages keep their times",
+    )
+    commit_interval_s: float = Field(default=5.0, gt=0)
+    rebuild_after_closed: int = Field(
+        default=50_000,
+        ge=1,
+        description="closed conversations after which a partition's query is rebuilt to release their state",
+    )
+    max_batch: int = Field(default=2_000, ge=1, description="records fed to the query at once")
