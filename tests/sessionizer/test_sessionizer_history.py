@@ -39,7 +39,9 @@ def generated() -> pd.DataFrame:
     return load_table(GENERATED)
 
 
-def test_the_example_data_has_187_conversations_with_the_members_the_rules_give(generated: pd.DataFrame) -> None:
+def test_the_example_data_has_187_conversations_with_the_members_the_rules_give(
+    generated: pd.DataFrame,
+) -> None:
     found = conversations(generated)
     assert len(found) == 187
     members = {(c.channel, float(c.first_ts)): sorted(float(m.ts) for m in c.messages) for c in found}
@@ -101,7 +103,9 @@ def test_message_contexts_skip_the_authors_own_messages() -> None:
     assert [(p.user, p.text) for p in contexts[2].previous] == [("U1", "question?")]
 
 
-def test_the_command_writes_ids_messages_and_participants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_writes_ids_messages_and_participants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "conversations.jsonl"
     assert cli.main([str(GENERATED), "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]

@@ -63,6 +63,8 @@ class LiveQuery:
         raise QueryEnded(f"the live query's results ended after {self.rows_added} rows")
 
     def stop(self) -> None:
+        """Stop the execution. Cancel any pending read of `outputs()` first: Kaskada's stop
+        blocks (forever) while a read is waiting on it."""
         if self._results is not None:
             self._results.stop()
         self._results = None

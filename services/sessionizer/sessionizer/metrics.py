@@ -36,3 +36,11 @@ REPLAYED = Counter(
     "beepgpt_sessionizer_replayed_records_total",
     "Records fed again after a start, rebalance or rebuild to restore open conversations",
 )
+
+
+# Children the hot path uses, resolved once (`labels()` is a dict lookup under a lock).
+NEW_MESSAGES = MESSAGES_IN.labels("new")
+UPDATED = CONVERSATION_EVENTS.labels("updated")
+CLOSED = CONVERSATION_EVENTS.labels("closed")
+CLAMPED = LATE.labels("clamped")
+DROPPED = LATE.labels("dropped")

@@ -1,7 +1,7 @@
 """One partition of `slack.messages` turned into conversation events: the live query and its fold.
 
 A channel lives in one partition, so partitions are independent: each gets its own live query,
-timeline, open conversations and commit tracking, and can be started (replaying from its
+feeder, open conversations and commit tracking, and can be started (replaying from its
 committed offset), rebuilt or dropped without touching the others.
 """
 
@@ -10,21 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from beepgpt.contracts import SlackMessage
 from sessionizer import metrics
 from sessionizer.conversation import ConversationBook, Emitted
 from sessionizer.feeder import Fed, Feeder, SlackEvent
 from sessionizer.live import LiveQuery
 from sessionizer.offsets import CleanCut, CommitPoint, ReplayMarks
-from sessionizer.query import Change, Output, Passed, Row, tick_row
+from sessionizer.query import Change, Closed, Output, Passed, Row, tick_row
 from sessionizer.rules import NS, to_ns
 from sessionizer.settings import SessionizerSettings
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Emitted], Awaitable[None]]
+Publish = Callable[[Emitted, bytes | None], None]
+"""Queue an event for publishing (synchronously) with the trace id of the record behind it."""
+
+Record = tuple[int, SlackEvent | None, bytes | None]
+"""(offset, event or None when unreadable, trace id)."""
 
 
 class PartitionSessionizer:
@@ -33,6 +36,9 @@ class PartitionSessionizer:
     `start` is the offset the partition (re)starts from: rows from there are replayed, and
     `marks` says which of their events were published before (they are not published again).
     Outputs are read by a task of its own; `failed` is set when the query breaks.
+
+    Handling an output is synchronous, publishing included (events are queued), so whenever
+    another task looks (`commit_point`), every output read so far is fully accounted for.
     """
 
     def __init__(
@@ -62,11 +68,13 @@ class PartitionSessionizer:
         self._processed = start
         self._last_output_ns = -1
         self._query = LiveQuery(settings)
-        self._lock = asyncio.Lock()
+        self._traces: dict[int, bytes] = {}  # offset → trace id of records still in the query
+        self._conversation_traces: dict[str, bytes] = {}  # a close carries its last message's
         self._ticks = 0
         self._tick_waiters: dict[int, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._stopping = False
+        self._open_gauge = metrics.OPEN_CONVERSATIONS.labels(str(partition))
 
     @property
     def open_conversations(self) -> int:
@@ -77,25 +85,26 @@ class PartitionSessionizer:
         """Enough conversations closed that the query's state for them is worth releasing."""
         return self._book.closed_count >= self._settings.rebuild_after_closed
 
-    @property
-    def replaying(self) -> bool:
-        return self.position < self._marks.processed
-
     async def start(self) -> None:
         await self._query.start()
         self._reader = asyncio.create_task(self._read(), name=f"sessionizer-partition-{self.partition}")
 
-    async def feed(self, records: Sequence[tuple[int, SlackEvent | None]]) -> None:
-        """Records in offset order; None stands for a record that could not be read (it was
-        dead-lettered), so the partition's progress still passes it."""
+    async def feed(self, records: Sequence[Record]) -> None:
+        """Records in offset order; an event of None stands for a record that could not be read
+        (it was dead-lettered), so the partition's progress still passes it."""
         rows = []
-        for offset, event in records:
+        replayed = 0
+        for offset, event, trace in records:
             if offset < self.position:
                 continue  # redelivered after a seek: already fed
             if offset < self._marks.processed:
-                metrics.REPLAYED.inc()
+                replayed += 1
+            if trace is not None:
+                self._traces[offset] = trace
             rows.append(self._row(offset, event))
             self.position = offset + 1
+        if replayed:
+            metrics.REPLAYED.inc(replayed)
         await self._query.add(rows)
 
     async def heartbeat(self, now_s: float) -> None:
@@ -104,7 +113,8 @@ class PartitionSessionizer:
         await self._query.add([self._feeder.tick(to_ns(now_s), self._ticks)])
 
     async def drain(self, timeout: float) -> None:
-        """Wait until everything fed so far has come out of the query and been published.
+        """Wait until everything fed so far has come out of the query and been queued for
+        publishing; raises what broke the query if it broke.
 
         Two heartbeats, added separately: a live query releases a row's output only once a
         row with a later time arrives in a later `add`. Use before a final commit, a rebuild or
@@ -118,46 +128,49 @@ class PartitionSessionizer:
         await self._query.add([tick_row(at, self._ticks - 1)])
         await self._query.add([tick_row(timeline.tick(at), self._ticks)])
         assert self._reader is not None
-        finished, _ = await asyncio.wait(
-            {done, self._reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if done not in finished:
+        await asyncio.wait({done, self._reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self.failed is not None:
+            raise self.failed
+        if not done.done():
             raise TimeoutError(f"partition {self.partition}: the query did not drain within {timeout}s")
 
-    async def commit_point(self) -> CommitPoint:
+    def commit_point(self) -> CommitPoint:
         """The offset to commit once what was published so far is acknowledged."""
-        async with self._lock:
-            self._cut.add(self._book.closed_spans)
-            self._book.closed_spans.clear()
-            offset = self._cut.cut(self._processed, self._book.min_open_offset())
-            marks = ReplayMarks(
-                processed=max(self._processed, self._marks.processed),
-                closed_until_ns=max(self._last_output_ns - 1, self._marks.closed_until_ns),
-            )
-            return CommitPoint(offset, marks)
+        self._cut.add(self._book.closed_spans)
+        self._book.closed_spans.clear()
+        offset = self._cut.cut(self._processed, self._book.min_open_offset())
+        marks = ReplayMarks(
+            processed=max(self._processed, self._marks.processed),
+            closed_until_ns=max(self._last_output_ns - 1, self._marks.closed_until_ns),
+        )
+        return CommitPoint(offset, marks)
 
     def committed(self, offset: int) -> None:
         self._cut.committed_to(offset)
 
     async def stop(self) -> None:
         self._stopping = True
-        self._query.stop()
+        # The reader goes first: Kaskada's stop() blocks forever while a read is pending on it.
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-        metrics.OPEN_CONVERSATIONS.labels(str(self.partition)).set(0)
+        self._query.stop()
+        self._open_gauge.set(0)
 
     # --- feeding ----------------------------------------------------------------------------------
 
     def _row(self, offset: int, event: SlackEvent | None) -> Row:
         if event is not None:
-            metrics.MESSAGES_IN.labels(event.action if isinstance(event, SlackMessage) else "reaction").inc()
+            if event.kind == "message" and event.action == "new":
+                metrics.NEW_MESSAGES.inc()
+            else:
+                metrics.MESSAGES_IN.labels(event.action if event.kind == "message" else "reaction").inc()
         row, fed = self._feeder.event(offset, event)
         if fed is Fed.CLAMPED:
-            metrics.LATE.labels("clamped").inc()
+            metrics.CLAMPED.inc()
         elif fed is Fed.TOO_LATE:
-            metrics.LATE.labels("dropped").inc()
+            metrics.DROPPED.inc()
             log.warning(
                 "message older than the query remembers, dropped",
                 extra={"partition": self.partition, "offset": offset},
@@ -171,10 +184,9 @@ class PartitionSessionizer:
     async def _read(self) -> None:
         try:
             async for outputs in self._query.outputs():
-                async with self._lock:
-                    for output in outputs:
-                        await self._handle(output)
-                metrics.OPEN_CONVERSATIONS.labels(str(self.partition)).set(self.open_conversations)
+                for output in outputs:
+                    self._handle(output)
+                self._open_gauge.set(self.open_conversations)
         except asyncio.CancelledError:
             raise
         except BaseException as error:
@@ -186,15 +198,24 @@ class PartitionSessionizer:
                 if not waiter.done():
                     waiter.cancel()
 
-    async def _handle(self, output: Output) -> None:
+    def _handle(self, output: Output) -> None:
         emitted = self._book.apply(output)
-        if emitted is not None:
-            await self._publish(emitted)
-            metrics.CONVERSATION_EVENTS.labels(emitted.event.kind).inc()
+        trace: bytes | None = None
         if isinstance(output, Passed) and output.kind == "tick":
             waiter = self._tick_waiters.pop(output.offset, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        elif isinstance(output, Passed | Change):
+        elif isinstance(output, Passed):
             self._processed = max(self._processed, output.offset + 1)
+            self._traces.pop(output.offset, None)
+        elif isinstance(output, Change):
+            self._processed = max(self._processed, output.offset + 1)
+            trace = self._traces.pop(output.offset, None)
+            if trace is not None and output.key in self._book.open:
+                self._conversation_traces[output.key] = trace
+        elif isinstance(output, Closed):
+            trace = self._conversation_traces.pop(output.key, None)
         self._last_output_ns = max(self._last_output_ns, output.time_ns)
+        if emitted is not None:
+            self._publish(emitted, trace)
+            (metrics.CLOSED if emitted.event.kind == "closed" else metrics.UPDATED).inc()

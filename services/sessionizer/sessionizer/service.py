@@ -23,26 +23,29 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, RecordMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from pydantic import ValidationError
 
 from beepgpt.contracts import SCHEMA_VERSION, SlackMessage
 from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, make_consumer
+from beepgpt.kafka.headers import SOURCE, TRACE_ID, new_trace_id
 from beepgpt.observability.metrics import CONSUMED, CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
-from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
+from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES, encode
 from sessionizer import metrics
 from sessionizer.clock import Clock, EventClock, WallClock
 from sessionizer.conversation import Emitted
 from sessionizer.feeder import SlackEvent
 from sessionizer.live import QueryEnded
 from sessionizer.offsets import CommitPoint, ReplayMarks
-from sessionizer.partition import PartitionSessionizer
+from sessionizer.partition import PartitionSessionizer, Record
+from sessionizer.publisher import BatchPublisher
 from sessionizer.settings import SessionizerSettings
 
 log = logging.getLogger(__name__)
 
 SERVICE = "sessionizer"
+_SOURCE = SERVICE.encode()
 TOPIC = SLACK_MESSAGES.name
 DRAIN_TIMEOUT_S = 30.0
 
@@ -58,10 +61,10 @@ class SessionizerService:
         self.clock: Clock = clock or (EventClock() if settings.clock == "events" else WallClock())
         self.partitions: dict[int, PartitionSessionizer] = {}
         self._committed: dict[int, CommitPoint] = {}
-        self._pending: list[asyncio.Future[RecordMetadata]] = []
         self._stop = asyncio.Event()
         self._running = False
-        self._producer: EventProducer | None = None
+        self._producer: EventProducer | None = None  # dead letters
+        self._publisher = BatchPublisher(kafka, CONVERSATIONS, SERVICE)
         self._consumer: AIOKafkaConsumer | None = None
         self._dead_letters: DeadLetters | None = None
 
@@ -77,6 +80,7 @@ class SessionizerService:
         await ensure_topics(self.kafka, [SLACK_MESSAGES, CONVERSATIONS])
         self._producer = EventProducer(self.kafka, SERVICE)
         await self._producer.start()
+        await self._publisher.start()
         self._dead_letters = DeadLetters(self._producer, SERVICE)
         self._consumer = consumer = make_consumer(self.kafka, self.settings.group_id)
         consumer.subscribe([TOPIC], listener=_Rebalance(self))
@@ -90,6 +94,7 @@ class SessionizerService:
                 await self._release(list(self.partitions))
             with contextlib.suppress(Exception):
                 await consumer.stop()
+            await self._publisher.stop()
             await self._producer.stop()
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -118,12 +123,13 @@ class SessionizerService:
         self, partition: PartitionSessionizer, records: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
         assert self._dead_letters is not None
-        events: list[tuple[int, SlackEvent | None]] = []
+        events: list[Record] = []
         for record in records:
             event = await self._decode(record)
             if isinstance(event, SlackMessage) and event.action == "new":
                 self.clock.observe(float(event.ts))
-            events.append((record.offset, event))
+            trace = next((value for name, value in record.headers or () if name == TRACE_ID), None)
+            events.append((record.offset, event, trace))
         CONSUMED.labels(TOPIC, SERVICE).inc(len(records))
         await partition.feed(events)
 
@@ -224,42 +230,32 @@ class SessionizerService:
     async def _drain_and_commit(self, number: int, partition: PartitionSessionizer) -> CommitPoint:
         if partition.failed is None:
             await partition.drain(DRAIN_TIMEOUT_S)
-        point = await partition.commit_point()
+        point = partition.commit_point()
         await self._commit_points({number: (partition, point)})
         return point
 
     # --- publishing and committing ----------------------------------------------------------------
 
-    async def _publish(self, emitted: Emitted) -> None:
-        assert self._producer is not None
-        future = await self._producer.send_soon(CONVERSATIONS, emitted.event.conversation_id, emitted.event)
-        self._pending.append(future)
+    def _publish(self, emitted: Emitted, trace: bytes | None) -> None:
+        headers = [(SOURCE, _SOURCE), (TRACE_ID, trace or new_trace_id().encode())]
+        self._publisher.publish(emitted.event.conversation_id, encode(emitted.event), headers)
 
     async def _commit(self) -> None:
-        points = {
-            number: (p, await p.commit_point()) for number, p in self.partitions.items() if p.failed is None
-        }
+        points = {number: (p, p.commit_point()) for number, p in self.partitions.items() if p.failed is None}
         changed = {n: v for n, v in points.items() if self._committed.get(n) != v[1]}
         if changed:
             await self._commit_points(changed)
 
     async def _commit_points(self, points: dict[int, tuple[PartitionSessionizer, CommitPoint]]) -> None:
         """Commit only once everything published so far is acknowledged by the broker."""
-        assert self._producer is not None
-        pending, self._pending = self._pending, []
-        if pending:
-            await self._producer.flush()
-            results = await asyncio.gather(*pending, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                # Not committing keeps those events' rows replayable; rebuilding every query from
-                # its last commit publishes them again.
-                log.error(
-                    "publishing failed; replaying from the last commits", extra={"error": repr(failed[0])}
-                )
-                for partition in self.partitions.values():
-                    partition.failed = failed[0]
-                return
+        failure = await self._publisher.flush()
+        if failure is not None:
+            # Not committing keeps those events' rows replayable; rebuilding every query from
+            # its last commit publishes them again.
+            log.error("publishing failed; replaying from the last commits", extra={"error": repr(failure)})
+            for partition in self.partitions.values():
+                partition.failed = failure
+            return
         offsets = {
             TopicPartition(TOPIC, n): OffsetAndMetadata(point.offset, point.marks.encode())
             for n, (_, point) in points.items()

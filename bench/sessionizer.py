@@ -1,0 +1,229 @@
+"""Sessionizer throughput and memory: Kafka in → live Kaskada query → conversations out.
+
+Everything real: a Tansu broker started here, and the service as its own process
+(`python -m sessionizer`, so its memory is measured alone), consuming `slack.messages` in a
+group and publishing `ConversationEvent`s with acks=all.
+
+The workload (`BEEPGPT_BENCH_SESSIONIZER_MESSAGES`, default 200,000 messages over 2,000
+channels) is bursts of conversation: per channel, conversations of 4-12 messages 10-90 s apart,
+a fifth of them with a short thread, separated by 15 minutes to 3 hours of silence; then one
+message per channel a day later, so every conversation closes. It is published before the
+service starts, and the service replays it by its own times (events clock), as after an outage.
+
+- `messages_per_s`: messages through the service, from its first published event to the event
+  of the last message (every message gives one `updated` event; closes are published as well).
+- `conversation_events_per_s`: `updated` + `closed` events published per second over the same span.
+- `peak_rss_mb`: the service process's peak resident memory (VmHWM), with the queries rebuilt
+  every `REBUILD_AFTER_CLOSED` closed conversations per partition to release what Kaskada keeps
+  for closed ones; `rss_growth_mb_second_half`: its resident memory at the end minus at half way,
+  which stays flat if memory follows open conversations rather than closed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from beepgpt.contracts import SlackMessage
+from beepgpt.kafka import EventProducer, ensure_topics
+from beepgpt.settings import KafkaSettings
+from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
+from devstack.local_stack import Broker
+
+REPO = Path(__file__).resolve().parents[1]
+MESSAGES = int(os.environ.get("BEEPGPT_BENCH_SESSIONIZER_MESSAGES", "200000"))
+CHANNELS = int(os.environ.get("BEEPGPT_BENCH_SESSIONIZER_CHANNELS", "2000"))
+PARTITIONS = 4
+REBUILD_AFTER_CLOSED = 2_000
+START = 1_700_000_000.0
+WORDS = [
+    "the",
+    "deploy",
+    "queue",
+    "kafka",
+    "latency",
+    "schema",
+    "review",
+    "lunch",
+    "retro",
+    "incident",
+    "dashboard",
+    "budget",
+]
+
+
+def workload(messages: int, channels: int, seed: int = 7) -> tuple[list[SlackMessage], int]:
+    """(messages in time order, conversations they form); see the module docstring."""
+    rnd = random.Random(seed)
+    per_channel = messages // channels
+    out: list[SlackMessage] = []
+    conversations = 0
+    for c in range(channels):
+        channel = f"C{c:05d}"
+        t = START + rnd.uniform(0, 3_600)
+        left = per_channel
+        while left > 0:
+            size = min(left, rnd.randint(4, 12))
+            conversations += 1
+            parent: str | None = None
+            replies = 0
+            if size >= 6 and rnd.random() < 0.2:
+                replies = 2
+                conversations += 1
+            for i in range(size):
+                t += rnd.uniform(10, 90)
+                ts = f"{t:.6f}"
+                in_thread = replies > 0 and i >= size - replies
+                text = " ".join(rnd.choices(WORDS, k=rnd.randint(5, 20)))
+                out.append(
+                    SlackMessage(
+                        channel=channel,
+                        ts=ts,
+                        thread_ts=parent if in_thread else None,
+                        user=f"U{rnd.randrange(40):03d}",
+                        text=text,
+                        event_time=t,
+                    )
+                )
+                if replies and i == size - replies - 1:
+                    parent = ts
+            left -= size
+            t += rnd.uniform(900, 10_800)
+    last = max(float(m.ts) for m in out)
+    out.extend(
+        SlackMessage(channel=f"C{c:05d}", ts=f"{last + 86_400 + c:.6f}", user="U999", text="next day")
+        for c in range(channels)
+    )
+    out.sort(key=lambda m: float(m.ts))
+    return out, conversations
+
+
+async def publish_all(kafka: KafkaSettings, messages: list[SlackMessage]) -> float:
+    started = time.perf_counter()
+    async with EventProducer(kafka, "bench") as producer:
+        futures = [await producer.send_soon(SLACK_MESSAGES, m.channel, m) for m in messages]
+        await asyncio.gather(*futures)
+    return time.perf_counter() - started
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def run() -> list[dict[str, Any]]:
+    messages, conversations = workload(MESSAGES, CHANNELS)
+    total_messages = len(messages)
+    broker = Broker.start()
+    process: asyncio.subprocess.Process | None = None
+    try:
+        kafka = KafkaSettings(
+            bootstrap_servers=broker.bootstrap_servers, idempotence=False, partitions=PARTITIONS, linger_ms=20
+        )
+        await ensure_topics(kafka, [SLACK_MESSAGES, CONVERSATIONS])
+        publish_s = await publish_all(kafka, messages)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("shared", "services/sessionizer")),
+            "BEEPGPT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "BEEPGPT_KAFKA_IDEMPOTENCE": "false",
+            "BEEPGPT_KAFKA_PARTITIONS": str(PARTITIONS),
+            "BEEPGPT_KAFKA_LINGER_MS": "20",
+            "BEEPGPT_HTTP_PORT": "0",
+            "BEEPGPT_LOG_LEVEL": "WARNING",
+            "BEEPGPT_SESSIONIZER_CLOCK": "events",
+            "BEEPGPT_SESSIONIZER_GROUP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+            "BEEPGPT_SESSIONIZER_REBUILD_AFTER_CLOSED": str(REBUILD_AFTER_CLOSED),
+        }
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "sessionizer", env=env)
+        counted = await count_events(kafka, process.pid, total_messages, conversations)
+        peak = rss_mb(process.pid, "VmHWM")
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+        broker.stop()
+
+    span = counted["last_message_at"] - counted["first_at"]
+    return [
+        _record("messages", total_messages, "messages"),
+        _record("channels", CHANNELS, "channels"),
+        _record("conversations", conversations, "conversations"),
+        _record("publish_messages_per_s", total_messages / publish_s, "messages/s"),
+        _record("messages_per_s", total_messages / span, "messages/s"),
+        _record("conversation_events_per_s", counted["events_at_last_message"] / span, "events/s"),
+        _record("closed_conversations", counted["closed"], "conversations"),
+        _record("peak_rss_mb", peak, "MB"),
+        _record("rss_half_way_mb", counted["rss_half"], "MB"),
+        _record("rss_growth_mb_second_half", counted["rss_end"] - counted["rss_half"], "MB"),
+    ]
+
+
+async def count_events(kafka: KafkaSettings, pid: int, messages: int, conversations: int) -> dict[str, float]:
+    """Read `conversations` as the service writes it, without decoding: count kinds and time it."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=16 * 2**20
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(CONVERSATIONS.name, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        updated = closed = 0
+        first_at = last_message_at = 0.0
+        events_at_last_message = 0
+        rss_half = 0.0
+        quiet_since = time.monotonic()
+        while updated < messages or closed < conversations:
+            if time.monotonic() - quiet_since > 60:
+                raise TimeoutError(
+                    f"nothing new for a minute: {updated}/{messages} updated, {closed}/{conversations} closed"
+                )
+            batch = await consumer.getmany(timeout_ms=1_000, max_records=10_000)
+            if batch:
+                quiet_since = time.monotonic()
+            for records in batch.values():
+                for record in records:
+                    if b'"kind":"closed"' in (record.value or b"")[:40]:
+                        closed += 1
+                    else:
+                        updated += 1
+            now = time.perf_counter()
+            if batch and not first_at:
+                first_at = now
+            if updated >= messages and not last_message_at:
+                last_message_at = now
+                events_at_last_message = updated + closed
+            if not rss_half and updated >= messages // 2:
+                rss_half = rss_mb(pid)
+        return {
+            "first_at": first_at,
+            "last_message_at": last_message_at,
+            "events_at_last_message": events_at_last_message,
+            "closed": closed,
+            "rss_half": rss_half,
+            "rss_end": rss_mb(pid),
+        }
+    finally:
+        await consumer.stop()
+
+
+def _record(metric: str, value: float, unit: str) -> dict[str, Any]:
+    return {"benchmark": "sessionizer", "metric": metric, "value": round(value, 2), "unit": unit}
+
+
+if __name__ == "__main__":
+    for row in asyncio.run(run()):
+        print(row)
