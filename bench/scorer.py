@@ -219,7 +219,12 @@ async def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="beepgpt-bench-scorer-") as tmp:
         model_dir = Path(os.environ.get("BEEPGPT_BENCH_MODEL_DIR") or _train(Path(tmp) / "model"))
         every = ScorerSettings(
-            model_dir=model_dir, group_id="bench-every", batch_size=64, poll_ms=50, coalesce=False
+            model_dir=model_dir,
+            group_id="bench-every",
+            batch_size=64,
+            poll_ms=50,
+            coalesce=False,
+            learn_from_feedback=False,
         )
         backlog = every.model_copy(update={"group_id": "bench-backlog", "coalesce": True})
         rss_before_models = _rss_mb()

@@ -1,6 +1,9 @@
 """The whole pipeline for end-to-end tests: the real broker and Redis, the Slack stand-in in the
 test's event loop, and the four services as separate `python -m <service>` processes.
 
+Ingest takes Slack's events over Socket Mode unless a test parametrizes `ingest_mode` to
+`"http"`: then it serves the signed HTTP Events API on the port in its BEEPGPT_INGEST_HTTP_PORT.
+
 The scorer runs the real models of a model directory trained once per session on the bundled
 example workspace, with only the topic matcher enabled so the expected DMs follow from the
 script alone. The sessionizer's time is driven by the messages' own times (`clock=events`), so a
@@ -18,6 +21,7 @@ import pytest
 
 from beepgpt.settings import KafkaSettings, RedisSettings
 from devstack.example_workspace import MESSAGES
+from devstack.local_stack import free_port
 from devstack.processes import Services
 from devstack.slack_standin import SlackStandin
 
@@ -34,9 +38,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def pipeline_env(
-    kafka: KafkaSettings, redis: RedisSettings, slack: SlackStandin, model_dir: Path
+    kafka: KafkaSettings,
+    redis: RedisSettings,
+    slack: SlackStandin,
+    model_dir: Path,
+    ingest_mode: str = "socket",
 ) -> dict[str, str]:
-    return {
+    env = {
         "BEEPGPT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "BEEPGPT_KAFKA_IDEMPOTENCE": "false",
         "BEEPGPT_KAFKA_PARTITIONS": str(kafka.partitions),
@@ -57,6 +65,20 @@ def pipeline_env(
         "BEEPGPT_NOTIFIER_BURST": "50",
         "BEEPGPT_LOG_LEVEL": "INFO",
     }
+    if ingest_mode == "http":
+        env |= {
+            "BEEPGPT_INGEST_MODE": "http",
+            "BEEPGPT_INGEST_HTTP_HOST": "127.0.0.1",
+            "BEEPGPT_INGEST_HTTP_PORT": str(free_port()),
+        }
+    return env
+
+
+@pytest.fixture
+def ingest_mode() -> str:
+    """How Slack reaches ingest: Socket Mode, as most installs run it. A test that must go
+    through the HTTP Events API (signatures, raw bodies) parametrizes this to "http"."""
+    return "socket"
 
 
 @pytest.fixture
@@ -66,9 +88,10 @@ async def pipeline(
     slack_standin: SlackStandin,
     model_dir: Path,
     tmp_path: Path,
+    ingest_mode: str,
 ) -> AsyncIterator[Services]:
     services = Services(
-        pipeline_env(kafka_topics, redis_settings, slack_standin, model_dir), tmp_path / "logs"
+        pipeline_env(kafka_topics, redis_settings, slack_standin, model_dir, ingest_mode), tmp_path / "logs"
     )
     try:
         await services.start()

@@ -9,14 +9,18 @@ follows it). Exactly two DMs must result, whatever crashes or outages happen on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from beepgpt import topics
 from beepgpt.contracts import FollowedTopic, Notification, Preferences
 from beepgpt.kafka import EventProducer
+from beepgpt.kafka.headers import header
 from beepgpt.message_table import slack_ts
 from beepgpt.settings import KafkaSettings
 from devstack.local_stack import Broker
@@ -208,9 +212,65 @@ async def test_the_pipeline_catches_up_after_a_broker_outage(
     assert len(dm_posts(slack_standin)) == 2
 
 
+def request_url(services: Services) -> str:
+    """ingest's Request URL, where Slack posts signed events (ingest in HTTP mode)."""
+    return f"http://127.0.0.1:{services['ingest'].env['BEEPGPT_INGEST_HTTP_PORT']}/slack/events"
+
+
+Deliver = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def delivery(mode: str, slack: SlackStandin, services: Services) -> AsyncIterator[Deliver]:
+    """Hand events to ingest the way its mode takes them: Socket Mode envelopes, or signed
+    `event_callback` posts that must be answered 200 (anything else makes Slack retry)."""
+    if mode == "socket":
+
+        async def push_one(event: dict[str, Any]) -> None:
+            await slack.push_event(event, timeout=30)
+
+        yield push_one
+        return
+    async with slack.http_sender(request_url(services)) as sender:
+
+        async def post_one(event: dict[str, Any]) -> None:
+            reply = await sender.send_event(slack.events.callback(event))
+            assert reply.status == 200, (reply.status, reply.text)
+
+        yield post_one
+
+
+async def unsigned_requests_are_refused(slack: SlackStandin, services: Services, now: float) -> None:
+    """What did not come from Slack never gets in: a conversation Dave would be alerted about,
+    forged (wrong secret, no signature, a replayed timestamp), is refused with 401. A body that is
+    not JSON cannot be retried into shape: signed, it is parked in the DLQ and answered 200;
+    forged, it is a 401 like any other forgery."""
+    forged = [
+        slack.events.callback(
+            slack.events.message("C0RANDOM", line.user, line.text, ts=slack_ts(now - 700 + i))
+        )
+        for i, line in enumerate(STREAMING)
+    ]
+    not_json = b'{"type": "event_callback", "event": {"type": "message", '
+    async with slack.http_sender(request_url(services)) as sender:
+        for payload in forged:
+            assert (await sender.send_event(payload, bad_signature=True)).status == 401
+            assert (await sender.send_event(payload, signed=False)).status == 401
+            assert (await sender.send_event(payload, stale_timestamp=True)).status == 401
+        assert (await sender.send_raw(not_json, "application/json", bad_signature=True)).status == 401
+        assert (await sender.send_raw(not_json, "application/json")).status == 200
+    metrics = await services["ingest"].metrics()
+    refused = 'beepgpt_ingest_events_total{outcome="unauthorized",reason="bad_signature"}'
+    assert f"{refused} {3 * len(forged) + 1}.0" in metrics
+
+
+@pytest.mark.parametrize("ingest_mode", ["socket", "http"])
 async def test_hostile_input_is_rejected_and_good_traffic_still_gets_through(
-    followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
+    ingest_mode: str, followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
 ) -> None:
+    """Malformed events, a 1 MB message and a flood, over Socket Mode and over signed HTTP;
+    over HTTP also forged requests and a body that is not JSON. Exactly the script's two DMs
+    result, and what could not be understood is in the dead-letter topic with its reason."""
     now = time.time()
     hostile = [
         {"type": "message", "user": "U0CAROL", "text": "no channel", "ts": slack_ts(now - 900)},
@@ -222,11 +282,18 @@ async def test_hostile_input_is_rejected_and_good_traffic_still_gets_through(
         for i in range(300)
     ]
     events = script(now - 60)
-    for payload in hostile:
-        await slack_standin.push_event(payload, timeout=10)
-    await asyncio.gather(*(slack_standin.push_event(p, timeout=30) for p in flood))
-    await push(slack_standin, events)
+    reasons = ["missing_field", "unknown_event_type"]
+    async with delivery(ingest_mode, slack_standin, pipeline) as deliver:
+        for payload in hostile:
+            await deliver(payload)
+        await asyncio.gather(*(deliver(p) for p in flood))
+        if ingest_mode == "http":
+            await unsigned_requests_are_refused(slack_standin, pipeline, now)
+            reasons.append("invalid_json")
+        for ts, line in events:
+            await deliver(slack_standin.events.message(line.channel, line.user, line.text, ts=ts))
     sent = await sent_dms(followed, 2)
     assert {(n.user, n.conversation_id) for n in sent} == expected(events)
-    dead = await read_topic(followed, topics.SLACK_MESSAGES.dlq, count=1, timeout=10)
-    assert dead
+    assert len(dm_posts(slack_standin)) == 2
+    dead = await read_topic(followed, topics.SLACK_MESSAGES.dlq, count=len(reasons), timeout=10)
+    assert sorted(header(r.headers, "dlq.error.reason") or "" for r in dead) == sorted(reasons)

@@ -38,7 +38,7 @@ BATCH_SECONDS = Histogram(
 )
 ERRORS = Counter(
     "beepgpt_scorer_errors_total",
-    "Failures by stage (decode, score, score_retry, publish, commit, model_load)",
+    "Failures by stage (decode, score, score_retry, publish, commit, rebalance_wait, model_load)",
     ["stage"],
 )
 CACHE_LOOKUPS = Counter("beepgpt_scorer_cache_lookups_total", "Message embedding cache lookups", ["result"])

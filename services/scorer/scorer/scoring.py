@@ -27,12 +27,17 @@ from typing import Protocol
 import numpy as np
 
 from beepgpt.contracts import Candidate, ConversationEvent, FollowedTopic, Preferences
+from beepgpt.kafka import ensure_topics
+from beepgpt.settings import KafkaSettings
+from beepgpt.topics import FEEDBACK
 from scorer.eligibility import eligible_users
 from scorer.embeddings import Embedder, Matrix
+from scorer.feedback import FeedbackReader
 from scorer.message_cache import MessageCache, MessageRef
 from scorer.model_watch import ModelWatcher
 from scorer.pipeline import InterestScore, ModelOutputs, TopicMatch, decide
 from scorer.settings import ScorerSettings
+from scorer.topics.feedback import FeedbackMemory
 from scorer.topics.matcher import TopicScore
 
 log = logging.getLogger(__name__)
@@ -86,10 +91,20 @@ class ModelSource(Protocol):
 class ModelScorer:
     """The `Scorer` of the service, over the bundle a `ModelWatcher` keeps current."""
 
-    def __init__(self, settings: ScorerSettings, models: ModelSource) -> None:
+    def __init__(
+        self,
+        settings: ScorerSettings,
+        models: ModelSource,
+        *,
+        feedback: FeedbackMemory | None = None,
+        feedback_reader: FeedbackReader | None = None,
+    ) -> None:
         self.settings = settings
         self.models = models
         self.cache = MessageCache(settings.cache_max_messages)
+        self.feedback = feedback if feedback is not None else FeedbackMemory()
+        """Per-(user, topic) clicks and scores: a topic's line moves with its follower's clicks."""
+        self._feedback_reader = feedback_reader
         self._cache_space: str | None = None
 
     @property
@@ -106,6 +121,8 @@ class ModelScorer:
         self.cache.evict(conversation_id)
 
     async def aclose(self) -> None:
+        if self._feedback_reader is not None:
+            await self._feedback_reader.stop()
         await self.models.stop()
 
     def embed_raw(self, texts: list[str]) -> Matrix:
@@ -120,6 +137,8 @@ class ModelScorer:
     ) -> list[Candidate]:
         if self._cache_space != bundle.embedder.name:
             self.cache.clear()
+            if self._cache_space is not None:
+                self.feedback.forget_scores()  # scores of another space are not comparable
             self._cache_space = bundle.embedder.name
         bots = self.settings.bot_users
         audiences = [eligible_users(c, preferences, bots) for c in conversations]
@@ -160,13 +179,15 @@ class ModelScorer:
                     continue
                 for found in bundle.topics.match(vectors, followed):
                     best = found.best_message
+                    topic_id = found.topic.id
+                    self.feedback.scored(user, topic_id, conversation.conversation_id, found.score)
                     topics.append(
                         TopicMatch(
                             user=user,
-                            topic_id=found.topic.id,
+                            topic_id=topic_id,
                             topic_text=found.topic.text,
                             score=found.score,
-                            threshold=found.threshold,
+                            threshold=self.feedback.threshold(user, topic_id, found.threshold),
                             best_message=conversation.messages[best] if best is not None else None,
                         )
                     )
@@ -186,7 +207,9 @@ class ModelScorer:
 
 
 async def build(settings: ScorerSettings) -> ModelScorer:
-    """The service's default factory: load `settings.model_dir` and keep watching it.
+    """The service's default factory: load `settings.model_dir` and keep watching it, and
+    follow the `feedback` topic (Kafka settings from the environment, as the service reads
+    them) so that clicks move their topic's line.
 
     A topic threshold set in the settings replaces the matcher's measured default (feedback-
     adapted per-topic thresholds still win over both); an interest threshold replaces the one
@@ -201,4 +224,15 @@ async def build(settings: ScorerSettings) -> ModelScorer:
         settings.model_dir, load, lambda models: models.version, poll_s=settings.model_poll_s
     )
     await watcher.start()
-    return ModelScorer(settings, watcher)
+    memory = FeedbackMemory()
+    if not settings.learn_from_feedback:
+        return ModelScorer(settings, watcher, feedback=memory)
+    kafka = KafkaSettings()
+    await ensure_topics(kafka, [FEEDBACK])
+    reader = FeedbackReader(kafka, memory)
+    try:
+        await reader.start(timeout=settings.preferences_ready_timeout_s)
+    except BaseException:
+        await watcher.stop()
+        raise
+    return ModelScorer(settings, watcher, feedback=memory, feedback_reader=reader)

@@ -59,15 +59,25 @@ SERVICE = "scorer"
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
     """A rebalance waits for the batch in hand, so its offsets are committed first; the first
-    assignment is signalled (start-up is over)."""
+    assignment is signalled (start-up is over).
 
-    def __init__(self, lock: asyncio.Lock, assigned: asyncio.Event) -> None:
+    The wait is bounded: the batch's commit may itself be waiting for the group, which is
+    waiting here. Past `wait_s` the rebalance goes on; the batch's commit then fails and its
+    candidates are repeated by the next owner, which the notifier's dedup absorbs.
+    """
+
+    def __init__(self, lock: asyncio.Lock, assigned: asyncio.Event, wait_s: float) -> None:
         self._lock = lock
         self._assigned = assigned
+        self._wait_s = wait_s
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self._lock:
-            pass
+        try:
+            async with asyncio.timeout(self._wait_s), self._lock:
+                pass
+        except TimeoutError:
+            ERRORS.labels("rebalance_wait").inc()
+            log.warning("rebalance went on without the batch in hand", extra={"waited_s": self._wait_s})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
@@ -118,7 +128,10 @@ class ScorerService:
             # silently skip everyone until the table caught up.
             await self.preferences.start(timeout=self.settings.preferences_ready_timeout_s)
             self._consumer = make_consumer(self.kafka, self.settings.group_id)
-            self._consumer.subscribe([CONVERSATIONS.name], listener=_Rebalances(self._lock, self._assigned))
+            self._consumer.subscribe(
+                [CONVERSATIONS.name],
+                listener=_Rebalances(self._lock, self._assigned, self.settings.rebalance_wait_s),
+            )
             await self._consumer.start()
             self._running = True
             self._started.set()
@@ -267,14 +280,16 @@ class ScorerService:
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit(offsets)
+            async with asyncio.timeout(self.settings.commit_timeout_s):
+                await consumer.commit(offsets)
             self._committed.update(offsets)
             self._progress.set()
-        except (CommitFailedError, IllegalStateError) as error:
-            # The partitions moved to another instance meanwhile; it re-scores from the last
+        except (CommitFailedError, IllegalStateError, KafkaError, TimeoutError) as error:
+            # The partitions moved to another instance meanwhile (or the group is mid-rebalance
+            # and aiokafka would retry the commit forever); the owner re-scores from the last
             # commit and the notifier's dedup absorbs the repeats.
             ERRORS.labels("commit").inc()
-            log.warning("commit failed after a rebalance", extra={"error": str(error)})
+            log.warning("commit failed", extra={"error": repr(error)})
 
     def _report_lag(
         self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

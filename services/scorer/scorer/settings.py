@@ -53,6 +53,14 @@ class ScorerSettings(BaseSettings):
     # Bots are never candidates: these user ids (Slack's own, BeepGPT's bot user), and any `B…` id.
     bot_users: frozenset[str] = frozenset({"USLACKBOT"})
     preferences_ready_timeout_s: float = Field(default=60.0, gt=0)
+    # Follow the `feedback` topic so that "useful / not useful" clicks move each follower's
+    # topic line (the Kafka settings come from the environment, as the service's own do).
+    learn_from_feedback: bool = True
+    # A rebalance waits this long for the batch in hand; a commit gives up after this long. Both
+    # bound what would otherwise be a wait on each other (the batch's commit needs the group,
+    # the group's rebalance waits for the batch); giving up costs only a re-scored batch.
+    rebalance_wait_s: float = Field(default=10.0, gt=0)
+    commit_timeout_s: float = Field(default=10.0, gt=0)
 
     def scores(self, kind: str) -> bool:
         """Whether an event of this kind (`updated` or `closed`) is scored."""

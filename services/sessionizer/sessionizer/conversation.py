@@ -174,6 +174,8 @@ class ConversationBook:
         self.closed_spans: list[Span] = []
         self.ignored = 0
         self.closed_count = 0
+        """Conversations closed past the replay: what a rebuild would release. Closes a replay
+        repeats do not count, or a replay long enough would ask for the next rebuild at once."""
         self._on_message = on_message
         self._replay_until = replay_until
         self._closed_until_ns = closed_until_ns
@@ -217,7 +219,8 @@ class ConversationBook:
         conversation = self.open.pop(closed.key, None)
         if conversation is None:
             return None
-        self.closed_count += 1
+        if closed.time_ns > self._closed_until_ns:
+            self.closed_count += 1
         if conversation.thread_ts is not None and self._resume_threads_ns > 0:
             self.resumable[closed.key] = (conversation, closed.time_ns + self._resume_threads_ns)
         else:

@@ -44,7 +44,8 @@ from sessionizer.query import (
     Row,
     conversation_query,
     ensure_session,
-    parse_output,
+    parse_table,
+    result_tables,
     tick_row,
 )
 from sessionizer.rules import NS
@@ -201,8 +202,8 @@ async def fold_rows(
         rows, time_column="time", key_column="channel", schema=INPUT_SCHEMA
     )
     events: list[ConversationEvent] = []
-    async for row in conversation_query(source, settings).run_iter("row", mode="once"):
-        for output in parse_output(row):
+    async for table in result_tables(conversation_query(source, settings), "once"):
+        for output in parse_table(table):
             emitted = book.apply(output)
             if emitted is not None:
                 events.append(emitted.event)

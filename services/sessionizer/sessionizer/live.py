@@ -10,7 +10,8 @@ Kaskada 0.6.1 facts this wrapper is built around (measured, DESIGN.md §3):
   rows at the same time). Heartbeat rows, always later than the rows before them, do both:
   move time and flush.
 - `run_iter("pyarrow")` cannot be iterated asynchronously in 0.6.1 (it hands a list where an
-  iterator is expected); `run_iter("row")` can.
+  iterator is expected), and `run_iter("row")` costs more than the fold: results are read as a
+  table per batch (`query.result_tables`) and parsed column by column.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from collections.abc import AsyncIterator
 
 import kaskada as kd
 
-from sessionizer.query import INPUT_SCHEMA, Output, Row, conversation_query, ensure_session, parse_output
+from sessionizer.query import (
+    INPUT_SCHEMA,
+    Output,
+    Row,
+    conversation_query,
+    ensure_session,
+    parse_table,
+    result_tables,
+)
 from sessionizer.settings import SessionizerSettings
 
 
@@ -45,7 +54,7 @@ class LiveQuery:
         self._source = await kd.sources.PyDict.create(
             None, time_column="time", key_column="channel", schema=INPUT_SCHEMA, queryable=False
         )
-        self._results = conversation_query(self._source, self._settings).run_iter("row", mode="live")
+        self._results = result_tables(conversation_query(self._source, self._settings), "live")
 
     async def add(self, rows: list[Row]) -> None:
         """Rows in non-decreasing time order (also relative to every earlier call)."""
@@ -56,10 +65,10 @@ class LiveQuery:
         self.rows_added += len(rows)
 
     async def outputs(self) -> AsyncIterator[list[Output]]:
-        """The outputs of each output row, until the query is stopped; ending is `QueryEnded`."""
+        """The outputs of each batch of output rows, until the query is stopped; ending is `QueryEnded`."""
         assert self._results is not None, "start() first"
-        async for row in self._results:
-            yield parse_output(row)
+        async for table in self._results:
+            yield parse_table(table)
         raise QueryEnded(f"the live query's results ended after {self.rows_added} rows")
 
     def stop(self) -> None:

@@ -125,25 +125,17 @@ class SessionizerService:
         assert self._dead_letters is not None
         events: list[Record] = []
         for record in records:
-            event = await self._decode(record)
+            event: SlackEvent | None
+            try:
+                event = _decode(record)
+            except (ValidationError, ValueError) as error:
+                await self._dead_letters.send(record, error)
+                event = None  # still fed, as a skip: the partition's progress passes it
             if isinstance(event, SlackMessage) and event.action == "new":
                 self.clock.observe(float(event.ts))
-            trace = next((value for name, value in record.headers or () if name == TRACE_ID), None)
-            events.append((record.offset, event, trace))
+            events.append((record.offset, event, _trace_id(record)))
         CONSUMED.labels(TOPIC, SERVICE).inc(len(records))
         await partition.feed(events)
-
-    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> SlackEvent | None:
-        """The record's event, or None once it is in the dead-letter topic."""
-        assert self._dead_letters is not None
-        try:
-            event: SlackEvent = SLACK_MESSAGES.decode(record.value or b"")
-            if event.schema_version > SCHEMA_VERSION:
-                raise ValueError(f"schema_version {event.schema_version} is newer than {SCHEMA_VERSION}")
-            return event
-        except (ValidationError, ValueError) as error:
-            await self._dead_letters.send(record, error)
-            return None
 
     async def _heartbeat(self, consumer: AIOKafkaConsumer) -> None:
         """Partitions that have caught up get the clock's time; a backlog keeps its own times."""
@@ -269,6 +261,21 @@ class SessionizerService:
         for n, (partition, point) in points.items():
             partition.committed(point.offset)
             self._committed[n] = point
+
+
+def _decode(record: ConsumerRecord[bytes, bytes]) -> SlackEvent:
+    """The record's event; ValidationError or ValueError for a record that must be dead-lettered."""
+    event: SlackEvent = SLACK_MESSAGES.decode(record.value or b"")
+    if event.schema_version > SCHEMA_VERSION:
+        raise ValueError(f"schema_version {event.schema_version} is newer than {SCHEMA_VERSION}")
+    return event
+
+
+def _trace_id(record: ConsumerRecord[bytes, bytes]) -> bytes | None:
+    for name, value in record.headers or ():  # a plain loop: this runs for every record
+        if name == TRACE_ID:
+            return bytes(value)
+    return None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

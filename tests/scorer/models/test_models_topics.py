@@ -7,7 +7,7 @@ import pytest
 
 from beepgpt.contracts import FollowedTopic
 from scorer.embeddings import LocalEmbedder
-from scorer.topics.feedback import FeedbackExample, learn, same_rate_threshold
+from scorer.topics.feedback import PRIOR_SD, FeedbackExample, FeedbackMemory, learn, learn_threshold
 from scorer.topics.matcher import EmbeddingSpace, TopicMatcher, default_threshold
 from scorer.topics.phrasing import topic_subject
 
@@ -90,28 +90,54 @@ def test_topic_texts_are_embedded_once(workspace: tuple[TopicMatcher, list[np.nd
     assert calls == [["invoices and the ledger"]]
 
 
-def test_feedback_moves_the_topic_but_keeps_its_alert_rate(
+def test_feedback_moves_the_line_towards_the_clicks_and_the_prior_holds_it_near_the_default() -> None:
+    assert learn_threshold([], [], 0.2) == 0.2
+    lowered = learn_threshold([0.15], [True], 0.2)
+    raised = learn_threshold([0.25], [False], 0.2)
+    assert lowered < 0.2 < raised
+    assert abs(lowered - 0.2) < PRIOR_SD  # one click nudges the line
+    many = learn_threshold([0.15] * 40, [True] * 40, 0.2)
+    assert many < lowered
+    assert many <= 0.15 + 0.01
+    # clicks already on the right side of the line teach little
+    assert abs(learn_threshold([0.5, -0.2], [True, False], 0.2) - 0.2) < 0.01
+
+
+def test_feedback_adapts_the_topic_threshold_through_the_matcher(
     workspace: tuple[TopicMatcher, list[np.ndarray]],
 ) -> None:
     matcher, vectors = workspace
     topic = FollowedTopic(id="ops", text="Tell me about operations problems")
-    base = matcher.topic_vectors([topic])[0]
-    adaptation = learn(
-        matcher, topic, [FeedbackExample(vectors[0], True), FeedbackExample(vectors[5], False)]
-    )
-    assert adaptation.vector is not None
-    assert adaptation.threshold is not None
-    assert adaptation.useful == 1
-    assert adaptation.not_useful == 1
-    moved = adaptation.vector
-    assert moved @ matcher.view(vectors[0]).whole > base @ matcher.view(vectors[0]).whole
-    background = [matcher.view(v) for v in matcher.space.background]
-    before = sum(matcher.score(view, base)[0] >= matcher.threshold for view in background)
-    after = sum(matcher.score(view, moved)[0] >= adaptation.threshold for view in background)
-    assert before == after
-    assert abs(same_rate_threshold(matcher, base, base, matcher.threshold) - matcher.threshold) < 1e-6
+    assert learn(matcher, topic, []).threshold is None
+    target = matcher.topic_vectors([topic])[0]
+    examples = [FeedbackExample(vectors[0], True), FeedbackExample(vectors[5], False)]
+    adaptation = learn(matcher, topic, examples)
+    scores = [matcher.score(matcher.view(e.vectors), target)[0] for e in examples]
+    assert adaptation.vector is None  # the follower's words keep pointing the topic
+    assert adaptation.threshold == learn_threshold(scores, [True, False], matcher.threshold)
+    assert (adaptation.useful, adaptation.not_useful) == (1, 1)
     matcher.adapt("ops", adaptation)
     try:
         assert matcher.match(vectors[0], [topic])[0].threshold == adaptation.threshold
     finally:
         matcher.adaptations.clear()
+
+
+def test_feedback_memory_keeps_clicks_per_person_and_topic() -> None:
+    memory = FeedbackMemory(max_clicks=2)
+    memory.clicked("UANA", "t", "c1", True)  # before its score is known: kept, not used yet
+    assert memory.examples("UANA", "t") == ([], [])
+    assert memory.threshold("UANA", "t", 0.2) == 0.2
+    memory.scored("UANA", "t", "c1", 0.1)
+    assert memory.threshold("UANA", "t", 0.2) == learn_threshold([0.1], [True], 0.2) < 0.2
+    memory.clicked("UANA", "t", "c1", False)  # the latest click on a conversation wins
+    assert memory.examples("UANA", "t") == ([0.1], [False])
+    memory.scored("UANA", "t", "c2", 0.3)
+    memory.scored("UANA", "t", "c3", 0.4)
+    memory.clicked("UANA", "t", "c2", True)
+    memory.clicked("UANA", "t", "c3", True)  # only the newest two clicks are kept
+    assert memory.examples("UANA", "t") == ([0.3, 0.4], [True, True])
+    assert memory.threshold("UBEN", "t", 0.2) == 0.2
+    memory.forget_user("UANA")
+    assert memory.examples("UANA", "t") == ([], [])
+    assert memory.threshold("UANA", "t", 0.2) == 0.2

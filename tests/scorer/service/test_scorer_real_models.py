@@ -66,7 +66,7 @@ def _talk() -> list[tuple[str, str]]:
 async def test_trained_models_explain_topic_and_interest_candidates_and_skip_participants(
     kafka_topics: KafkaSettings, start_service: ServiceStarter, trained_model: Path
 ) -> None:
-    settings = ScorerSettings(model_dir=trained_model, model_poll_s=3600)
+    settings = ScorerSettings(model_dir=trained_model, model_poll_s=3600, learn_from_feedback=False)
     scorer = await build(settings)
     version = read_manifest(trained_model).version
     assert scorer.model_version == version
@@ -103,7 +103,7 @@ async def test_a_new_model_version_is_used_without_a_restart(trained_model: Path
     current = tmp_path / "current"
     current.symlink_to(trained_model)
 
-    scorer = await build(ScorerSettings(model_dir=current, model_poll_s=3600))
+    scorer = await build(ScorerSettings(model_dir=current, model_poll_s=3600, learn_from_feedback=False))
     try:
         assert isinstance(scorer, ModelScorer)
         assert isinstance(scorer.models, ModelWatcher)

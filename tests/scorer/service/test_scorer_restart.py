@@ -123,3 +123,37 @@ async def test_sigkill_and_restart_lose_nothing_and_repeat_at_most_the_last_batc
     repeated = {key: n for key, n in published.items() if n > 1}
     assert all(n == 2 for n in repeated.values())
     assert len({conversation_id for _, conversation_id, _ in repeated}) <= BATCH
+
+
+async def test_a_rebalance_waits_for_the_batch_in_hand_but_not_forever() -> None:
+    """The revocation waits on the batch lock; a batch stuck (its commit waiting for the very
+    group that is rebalancing) must not hold the group forever."""
+    from scorer.metrics import ERRORS
+    from scorer.service import _Rebalances
+
+    lock = asyncio.Lock()
+    listener = _Rebalances(lock, asyncio.Event(), wait_s=0.2)
+    gave_up = ERRORS.labels("rebalance_wait")._value.get()
+
+    async with lock:  # a batch in hand that never finishes
+        revoked = asyncio.create_task(listener.on_partitions_revoked([]))
+        done, _ = await asyncio.wait({revoked}, timeout=5)
+        assert revoked in done
+    assert ERRORS.labels("rebalance_wait")._value.get() == gave_up + 1
+
+    taken, batch_done = asyncio.Event(), asyncio.Event()
+
+    async def batch() -> None:
+        async with lock:
+            taken.set()
+            await batch_done.wait()
+
+    holder = asyncio.create_task(batch())
+    await taken.wait()
+    waiting = asyncio.create_task(_Rebalances(lock, asyncio.Event(), wait_s=30).on_partitions_revoked([]))
+    done, _ = await asyncio.wait({waiting}, timeout=0.5)
+    assert not done  # an ordinary batch is waited for
+    batch_done.set()
+    await asyncio.wait_for(waiting, 5)
+    await holder
+    assert ERRORS.labels("rebalance_wait")._value.get() == gave_up + 1
