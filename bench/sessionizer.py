@@ -7,8 +7,12 @@ group and publishing `ConversationEvent`s with acks=all.
 The workload (`BEEPGPT_BENCH_SESSIONIZER_MESSAGES`, default 200,000 messages over 2,000
 channels) is bursts of conversation: per channel, conversations of 4-12 messages 10-90 s apart,
 a fifth of them with a short thread, separated by 15 minutes to 3 hours of silence; then one
-message per channel a day later, so every conversation closes. It is published before the
-service starts, and the service replays it by its own times (events clock), as after an outage.
+message per channel a day later, so every conversation closes. It is published once the
+service's group is stable, faster than the service consumes it, and the service goes by the
+records' own times (events clock), as in a replay after an outage. It runs twice on fresh
+brokers: one service process (the per-replica figure), then two in one group (the `_2_instances`
+figures: partitions split between them, as in production; this machine has two cores, shared
+with the broker and the reader counting the output).
 
 - `messages_per_s`: messages through the service, from its first published event to the event
   of the last message (every message gives one `updated` event; closes are published as well).
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from beepgpt.contracts import SlackMessage
 from beepgpt.kafka import EventProducer, ensure_topics
@@ -129,15 +134,31 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 async def run() -> list[dict[str, Any]]:
     messages, conversations = workload(MESSAGES, CHANNELS)
-    total_messages = len(messages)
+    records = [
+        _record("messages", len(messages), "messages"),
+        _record("channels", CHANNELS, "channels"),
+        _record("conversations", conversations, "conversations"),
+    ]
+    for instances in (1, 2):
+        records.extend(await measure(messages, conversations, instances))
+    return records
+
+
+async def measure(messages: list[SlackMessage], conversations: int, instances: int) -> list[dict[str, Any]]:
+    """One replay through `instances` service processes in one consumer group, on a fresh broker.
+
+    The workload is published once the group is stable (every instance holds partitions), so
+    the figures are those of steady work and not of the group forming.
+    """
+    suffix = "" if instances == 1 else f"_{instances}_instances"
     broker = Broker.start()
-    process: asyncio.subprocess.Process | None = None
+    processes: list[asyncio.subprocess.Process] = []
     try:
         kafka = KafkaSettings(
             bootstrap_servers=broker.bootstrap_servers, idempotence=False, partitions=PARTITIONS, linger_ms=20
         )
         await ensure_topics(kafka, [SLACK_MESSAGES, CONVERSATIONS])
-        publish_s = await publish_all(kafka, messages)
+        group = f"bench-{uuid.uuid4().hex[:8]}"
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("shared", "services/sessionizer")),
@@ -148,38 +169,63 @@ async def run() -> list[dict[str, Any]]:
             "BEEPGPT_HTTP_PORT": "0",
             "BEEPGPT_LOG_LEVEL": "WARNING",
             "BEEPGPT_SESSIONIZER_CLOCK": "events",
-            "BEEPGPT_SESSIONIZER_GROUP_ID": f"bench-{uuid.uuid4().hex[:8]}",
+            "BEEPGPT_SESSIONIZER_GROUP_ID": group,
         }
         if REBUILD_AFTER_CLOSED:
             env["BEEPGPT_SESSIONIZER_REBUILD_AFTER_CLOSED"] = REBUILD_AFTER_CLOSED
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "sessionizer", env=env)
-        counted = await count_events(kafka, process.pid, total_messages, conversations)
-        peak = rss_mb(process.pid, "VmHWM")
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 60)
+        for _ in range(instances):
+            processes.append(await asyncio.create_subprocess_exec(sys.executable, "-m", "sessionizer", env=env))
+        await group_stable(kafka, group, instances)
+        publish_s = await publish_all(kafka, messages)
+        counted = await count_events(kafka, [p.pid for p in processes], len(messages), conversations)
+        peaks = [rss_mb(p.pid, "VmHWM") for p in processes]
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            await asyncio.wait_for(process.wait(), 60)
     finally:
-        if process is not None and process.returncode is None:
-            process.kill()
-            await process.wait()
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
         broker.stop()
 
     span = counted["last_message_at"] - counted["first_at"]
-    return [
-        _record("messages", total_messages, "messages"),
-        _record("channels", CHANNELS, "channels"),
-        _record("conversations", conversations, "conversations"),
-        _record("publish_messages_per_s", total_messages / publish_s, "messages/s"),
-        _record("messages_per_s", total_messages / span, "messages/s"),
+    records = [
+        _record("messages_per_s", len(messages) / span, "messages/s"),
         _record("conversation_events_per_s", counted["events_at_last_message"] / span, "events/s"),
         _record("closed_conversations", counted["closed"], "conversations"),
         _record("closed_events_repeated", counted["closed_repeated"], "events"),
-        _record("peak_rss_mb", peak, "MB"),
+        _record("peak_rss_mb", max(peaks), "MB"),
         _record("rss_half_way_mb", counted["rss_half"], "MB"),
         _record("rss_growth_mb_second_half", counted["rss_end"] - counted["rss_half"], "MB"),
     ]
+    if instances == 1:
+        records.insert(0, _record("publish_messages_per_s", len(messages) / publish_s, "messages/s"))
+    for record in records:
+        record["metric"] += suffix
+    return records
 
 
-async def count_events(kafka: KafkaSettings, pid: int, messages: int, conversations: int) -> dict[str, float]:
+async def group_stable(kafka: KafkaSettings, group: str, members: int, timeout: float = 120) -> None:
+    """Until the group has `members` members and is Stable."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                described = await admin.describe_groups([group])
+                _, _, state, _, _, found = described[0].groups[0]
+                if state == "Stable" and len(found) == members:
+                    return
+                await asyncio.sleep(0.2)  # polling the broker's view; nothing to wait on instead
+    finally:
+        await admin.close()
+
+
+async def count_events(
+    kafka: KafkaSettings, pids: list[int], messages: int, conversations: int
+) -> dict[str, float]:
     """Read `conversations` as the service writes it, without decoding: count kinds and time it."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=16 * 2**20
@@ -217,7 +263,7 @@ async def count_events(kafka: KafkaSettings, pid: int, messages: int, conversati
                 last_message_at = now
                 events_at_last_message = updated + closed
             if not rss_half and updated >= messages // 2:
-                rss_half = rss_mb(pid)
+                rss_half = sum(rss_mb(pid) for pid in pids)
         return {
             "first_at": first_at,
             "last_message_at": last_message_at,
@@ -225,7 +271,7 @@ async def count_events(kafka: KafkaSettings, pid: int, messages: int, conversati
             "closed": len(closed_ids),
             "closed_repeated": closed - len(closed_ids),
             "rss_half": rss_half,
-            "rss_end": rss_mb(pid),
+            "rss_end": sum(rss_mb(pid) for pid in pids),
         }
     finally:
         await consumer.stop()

@@ -216,15 +216,20 @@ async def run(args: argparse.Namespace) -> int:
             slack = (
                 None if real_slack else await resources.enter_async_context(slack_standin(workspace, work))
             )
-            env = service_env(stack, slack, args.model_dir.resolve(), args.speed)
+            # A real workspace runs in real time: its conversations close after the real gaps.
+            speed = 1.0 if real_slack else args.speed
+            env = service_env(stack, slack, args.model_dir.resolve(), speed)
             if real_slack:
-                env = {k: v for k, v in env.items() if not k.startswith(("SLACK_", "BEEPGPT_SLACK_"))}
-            async with EventProducer(kafka, "demo") as producer:
-                for prefs in workspace.preferences(time.time()):
-                    await producer.send(topics.PREFERENCES, prefs.user, prefs)
-            for user, follows in ((p.user, p.topics) for p in workspace.preferences(0)):
-                for topic in follows:
-                    print(f"  {tally.name(user)} follows: “{topic.text}”", flush=True)
+                # Slack's tokens and address come from the environment the services inherit, and
+                # real people get the notifier's own rate limits, not the replay's generous ones.
+                env = {
+                    k: v
+                    for k, v in env.items()
+                    if not k.startswith(("SLACK_", "BEEPGPT_SLACK_", "BEEPGPT_NOTIFIER_"))
+                }
+            else:
+                # The example people follow topics; in a real workspace people use `/beep follow`.
+                await follow_example_topics(kafka, workspace, tally)
             services = Services(env, work / "logs")
             print("starting ingest, sessionizer, scorer and notifier ...", flush=True)
             await services.start()
@@ -242,6 +247,15 @@ async def run(args: argparse.Namespace) -> int:
                 await settle(tally, quiet_for=max(3.0, 2 * THREAD_IDLE_S / args.speed), stop=stop)
             print(tally.summary(messages), flush=True)
     return 0
+
+
+async def follow_example_topics(kafka: KafkaSettings, workspace: ExampleWorkspace, tally: Tally) -> None:
+    async with EventProducer(kafka, "demo") as producer:
+        for prefs in workspace.preferences(time.time()):
+            await producer.send(topics.PREFERENCES, prefs.user, prefs)
+    for user, follows in ((p.user, p.topics) for p in workspace.preferences(0)):
+        for topic in follows:
+            print(f"  {tally.name(user)} follows: “{topic.text}”", flush=True)
 
 
 async def replay_workspace(

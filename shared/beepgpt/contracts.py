@@ -223,6 +223,11 @@ class Preferences(Event):
 # --- feedback -------------------------------------------------------------------------------------
 
 
+FeedbackScore = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+"""A score a click carries: finite and in [-1, 1] (topic scores are cosine similarities, interest
+scores probabilities), so that a tampered button cannot feed a learner an absurd number."""
+
+
 class Feedback(Event):
     """A "useful" / "not useful" click on a DM; training and topic calibration learn from it."""
 
@@ -231,4 +236,11 @@ class Feedback(Event):
     useful: bool
     reason: CandidateReason | None = None
     topic_id: str | None = None
+    score: FeedbackScore | None = Field(
+        default=None,
+        description=(
+            "the alerted candidate's score (for a topic alert, its topic score), carried by the "
+            "DM's button so that a click teaches without the scorer having to remember the score"
+        ),
+    )
     at: float = Field(default_factory=now)

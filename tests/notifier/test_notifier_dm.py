@@ -109,8 +109,36 @@ def test_alert_blocks_show_channel_authors_preview_why_and_buttons() -> None:
     ids = [e["action_id"] for e in actions["elements"]]
     assert ids == [dm.OPEN_ACTION, dm.USEFUL_ACTION, dm.NOT_USEFUL_ACTION]
     value = json.loads(actions["elements"][1]["value"])
-    assert value == {"conversation_id": "C9:1700000000.000100", "reason": "topic", "topic_id": "t1"}
+    assert value == {
+        "conversation_id": "C9:1700000000.000100",
+        "reason": "topic",
+        "topic_id": "t1",
+        "score": 0.9,  # the scorer learns the topic's line from the click with it
+    }
+    assert actions["elements"][2]["value"] == actions["elements"][1]["value"]
     assert "@bob in #project" in message.text
+
+
+def test_feedback_buttons_carry_the_score_compactly_and_never_an_impossible_one() -> None:
+    assert json.loads(dm.feedback_value(candidate(score=0.1234567891234)))["score"] == 0.123457
+    assert json.loads(dm.feedback_value(candidate(score=1.0000000001)))["score"] == 1.0  # float32 noise
+    for impossible in (float("nan"), float("inf"), 1.5, -3.0):
+        assert "score" not in json.loads(dm.feedback_value(candidate(score=impossible)))
+    interest = json.loads(dm.feedback_value(candidate(reason="interest", topic_id=None, score=0.71)))
+    assert interest == {"conversation_id": "C9:1700000000.000100", "reason": "interest", "score": 0.71}
+    # a topic id too long for Slack's 2,000 characters goes; the score and the rest stay
+    long_topic = dm.feedback_value(candidate(topic_id="t" * 3_000))
+    assert len(long_topic) <= dm.MAX_BUTTON_VALUE
+    assert json.loads(long_topic) == {
+        "conversation_id": "C9:1700000000.000100",
+        "reason": "topic",
+        "score": 0.9,
+    }
+    # an absurd id whose JSON escapes grow it still fits
+    assert len(dm.feedback_value(candidate(conversation_id="\x01" * 1_900))) <= dm.MAX_BUTTON_VALUE
+    digest = dm.digest([dm.DigestEntry(candidate(score=0.33), None, "m1")], "d1", dm.Names(), "quiet hours")
+    buttons = [e for b in digest.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [json.loads(e["value"])["score"] for e in buttons] == [0.33, 0.33]
 
 
 def test_huge_and_odd_text_stays_within_slack_limits() -> None:

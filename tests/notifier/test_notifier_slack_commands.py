@@ -3,9 +3,11 @@ stand-in — and their effect on what the notifier does next."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from notifier_helpers import candidate, decisions, publish
 from test_notifier_service import BOB, CAROL, running
@@ -166,13 +168,55 @@ async def test_clicking_a_dm_button_produces_a_feedback_event(
     feedback = [FEEDBACK.decode(r.value) for r in await read_topic(kafka_topics, FEEDBACK.name, count=1)]
     assert len(feedback) == 1
     fb = feedback[0]
-    assert (fb.user, fb.conversation_id, fb.useful, fb.reason, fb.topic_id) == (
+    assert (fb.user, fb.conversation_id, fb.useful, fb.reason, fb.topic_id, fb.score) == (
         BOB,
         "C0PROJECT:1700000000.000100",
         True,
         "topic",
         "t-1",
+        0.87,  # the candidate's topic score, carried by the button: the scorer learns from it
     )
     updated = (await standin.wait_for_posts(1, method="chat.update"))[0]
     assert "thanks" in updated.block_text
     assert dm.USEFUL_ACTION not in str(updated.blocks)
+
+
+async def test_tampered_feedback_buttons_are_ignored_and_never_break_ingest(
+    kafka_topics: KafkaSettings,
+    standin: SlackStandin,
+    experience: SlackExperience,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A value that does not parse records nothing; a score that is not a finite number in
+    [-1, 1] is dropped (logged) but the click still counts; ingest keeps acknowledging."""
+    values = [
+        "{not json",
+        "[" * 1_999,  # deeper than json.loads can recurse
+        '{"reason":"topic","topic_id":"t-1"}',  # no conversation
+        '{"conversation_id":"C0PROJECT:1.1","reason":"topic","topic_id":"t-1","score":NaN}',
+        '{"conversation_id":"C0PROJECT:2.2","reason":"topic","topic_id":"t-1","score":1e400}',
+        '{"conversation_id":"C0PROJECT:3.3","reason":"topic","topic_id":"t-1","score":7}',
+        '{"conversation_id":"C0PROJECT:4.4","reason":"topic","topic_id":"t-1","score":"0.5"}',
+        '{"conversation_id":"C0PROJECT:5.5","reason":"topic","topic_id":"t-1","score":true}',
+        '{"conversation_id":"C0PROJECT:6.6","reason":"topic","topic_id":"t-1"}',  # a DM from before scores
+        '{"conversation_id":"C0PROJECT:7.7","reason":"topic","topic_id":"t-1","score":-0.25}',
+    ]
+    with caplog.at_level(logging.WARNING, logger="ingest.commands.feedback_buttons"):
+        for value in values:  # each is acknowledged (push_interactive raises if not)
+            await standin.push_interactive(
+                standin.events.block_actions(dm.NOT_USEFUL_ACTION, user_id=BOB, value=value)
+            )
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ingest.commands.feedback_buttons"]
+    assert warnings.count("feedback button with an unreadable value") == 3
+    assert warnings.count("feedback button score ignored: not a finite number in [-1, 1]") == 5
+    records = await read_topic(kafka_topics, FEEDBACK.name, count=7, idle=0.5)
+    feedback = [FEEDBACK.decode(r.value) for r in records]
+    assert [(f.conversation_id, f.useful, f.score) for f in feedback] == [
+        ("C0PROJECT:1.1", False, None),
+        ("C0PROJECT:2.2", False, None),
+        ("C0PROJECT:3.3", False, None),
+        ("C0PROJECT:4.4", False, None),
+        ("C0PROJECT:5.5", False, None),
+        ("C0PROJECT:6.6", False, None),
+        ("C0PROJECT:7.7", False, -0.25),
+    ]

@@ -11,13 +11,12 @@ import argparse
 import asyncio
 import importlib
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from beepgpt.observability.http import OpsServer
 from beepgpt.observability.logs import configure_logging
+from beepgpt.observability.serving import serve_until_stopped
 from beepgpt.settings import KafkaSettings, ServiceSettings
 from scorer.pipeline import Scorer
 from scorer.service import SERVICE, ScorerService
@@ -38,27 +37,10 @@ def load_factory(path: str) -> ScorerFactory:
 
 async def serve(service_settings: ServiceSettings, kafka: KafkaSettings, settings: ScorerSettings) -> None:
     scorer = await load_factory(settings.factory)(settings)
-    service = ScorerService(kafka, settings, scorer)
-    ops = OpsServer(SERVICE, service_settings.http_host, service_settings.http_port, lambda: service.ready)
-    await ops.start()
-    loop = asyncio.get_running_loop()
-    running = asyncio.create_task(service.run())
-
-    def shut_down() -> None:
-        # The batch in hand finishes and commits; one stuck in retries past the grace period is
-        # cancelled uncommitted, and the next owner of its partitions scores it again.
-        service.stop()
-        loop.call_later(service_settings.shutdown_timeout_s, running.cancel)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shut_down)
     try:
-        await running
-    except asyncio.CancelledError:
-        log.warning("shutdown grace period over: in-flight batch left uncommitted")
+        await serve_until_stopped(SERVICE, ScorerService(kafka, settings, scorer), service_settings)
     finally:
         await scorer.aclose()
-        await ops.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ conversations land), so the topic is read the way the preferences table is: the 
 `CompactedTable` reader, every partition, from the beginning on each start (which is how the
 memory is rebuilt after a restart), then followed — no consumer group, nothing committed. The
 table itself keeps only each user's latest event; what matters is its change hook, which sees
-every event and hands topic clicks to the memory. A tombstone for a user forgets them.
+every event and hands topic clicks to the memory, with the score the click carries (so a
+click on a conversation this instance never scored still teaches). A tombstone for a user
+forgets them.
 """
 
 from __future__ import annotations
@@ -32,4 +34,4 @@ class FeedbackReader(CompactedTable[Feedback]):
             return
         if after.reason == "topic" and after.topic_id:
             self.clicks += 1
-            self.memory.clicked(after.user, after.topic_id, after.conversation_id, after.useful)
+            self.memory.clicked(after.user, after.topic_id, after.conversation_id, after.useful, after.score)

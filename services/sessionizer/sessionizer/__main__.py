@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
-from beepgpt.observability.http import OpsServer
 from beepgpt.observability.logs import configure_logging
+from beepgpt.observability.serving import serve_until_stopped
 from beepgpt.settings import KafkaSettings, ServiceSettings
 from sessionizer.service import SERVICE, SessionizerService
 from sessionizer.settings import SessionizerSettings
@@ -25,25 +24,7 @@ log = logging.getLogger("sessionizer")
 async def serve(
     service_settings: ServiceSettings, kafka: KafkaSettings, settings: SessionizerSettings
 ) -> None:
-    service = SessionizerService(kafka, settings)
-    ops = OpsServer(SERVICE, service_settings.http_host, service_settings.http_port, lambda: service.ready)
-    await ops.start()
-    loop = asyncio.get_running_loop()
-    running = asyncio.create_task(service.run())
-
-    def shut_down() -> None:
-        service.stop()
-        # Past the grace period the work in hand is dropped uncommitted: the next owner replays it.
-        loop.call_later(service_settings.shutdown_timeout_s, running.cancel)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shut_down)
-    try:
-        await running
-    except asyncio.CancelledError:
-        log.warning("shutdown grace period over: uncommitted work is left for the next owner")
-    finally:
-        await ops.stop()
+    await serve_until_stopped(SERVICE, SessionizerService(kafka, settings), service_settings)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,3 +141,28 @@ def test_feedback_memory_keeps_clicks_per_person_and_topic() -> None:
     memory.forget_user("UANA")
     assert memory.examples("UANA", "t") == ([], [])
     assert memory.threshold("UANA", "t", 0.2) == 0.2
+
+
+def test_feedback_memory_learns_from_the_score_a_click_carries() -> None:
+    """A click carrying its alert's score teaches at once, on a conversation this memory never
+    saw scored (another instance scored it, or this one before a restart)."""
+    memory = FeedbackMemory()
+    memory.clicked("UANA", "t", "elsewhere", True, 0.15)
+    assert memory.examples("UANA", "t") == ([0.15], [True])
+    assert memory.threshold("UANA", "t", 0.2) == learn_threshold([0.15], [True], 0.2) < 0.2
+    # the carried score is what the person judged: it beats a later, remembered one
+    memory.scored("UANA", "t", "elsewhere", 0.4)
+    assert memory.examples("UANA", "t") == ([0.15], [True])
+    # a later click without one (an older DM's button) changes the label, keeps the score
+    memory.clicked("UANA", "t", "elsewhere", False)
+    assert memory.examples("UANA", "t") == ([0.15], [False])
+    # without any carried score, the remembered one is used, as before
+    memory.scored("UANA", "t", "here", 0.3)
+    memory.clicked("UANA", "t", "here", True)
+    assert memory.examples("UANA", "t") == ([0.15, 0.3], [False, True])
+    # a new embedding space makes every old score meaningless, carried ones too; clicks stay
+    memory.forget_scores()
+    assert memory.examples("UANA", "t") == ([], [])
+    assert memory.threshold("UANA", "t", 0.2) == 0.2
+    memory.scored("UANA", "t", "elsewhere", 0.25)
+    assert memory.examples("UANA", "t") == ([0.25], [False])

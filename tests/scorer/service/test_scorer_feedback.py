@@ -43,6 +43,15 @@ async def test_topic_clicks_reach_the_memory_and_are_read_again_after_a_restart(
         Feedback(user="UANA", conversation_id="C1:2.000000", useful=False, reason="topic", topic_id="t0"),
         Feedback(user="UANA", conversation_id="C1:3.000000", useful=True, reason="interest"),
         Feedback(user="UBEN", conversation_id="C1:1.000000", useful=True, reason="topic", topic_id="t9"),
+        # scored by another instance (or before a restart): the click carries its alert's score
+        Feedback(
+            user="UCAT",
+            conversation_id="C1:4.000000",
+            useful=False,
+            reason="topic",
+            topic_id="t2",
+            score=0.05,
+        ),
     ]
     memory = FeedbackMemory()
     for cid, score in (("C1:1.000000", 0.10), ("C1:2.000000", 0.30)):
@@ -53,9 +62,12 @@ async def test_topic_clicks_reach_the_memory_and_are_read_again_after_a_restart(
         await _send(kafka_topics, *clicks)
         await reader.wait_for("UBEN", lambda f: f.topic_id == "t9")
         await reader.wait_for("UANA", lambda f: f.conversation_id == "C1:3.000000")
-        assert reader.clicks == 3  # the interest click teaches no topic
+        await reader.wait_for("UCAT", lambda f: f.topic_id == "t2")
+        assert reader.clicks == 4  # the interest click teaches no topic
         assert memory.examples("UANA", "t0") == ([0.10, 0.30], [True, False])
         assert memory.examples("UBEN", "t9") == ([], [])  # clicked, but its score is unknown here
+        assert memory.examples("UCAT", "t2") == ([0.05], [False])  # never scored here: carried
+        assert memory.threshold("UCAT", "t2", 0.0) == learn_threshold([0.05], [False], 0.0) > 0.0
     finally:
         await reader.stop()
 
@@ -65,8 +77,9 @@ async def test_topic_clicks_reach_the_memory_and_are_read_again_after_a_restart(
     reread = FeedbackReader(kafka_topics, again)
     await reread.start(timeout=30)
     try:
-        assert reread.clicks == 3
+        assert reread.clicks == 4
         assert again.examples("UANA", "t0") == ([0.10], [True])
+        assert again.examples("UCAT", "t2") == ([0.05], [False])  # nothing scored since the restart
     finally:
         await reread.stop()
 

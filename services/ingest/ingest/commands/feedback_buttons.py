@@ -1,7 +1,8 @@
 """ "Useful" / "Not useful" on a DM become `Feedback` events (what training learns from).
 
 The notifier's DM buttons carry, as JSON in their `value`, the `Feedback` fields of the alert
-(`conversation_id`, `reason`, `topic_id`); the click adds who and which button. The event is
+(`conversation_id`, `reason`, `topic_id`, and the alert's `score`, which lets the scorer learn a
+topic's line from the click alone); the click adds who and which button. The event is
 published before Slack gets its answer (bounded), then the DM is updated lazily so the buttons
 turn into a "thanks" and the person sees their click counted.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,7 +31,11 @@ OPEN_ACTION = "beepgpt_open_conversation"
 
 
 def feedback_from(body: dict[str, Any], action: dict[str, Any]) -> Feedback | None:
-    """The Feedback a click means, or None when the button value is not ours."""
+    """The Feedback a click means, or None when the button value is not ours.
+
+    The value comes back from Slack as the notifier wrote it, but anyone who can post to the
+    app's endpoint can also send any value: nothing in it is trusted beyond its shape, and a
+    score that is not a finite number in [-1, 1] is dropped (the click still counts)."""
     user = str((body.get("user") or {}).get("id", ""))
     try:
         value = json.loads(str(action.get("value", "")))
@@ -41,9 +47,31 @@ def feedback_from(body: dict[str, Any], action: dict[str, Any]) -> Feedback | No
             useful=action.get("action_id") == USEFUL_ACTION,
             reason=value.get("reason"),
             topic_id=value.get("topic_id"),
+            score=carried_score(value, user),
         )
-    except (ValueError, KeyError, ValidationError):
+    except (ValueError, KeyError, RecursionError, ValidationError):
+        # RecursionError: json.loads on a deeply nested value ("[[[[…").
         return None
+
+
+def carried_score(value: dict[str, Any], user: str) -> float | None:
+    """The alert's score from a button value, or None when there is none or it cannot be right.
+
+    Older DMs carry no score (None, silently); anything else that is not a finite number in
+    [-1, 1] — a string, a bool, NaN, 1e400 — is logged and ignored rather than allowed to move
+    someone's topic line (the scorer then falls back to a score it remembers, if any)."""
+    if "score" not in value:
+        return None
+    raw = value["score"]
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        score = float(raw)
+        if math.isfinite(score) and -1.0 <= score <= 1.0:
+            return score
+    log.warning(
+        "feedback button score ignored: not a finite number in [-1, 1]",
+        extra={"user": user, "score": repr(raw)[:100]},
+    )
+    return None
 
 
 def thanked(blocks: list[dict[str, Any]], block_id: str, useful: bool) -> list[dict[str, Any]]:

@@ -104,11 +104,14 @@ TopicKey = tuple[str, str]
 class FeedbackMemory:
     """Clicks and scores per (user, topic), and the line they teach.
 
-    A `Feedback` event names a conversation, not its score; the score is the one the matcher
-    gave that conversation for that person's topic when it was scored (`scored`), remembered for
-    the most recent `max_scores` (user, topic, conversation) triples. A click on a conversation
-    whose score is not known here (scored before a restart, or by another scorer instance) is
-    kept and used if the conversation is scored again. The latest click per conversation wins,
+    A click's score is the one its `Feedback` event carries (the alerted candidate's topic score,
+    which the DM's button brought back): that is what the person judged, and it lets a click
+    teach wherever and whenever the conversation was scored — before a restart, or by another
+    scorer instance. Clicks from DMs sent before scores travelled carry none; for those the
+    score is the one the matcher gave that conversation for that person's topic here
+    (`scored`), remembered for the most recent `max_scores` (user, topic, conversation)
+    triples, and such a click waits, kept, until the conversation is scored again. The latest
+    click per conversation wins (keeping an earlier click's carried score if it brings none),
     and at most `max_clicks` per (user, topic) are kept, the newest.
 
     Thread-safe: scores are recorded from the scoring thread, clicks from the event loop.
@@ -118,7 +121,8 @@ class FeedbackMemory:
         self.max_scores = max_scores
         self.max_clicks = max_clicks
         self._scores: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._clicks: dict[TopicKey, OrderedDict[str, bool]] = {}
+        self._clicks: dict[TopicKey, OrderedDict[str, tuple[bool, float | None]]] = {}
+        """(useful, carried score) per clicked conversation"""
         self._lines: dict[TopicKey, tuple[float, float]] = {}
         """(prior, learnt line) per topic, dropped whenever its evidence changes"""
         self._lock = threading.Lock()
@@ -134,11 +138,16 @@ class FeedbackMemory:
             if conversation_id in self._clicks.get((user, topic_id), {}):
                 self._lines.pop((user, topic_id), None)
 
-    def clicked(self, user: str, topic_id: str, conversation_id: str, useful: bool) -> None:
-        """Record a "useful" / "not useful" click (the latest for a conversation wins)."""
+    def clicked(
+        self, user: str, topic_id: str, conversation_id: str, useful: bool, score: float | None = None
+    ) -> None:
+        """Record a "useful" / "not useful" click (the latest for a conversation wins), with the
+        score its event carried, if any (see the class: it beats a remembered score)."""
         with self._lock:
             clicks = self._clicks.setdefault((user, topic_id), OrderedDict())
-            clicks[conversation_id] = useful
+            if score is None and conversation_id in clicks:
+                score = clicks[conversation_id][1]
+            clicks[conversation_id] = (useful, score)
             clicks.move_to_end(conversation_id)
             while len(clicks) > self.max_clicks:
                 clicks.popitem(last=False)
@@ -154,13 +163,18 @@ class FeedbackMemory:
                 del self._scores[triple]
 
     def forget_scores(self) -> None:
-        """Drop every remembered score (the embedding space changed); clicks stay."""
+        """Drop every remembered and carried score (the embedding space changed: scores of the
+        old one are not comparable); clicks stay and count again once their conversation is
+        scored in the new space."""
         with self._lock:
             self._scores.clear()
+            for clicks in self._clicks.values():
+                for conversation, (label, _) in clicks.items():
+                    clicks[conversation] = (label, None)
             self._lines.clear()
 
     def examples(self, user: str, topic_id: str) -> tuple[list[float], list[bool]]:
-        """(scores, useful) of the clicked conversations whose score is known."""
+        """(scores, useful) of the clicked conversations whose score is known (carried or remembered)."""
         with self._lock:
             return self._examples(user, topic_id)
 
@@ -181,8 +195,8 @@ class FeedbackMemory:
     def _examples(self, user: str, topic_id: str) -> tuple[list[float], list[bool]]:
         scores: list[float] = []
         useful: list[bool] = []
-        for conversation, label in self._clicks.get((user, topic_id), {}).items():
-            score = self._scores.get((user, topic_id, conversation))
+        for conversation, (label, carried) in self._clicks.get((user, topic_id), {}).items():
+            score = carried if carried is not None else self._scores.get((user, topic_id, conversation))
             if score is not None:
                 scores.append(score)
                 useful.append(label)
