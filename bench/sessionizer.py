@@ -7,15 +7,16 @@ group and publishing `ConversationEvent`s with acks=all.
 The workload (`BEEPGPT_BENCH_SESSIONIZER_MESSAGES`, default 200,000 messages over 2,000
 channels) is bursts of conversation: per channel, conversations of 4-12 messages 10-90 s apart,
 a fifth of them with a short thread, separated by 15 minutes to 3 hours of silence; then one
-message per channel a day later, so every conversation closes. It is published once the
-service's group is stable, faster than the service consumes it, and the service goes by the
-records' own times (events clock), as in a replay after an outage. It runs twice on fresh
+message per channel a day later, so every conversation closes. It is published before the
+services start, and they go by the records' own times (events clock), as in a replay after an
+outage; the clock starts once their group is stable. It runs twice on fresh
 brokers: one service process (the per-replica figure), then two in one group (the `_2_instances`
 figures: partitions split between them, as in production; this machine has two cores, shared
 with the broker and the reader counting the output).
 
-- `messages_per_s`: messages through the service, from its first published event to the event
-  of the last message (every message gives one `updated` event; closes are published as well).
+- `messages_per_s`: messages through the service per second, from the moment its group is stable
+  to the `updated` event of the last message, counting the messages done in that span (every
+  message gives one `updated` event; closes are published as well).
 - `conversation_events_per_s`: `updated` + `closed` events published per second over the same span.
 - `closed_conversations`: distinct conversations closed; more than `conversations` (the bursts),
   because the next-day messages, spread over half an hour per partition, close each other's
@@ -36,6 +37,7 @@ import random
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +149,9 @@ async def run() -> list[dict[str, Any]]:
 async def measure(messages: list[SlackMessage], conversations: int, instances: int) -> list[dict[str, Any]]:
     """One replay through `instances` service processes in one consumer group, on a fresh broker.
 
-    The workload is published once the group is stable (every instance holds partitions), so
-    the figures are those of steady work and not of the group forming.
+    The workload is published first; the clock starts once the group is stable (every instance
+    holds partitions) and counts only the messages done after that, so the figures are those of
+    steady work, not of the group forming.
     """
     suffix = "" if instances == 1 else f"_{instances}_instances"
     broker = Broker.start()
@@ -173,11 +176,18 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
         }
         if REBUILD_AFTER_CLOSED:
             env["BEEPGPT_SESSIONIZER_REBUILD_AFTER_CLOSED"] = REBUILD_AFTER_CLOSED
-        for _ in range(instances):
-            processes.append(await asyncio.create_subprocess_exec(sys.executable, "-m", "sessionizer", env=env))
-        await group_stable(kafka, group, instances)
+        counter = EventCounter(len(messages), conversations)
         publish_s = await publish_all(kafka, messages)
-        counted = await count_events(kafka, [p.pid for p in processes], len(messages), conversations)
+        reading = asyncio.create_task(counter.run(kafka))
+        for _ in range(instances):
+            processes.append(
+                await asyncio.create_subprocess_exec(sys.executable, "-m", "sessionizer", env=env)
+            )
+        counter.pids = [p.pid for p in processes]
+        await group_stable(kafka, group, instances)
+        started_at, done_before = time.perf_counter(), counter.updated
+        events_before = counter.updated + counter.closed
+        await reading
         peaks = [rss_mb(p.pid, "VmHWM") for p in processes]
         for process in processes:
             process.terminate()
@@ -190,15 +200,17 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
                 await process.wait()
         broker.stop()
 
-    span = counted["last_message_at"] - counted["first_at"]
+    span = counter.last_message_at - started_at
     records = [
-        _record("messages_per_s", len(messages) / span, "messages/s"),
-        _record("conversation_events_per_s", counted["events_at_last_message"] / span, "events/s"),
-        _record("closed_conversations", counted["closed"], "conversations"),
-        _record("closed_events_repeated", counted["closed_repeated"], "events"),
+        _record("messages_per_s", (len(messages) - done_before) / span, "messages/s"),
+        _record(
+            "conversation_events_per_s", (counter.events_at_last_message - events_before) / span, "events/s"
+        ),
+        _record("closed_conversations", len(counter.closed_ids), "conversations"),
+        _record("closed_events_repeated", counter.closed - len(counter.closed_ids), "events"),
         _record("peak_rss_mb", max(peaks), "MB"),
-        _record("rss_half_way_mb", counted["rss_half"], "MB"),
-        _record("rss_growth_mb_second_half", counted["rss_end"] - counted["rss_half"], "MB"),
+        _record("rss_half_way_mb", counter.rss_half, "MB"),
+        _record("rss_growth_mb_second_half", counter.rss_end - counter.rss_half, "MB"),
     ]
     if instances == 1:
         records.insert(0, _record("publish_messages_per_s", len(messages) / publish_s, "messages/s"))
@@ -214,67 +226,71 @@ async def group_stable(kafka: KafkaSettings, group: str, members: int, timeout: 
     try:
         async with asyncio.timeout(timeout):
             while True:
-                described = await admin.describe_groups([group])
-                _, _, state, _, _, found = described[0].groups[0]
-                if state == "Stable" and len(found) == members:
-                    return
+                described = await admin.describe_consumer_groups([group])
+                for response in described:
+                    for (
+                        found
+                    ) in response.groups:  # (error, group, state, protocol type, protocol, members, ...)
+                        if found[2] == "Stable" and len(found[5]) == members:
+                            return
                 await asyncio.sleep(0.2)  # polling the broker's view; nothing to wait on instead
     finally:
         await admin.close()
 
 
-async def count_events(
-    kafka: KafkaSettings, pids: list[int], messages: int, conversations: int
-) -> dict[str, float]:
-    """Read `conversations` as the service writes it, without decoding: count kinds and time it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=16 * 2**20
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(CONVERSATIONS.name, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        updated = closed = 0
-        closed_ids: set[bytes] = set()
-        first_at = last_message_at = 0.0
-        events_at_last_message = 0
-        rss_half = 0.0
-        quiet_since = time.monotonic()
-        while updated < messages or len(closed_ids) < conversations:
-            if time.monotonic() - quiet_since > 60:
-                raise TimeoutError(
-                    f"nothing new for a minute: {updated}/{messages} updated, {closed}/{conversations} closed"
-                )
-            batch = await consumer.getmany(timeout_ms=1_000, max_records=10_000)
-            if batch:
-                quiet_since = time.monotonic()
-            for records in batch.values():
-                for record in records:
-                    if b'"kind":"closed"' in (record.value or b"")[:40]:
-                        closed += 1
-                        closed_ids.add(record.key or b"")
-                    else:
-                        updated += 1
-            now = time.perf_counter()
-            if batch and not first_at:
-                first_at = now
-            if updated >= messages and not last_message_at:
-                last_message_at = now
-                events_at_last_message = updated + closed
-            if not rss_half and updated >= messages // 2:
-                rss_half = sum(rss_mb(pid) for pid in pids)
-        return {
-            "first_at": first_at,
-            "last_message_at": last_message_at,
-            "events_at_last_message": events_at_last_message,
-            "closed": len(closed_ids),
-            "closed_repeated": closed - len(closed_ids),
-            "rss_half": rss_half,
-            "rss_end": sum(rss_mb(pid) for pid in pids),
-        }
-    finally:
-        await consumer.stop()
+@dataclass
+class EventCounter:
+    """Reads `conversations` as the services write it, without decoding: counts kinds, times it.
+
+    `updated` is live, so the measurement can start at any moment (once the group is stable)
+    and count only what was done after it.
+    """
+
+    messages: int
+    conversations: int
+    pids: list[int] = field(default_factory=list)
+    updated: int = 0
+    closed: int = 0
+    closed_ids: set[bytes] = field(default_factory=set)
+    last_message_at: float = 0.0
+    events_at_last_message: int = 0
+    rss_half: float = 0.0
+    rss_end: float = 0.0
+
+    async def run(self, kafka: KafkaSettings) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False, fetch_max_bytes=16 * 2**20
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(CONVERSATIONS.name, p) for p in range(PARTITIONS)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            quiet_since = time.monotonic()
+            while self.updated < self.messages or len(self.closed_ids) < self.conversations:
+                if time.monotonic() - quiet_since > 60:
+                    raise TimeoutError(
+                        f"nothing new for a minute: {self.updated}/{self.messages} updated, "
+                        f"{len(self.closed_ids)}/{self.conversations} closed"
+                    )
+                batch = await consumer.getmany(timeout_ms=1_000, max_records=10_000)
+                if batch:
+                    quiet_since = time.monotonic()
+                for records in batch.values():
+                    for record in records:
+                        if b'"kind":"closed"' in (record.value or b"")[:40]:
+                            self.closed += 1
+                            self.closed_ids.add(record.key or b"")
+                        else:
+                            self.updated += 1
+                if self.updated >= self.messages and not self.last_message_at:
+                    self.last_message_at = time.perf_counter()
+                    self.events_at_last_message = self.updated + self.closed
+                if not self.rss_half and self.updated >= self.messages // 2:
+                    self.rss_half = sum(rss_mb(pid) for pid in self.pids)
+            self.rss_end = sum(rss_mb(pid) for pid in self.pids)
+        finally:
+            await consumer.stop()
 
 
 def _record(metric: str, value: float, unit: str) -> dict[str, Any]:
