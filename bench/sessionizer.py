@@ -21,6 +21,8 @@ with the broker and the reader counting the output).
 - `closed_conversations`: distinct conversations closed; more than `conversations` (the bursts),
   because the next-day messages, spread over half an hour per partition, close each other's
   conversations by event time too (all but the last few). `closed_events_repeated` must be 0.
+- `cpu_us_per_message`: the service processes' CPU time (start-up included) per message; it
+  holds when other work shares the machine, when messages per second do not.
 - `peak_rss_mb`: the service process's peak resident memory (VmHWM); `rss_growth_mb_second_half`:
   its resident memory at the end minus at half way, while about 15,000 conversations close. It
   stays flat if memory follows open conversations rather than closed ones. The queries are
@@ -127,6 +129,13 @@ async def publish_all(kafka: KafkaSettings, messages: list[SlackMessage]) -> flo
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (user + system), start-up included: a figure that other
+    work on the machine does not inflate, unlike messages per second."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -189,6 +198,7 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
         events_before = counter.updated + counter.closed
         await reading
         peaks = [rss_mb(p.pid, "VmHWM") for p in processes]
+        cpu_s = sum(cpu_seconds(p.pid) for p in processes)
         for process in processes:
             process.terminate()
         for process in processes:
@@ -208,6 +218,7 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
         ),
         _record("closed_conversations", len(counter.closed_ids), "conversations"),
         _record("closed_events_repeated", counter.closed - len(counter.closed_ids), "events"),
+        _record("cpu_us_per_message", cpu_s / len(messages) * 1e6, "µs"),
         _record("peak_rss_mb", max(peaks), "MB"),
         _record("rss_half_way_mb", counter.rss_half, "MB"),
         _record("rss_growth_mb_second_half", counter.rss_end - counter.rss_half, "MB"),

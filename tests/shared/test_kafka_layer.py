@@ -6,8 +6,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from beepgpt import topics
 from beepgpt.contracts import SlackMessage
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer
+from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer, report_lag
 from beepgpt.kafka.headers import SOURCE, TRACE_ID
+from beepgpt.observability.metrics import CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
 from devstack.topic_reader import read_topic
 
@@ -78,3 +79,30 @@ async def test_poison_record_goes_to_the_dead_letter_topic_with_its_bytes_and_re
     assert header(dead.headers, "dlq.error.type") == "ValidationError"
     assert header(dead.headers, "dlq.original.topic") == topics.SLACK_MESSAGES.name
     assert header(dead.headers, "dlq.original.offset") == str(record.offset)
+
+
+async def test_consumer_lag_is_reported_per_partition_and_drops_to_zero_when_caught_up(
+    kafka_topics: KafkaSettings,
+) -> None:
+    async with EventProducer(kafka_topics, "test") as producer:
+        for i in range(10):
+            await producer.send(topics.SLACK_MESSAGES.name, "C-lag", f"record {i}".encode())
+    consumer = make_consumer(kafka_topics, "lag-test", topics.SLACK_MESSAGES.name)
+    await consumer.start()
+    try:
+        got = []
+        while not got:
+            batch = await consumer.getmany(timeout_ms=1_000, max_records=4)
+            got = [r for records in batch.values() for r in records]
+        await report_lag(consumer, "lag-test")
+        partition = got[0].partition
+        gauge = CONSUMER_LAG.labels(topics.SLACK_MESSAGES.name, str(partition), "lag-test")
+        assert gauge._value.get() == 10 - len(got)
+        while len(got) < 10:
+            batch = await consumer.getmany(timeout_ms=1_000)
+            got += [r for records in batch.values() for r in records]
+        await consumer.getmany(timeout_ms=100)  # an empty poll: the gauge must still follow
+        await report_lag(consumer, "lag-test")
+        assert gauge._value.get() == 0
+    finally:
+        await consumer.stop()

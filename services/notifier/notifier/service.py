@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from beepgpt.contracts import Candidate, Notification, NotificationOutcome, Preferences
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer
+from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer, report_lag
 from beepgpt.kafka.headers import TRACE_ID
 from beepgpt.observability.metrics import CONSUMED
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
@@ -226,6 +226,7 @@ class Notifier:
         assert self._consumer is not None
         while not self._stopping.is_set():
             batch = await self._consumer.getmany(timeout_ms=500, max_records=self.settings.max_batch)
+            await report_lag(self._consumer, SERVICE)
             records = [record for records in batch.values() for record in records]
             if not records:
                 continue

@@ -30,9 +30,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from beepgpt.contracts import Candidate, Preferences
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer
+from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer, report_lag
 from beepgpt.kafka.headers import TRACE_ID
-from beepgpt.observability.metrics import CONSUMED, CONSUMER_LAG
+from beepgpt.observability.metrics import CONSUMED
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import CANDIDATES, CONVERSATIONS, PREFERENCES
 from scorer.batching import Batch, Work, plan
@@ -180,12 +180,11 @@ class ScorerService:
                 timeout_ms=self.settings.poll_ms, max_records=self.settings.batch_size
             )
             records = [record for records in fetched.values() for record in records]
-            if not records:
-                continue
-            async with self._lock:
-                batch = await self.handle(records)
-                await self._commit(consumer, batch.offsets)
-            self._report_lag(consumer, fetched)
+            if records:
+                async with self._lock:
+                    batch = await self.handle(records)
+                    await self._commit(consumer, batch.offsets)
+            await report_lag(consumer, SERVICE)
 
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> Batch:
         """Score one batch of records and publish its candidates; returns once Kafka has them."""
@@ -290,15 +289,6 @@ class ScorerService:
             # commit and the notifier's dedup absorbs the repeats.
             ERRORS.labels("commit").inc()
             log.warning("commit failed", extra={"error": repr(error)})
-
-    def _report_lag(
-        self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        for tp, records in fetched.items():
-            highwater = consumer.highwater(tp)
-            if highwater is not None and records:
-                lag = max(0, highwater - (records[-1].offset + 1))
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition), SERVICE).set(lag)
 
 
 def _by_conversation(work: list[Work], candidates: list[Candidate]) -> list[tuple[Work, list[Candidate]]]:

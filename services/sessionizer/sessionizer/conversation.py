@@ -106,6 +106,9 @@ class Conversation:
         return self.version
 
     def event(self, kind: str, version: int) -> ConversationEvent:
+        # Validated, although every field comes from this fold: measured, `model_construct`
+        # builds faster but serializes slower (pydantic checks each value's type then), 23 µs
+        # against 15 µs per event of 20 messages.
         return ConversationEvent(
             kind="closed" if kind == "closed" else "updated",
             conversation_id=self.id,

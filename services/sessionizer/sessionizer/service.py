@@ -124,6 +124,7 @@ class SessionizerService:
     ) -> None:
         assert self._dead_letters is not None
         events: list[Record] = []
+        newest = 0.0
         for record in records:
             event: SlackEvent | None
             try:
@@ -132,8 +133,9 @@ class SessionizerService:
                 await self._dead_letters.send(record, error)
                 event = None  # still fed, as a skip: the partition's progress passes it
             if isinstance(event, SlackMessage) and event.action == "new":
-                self.clock.observe(float(event.ts))
+                newest = max(newest, float(event.ts))
             events.append((record.offset, event, _trace_id(record)))
+        self.clock.observe(newest)
         CONSUMED.labels(TOPIC, SERVICE).inc(len(records))
         await partition.feed(events)
 

@@ -1,7 +1,7 @@
 """A thin layer over aiokafka: topic creation, producing contracts, consuming in groups, DLQs."""
 
 from beepgpt.kafka.admin import ensure_topics
-from beepgpt.kafka.consumer import make_consumer
+from beepgpt.kafka.consumer import make_consumer, report_lag
 from beepgpt.kafka.dlq import DeadLetters
 from beepgpt.kafka.headers import Headers, forward, header, make_headers
 from beepgpt.kafka.producer import EventProducer
@@ -15,4 +15,5 @@ __all__ = [
     "header",
     "make_consumer",
     "make_headers",
+    "report_lag",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import IllegalStateError
 
+from beepgpt.observability.metrics import CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
 
 
@@ -25,3 +28,22 @@ def make_consumer(
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+async def report_lag(consumer: AIOKafkaConsumer, service: str) -> None:
+    """Set `beepgpt_kafka_consumer_lag` for every partition the consumer holds: the partition's
+    end (as of the last fetch) minus the consumer's position.
+
+    Call it after every poll, empty ones too: a gauge set only when records arrive would keep
+    showing the last backlog of a consumer that has long caught up. A partition whose position
+    is not known yet (just assigned, offset being looked up) is skipped rather than waited for.
+    """
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 0.05)
+        except (TimeoutError, IllegalStateError):
+            continue
+        CONSUMER_LAG.labels(tp.topic, str(tp.partition), service).set(max(0, highwater - position))
