@@ -16,10 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from beepgpt.message_table import slack_ts
 from devstack.slack_standin import SlackStandin
 
 DEMO_TIMEOUT_S = 420
+pytestmark = pytest.mark.timeout(DEMO_TIMEOUT_S + 120)
 
 
 async def run_demo(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
