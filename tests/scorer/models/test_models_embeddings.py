@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import pytest
 from openai import OpenAI
 from prometheus_client import REGISTRY
 
 from devstack.openai_standin import OpenAIStandin
-from scorer.embeddings import LocalEmbedder, MessageEmbeddings, OpenAIEmbedder
+from scorer import embeddings
+from scorer.embeddings import (
+    PRECISION_ENV,
+    LocalEmbedder,
+    MessageEmbeddings,
+    OpenAIEmbedder,
+    resolve_precision,
+)
 from scorer.openai_api import Backoff
 
 
@@ -23,6 +33,41 @@ def test_local_vectors_are_unit_rows_and_similar_texts_are_close(embedder: Local
     assert vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+
+
+def test_bfloat16_vectors_are_the_float32_space(embedder: LocalEmbedder) -> None:
+    """bfloat16 is the default only because its vectors stand in for float32's: trained models,
+    caches keyed by `name` and measured topic thresholds all assume one space."""
+    texts = [
+        "Kafka consumer lag is growing on the orders topic since the deploy",
+        "anyone free to review the inventory forecast PR before standup?",
+        "my weekend was lovely, we hiked up to the lake",
+        "thanks!",
+        "the fraud model's precision dropped after we retrained on last week's data " * 12,  # cut at 128
+    ]
+    float32 = copy.copy(embedder)  # the same loaded model, two precisions: no second load
+    float32.precision = "float32"
+    bfloat16 = copy.copy(embedder)
+    bfloat16.precision = "bfloat16"
+    exact, fast = float32.embed(texts), bfloat16.embed(texts)
+    assert fast.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = (exact * fast).sum(axis=1)
+    assert cosines.mean() >= 0.9999
+    assert cosines.min() >= 0.999
+    assert bfloat16.name == float32.name
+
+
+def test_precision_follows_the_hardware_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embeddings, "bfloat16_is_native", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bfloat16"
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("auto", "cuda") == "float32"
+    monkeypatch.setattr(embeddings, "bfloat16_is_native", lambda: False)
+    assert resolve_precision("auto", "cpu") == "float32"
+    assert resolve_precision("bfloat16", "cpu") == "bfloat16"  # forced: the operator's call
+    with pytest.raises(ValueError, match=PRECISION_ENV):
+        resolve_precision("fp8", "cpu")
 
 
 def test_each_message_is_embedded_once_and_the_metric_shows_it(embedder: LocalEmbedder) -> None:

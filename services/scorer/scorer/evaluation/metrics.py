@@ -42,11 +42,20 @@ class Curve:
     recall: Floats
     f1: Floats
 
-    def best(self) -> tuple[float, PRF]:
-        """The threshold with the highest F1 (the lowest such threshold on ties)."""
+    def best(self, beta: float = 1.0) -> tuple[float, PRF]:
+        """The threshold with the highest F-beta (the lowest such threshold on ties); the PRF
+        reported is precision, recall and F1 there. beta < 1 weighs precision more."""
         if len(self.thresholds) == 0:
             return 0.0, PRF(0.0, 0.0, 0.0, 0, 0)
-        i = int(np.flatnonzero(self.f1 == self.f1.max())[-1])
+        b2 = beta * beta
+        denominator = b2 * self.precision + self.recall
+        score = np.divide(
+            (1 + b2) * self.precision * self.recall,
+            denominator,
+            out=np.zeros_like(denominator, dtype=np.float64),
+            where=denominator > 0,
+        )
+        i = int(np.flatnonzero(score == score.max())[-1])
         return float(self.thresholds[i]), PRF(
             float(self.precision[i]), float(self.recall[i]), float(self.f1[i]), 0, 0
         )

@@ -26,7 +26,7 @@ from scorer.artifact import MANIFEST, Manifest, new_version, utc_now, write_mani
 from scorer.interest.finetune import build_files, example_line, file_sha256
 from scorer.interest.openai_model import OpenAIInterestModel, OpenAIState
 from scorer.openai_api import Backoff, OpenAIUnavailable, make_client
-from scorer.training.local import alert_threshold
+from scorer.training.local import InterestSettings, alert_threshold
 from scorer.training.pipeline import Prepared, save_common
 
 if TYPE_CHECKING:
@@ -218,4 +218,4 @@ def choose_threshold(
         rows.append([scores.get(u, 0.0) for u in users] + [scores.get("nobody", 0.0)])
     if not rows:
         raise OpenAIUnavailable("no examples to choose a threshold with")
-    return alert_threshold(np.array(rows, dtype=np.float64), held, prepared.vocab)
+    return alert_threshold(np.array(rows, dtype=np.float64), held, prepared.vocab, InterestSettings.alert_beta)
