@@ -176,15 +176,26 @@ class ScorerService:
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping.is_set():
-            fetched = await consumer.getmany(
-                timeout_ms=self.settings.poll_ms, max_records=self.settings.batch_size
-            )
-            records = [record for records in fetched.values() for record in records]
+            records = await self._poll(consumer)
             if records:
                 async with self._lock:
                     batch = await self.handle(records)
                     await self._commit(consumer, batch.offsets)
             await report_lag(consumer, SERVICE)
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
+        """Up to `batch_size` records: what one poll returns, topped up for `batch_linger_ms`."""
+        size = self.settings.batch_size
+        fetched = await consumer.getmany(timeout_ms=self.settings.poll_ms, max_records=size)
+        records = [record for part in fetched.values() for record in part]
+        deadline = time.monotonic() + self.settings.batch_linger_ms / 1000
+        while records and len(records) < size and not self._stopping.is_set():
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            more = await consumer.getmany(timeout_ms=remaining_ms, max_records=size - len(records))
+            records.extend(record for part in more.values() for record in part)
+        return records
 
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> Batch:
         """Score one batch of records and publish its candidates; returns once Kafka has them."""

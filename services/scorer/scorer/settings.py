@@ -42,9 +42,13 @@ class ScorerSettings(BaseSettings):
     # newest spares the models work nobody would see. Off, every event is scored (the benchmark
     # turns it off to measure the cost per message honestly).
     coalesce: bool = True
-    # An idle poll waits this long for a first record; it never delays a batch that has records,
-    # and it bounds how long SIGTERM waits for the loop to notice.
+    # An idle poll waits this long for a first record (a batch with records waits no longer than
+    # `batch_linger_ms`), and it bounds how long SIGTERM waits for the loop to notice.
     poll_ms: int = Field(default=200, ge=1)
+    # Once a poll returned records, wait up to this long for more to fill the batch: the model
+    # costs per call as well as per message (bfloat16 converts the weights on every call), and
+    # under load a full batch is worth a few milliseconds; idle, an alert waits at most this long.
+    batch_linger_ms: int = Field(default=20, ge=0)
     cache_max_messages: int = Field(default=50_000, ge=1)
     max_attempts: int = Field(default=4, ge=1)
     retry_backoff_s: float = Field(default=0.5, ge=0)
