@@ -482,7 +482,6 @@ def service_env(stack: LocalStack, slack: SlackStandin, redis_prefix: str) -> di
         "BEEPGPT_SCORER_SCORE_ON": "updated",
         "BEEPGPT_SESSIONIZER_GAP_S": str(GAP_S),
         "BEEPGPT_SESSIONIZER_THREAD_IDLE_S": str(3 * GAP_S),
-        "BEEPGPT_SESSIONIZER_HEARTBEAT_S": "0.5",
         "BEEPGPT_NOTIFIER_RATE_PER_HOUR": "1000000",
         "BEEPGPT_NOTIFIER_BURST": "100000",
         "BEEPGPT_LOG_LEVEL": "WARNING",

@@ -203,7 +203,6 @@ def service_env(
         # The replay compresses time by `speed`, so the conversation rules are compressed alike.
         "BEEPGPT_SESSIONIZER_GAP_S": f"{GAP_S / speed:.3f}",
         "BEEPGPT_SESSIONIZER_THREAD_IDLE_S": f"{THREAD_IDLE_S / speed:.3f}",
-        "BEEPGPT_SESSIONIZER_HEARTBEAT_S": "0.2",
         "BEEPGPT_NOTIFIER_RATE_PER_HOUR": "3600",
         "BEEPGPT_NOTIFIER_BURST": "20",
         "BEEPGPT_LOG_LEVEL": "WARNING",

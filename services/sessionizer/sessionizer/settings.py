@@ -34,7 +34,13 @@ class SessionizerSettings(BaseSettings):
         default="wall",
         description="what heartbeats carry: wall-clock time, or the newest record time seen (replays)",
     )
-    heartbeat_s: float = Field(default=1.0, gt=0, description="how often heartbeats move event time")
+    heartbeat_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="how often heartbeats move event time; a live query releases a message's "
+        "update only when a later row arrives, so on a quiet channel this bounds how long an "
+        "early alert waits (a one-row add per partition: cheap)",
+    )
     heartbeat_delay_s: float = Field(
         default=2.0,
         ge=0,
