@@ -135,6 +135,7 @@ async def follow_topics(kafka: KafkaSettings, tally: Tally) -> None:
         bootstrap_servers=kafka.bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
     await consumer.start()
     try:

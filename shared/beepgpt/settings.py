@@ -35,6 +35,11 @@ class KafkaSettings(BaseSettings):
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     linger_ms: int = Field(default=5, ge=0)
     max_request_size: int = Field(default=1_048_576, ge=1_024)
+    # How long the broker may hold a fetch that has nothing to return. Kafka answers as soon as
+    # data arrives, so this costs it only idle round trips (10/s per consumer); Tansu (the local
+    # and test broker) answers only when the wait runs out, so with Kafka's default of 500 ms
+    # every consumer hop added about 250 ms (measured: p50 115 ms vs 7 ms at 50 ms).
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
 
 
 class RedisSettings(BaseSettings):

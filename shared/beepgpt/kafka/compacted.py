@@ -81,6 +81,7 @@ class CompactedTable(Mapping[str, V], Generic[V]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=self._settings.request_timeout_ms,
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
         )
         await self._consumer.start()
         try:

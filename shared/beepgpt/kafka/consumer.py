@@ -25,6 +25,7 @@ def make_consumer(
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "request_timeout_ms": max(settings.request_timeout_ms, settings.session_timeout_ms + 5_000),
         "max_partition_fetch_bytes": max(settings.max_request_size, 1_048_576),
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

@@ -45,6 +45,7 @@ class RecentAlerts:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
+            fetch_max_wait_ms=self._kafka.fetch_max_wait_ms,
         )
         await self._consumer.start()
         async with asyncio.timeout(timeout):
