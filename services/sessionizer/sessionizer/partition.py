@@ -74,7 +74,6 @@ class PartitionSessionizer:
         self._traces: dict[int, bytes] = {}  # offset → trace id of records still in the query
         self._conversation_traces: dict[str, bytes] = {}  # a close carries its last message's
         self._ticks = 0
-        self._updated_in_batch = 0
         self._tick_waiters: dict[int, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._stopping = False
@@ -198,10 +197,10 @@ class PartitionSessionizer:
     async def _read(self) -> None:
         try:
             async for outputs in self._query.outputs():
-                closed = sum(self._handle(output) for output in outputs)  # metrics per batch: hot path
-                metrics.CLOSED.inc(closed)
-                metrics.UPDATED.inc(self._updated_in_batch)
-                self._updated_in_batch = 0
+                emitted = [e for e in map(self._handle, outputs) if e is not None]
+                closed = sum(e.event.kind == "closed" for e in emitted)
+                metrics.CLOSED.inc(closed)  # once per batch: this is the hot path
+                metrics.UPDATED.inc(len(emitted) - closed)
                 self._open_gauge.set(self.open_conversations)
         except asyncio.CancelledError:
             raise
@@ -214,8 +213,8 @@ class PartitionSessionizer:
                 if not waiter.done():
                     waiter.cancel()
 
-    def _handle(self, output: Output) -> int:
-        """Fold one output and publish what it emits; 1 when that is a close (for the metrics)."""
+    def _handle(self, output: Output) -> Emitted | None:
+        """Fold one output and publish what it emits (returned, for the metrics)."""
         emitted = self._book.apply(output)
         trace: bytes | None = None
         if isinstance(output, Passed) and output.kind == "tick":
@@ -235,10 +234,6 @@ class PartitionSessionizer:
         elif isinstance(output, Closed):
             trace = self._conversation_traces.pop(output.key, None)
         self._last_output_ns = max(self._last_output_ns, output.time_ns)
-        if emitted is None:
-            return 0
-        self._publish(emitted, trace)
-        if emitted.event.kind == "closed":
-            return 1
-        self._updated_in_batch += 1
-        return 0
+        if emitted is not None:
+            self._publish(emitted, trace)
+        return emitted

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 from collections import defaultdict
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
 from beepgpt.kafka import Headers
+from beepgpt.kafka.producer import make_producer
 from beepgpt.observability.metrics import PRODUCED
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import Topic
@@ -31,16 +31,7 @@ class BatchPublisher:
 
     def __init__(self, settings: KafkaSettings, topic: Topic, source: str) -> None:
         self.topic = topic
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"beepgpt-{source}",
-            acks="all",
-            enable_idempotence=settings.idempotence,
-            linger_ms=settings.linger_ms,
-            max_request_size=settings.max_request_size,
-            max_batch_size=settings.max_request_size,
-            request_timeout_ms=settings.request_timeout_ms,
-        )
+        self._producer = make_producer(settings, source, max_batch_size=settings.max_request_size)
         self._queue: list[tuple[bytes, bytes, Headers]] = []
         self._in_flight: list[asyncio.Future[RecordMetadata]] = []
         self._sent = 0

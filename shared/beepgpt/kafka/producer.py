@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -15,6 +16,22 @@ from beepgpt.settings import KafkaSettings
 from beepgpt.topics import Topic, encode
 
 
+def make_producer(settings: KafkaSettings, source: str, **overrides: Any) -> AIOKafkaProducer:
+    """A producer with the durability every BeepGPT record needs: acks from all in-sync replicas,
+    idempotence where the broker supports it (a setting: Tansu refuses it)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"beepgpt-{source}",
+        "acks": "all",
+        "enable_idempotence": settings.idempotence,
+        "linger_ms": settings.linger_ms,
+        "max_request_size": settings.max_request_size,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
 class EventProducer:
     """An aiokafka producer with acks=all, idempotence where the broker allows it, and headers.
 
@@ -24,15 +41,7 @@ class EventProducer:
 
     def __init__(self, settings: KafkaSettings, source: str) -> None:
         self.source = source
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"beepgpt-{source}",
-            acks="all",
-            enable_idempotence=settings.idempotence,
-            linger_ms=settings.linger_ms,
-            max_request_size=settings.max_request_size,
-            request_timeout_ms=settings.request_timeout_ms,
-        )
+        self._producer = make_producer(settings, source)
 
     async def start(self) -> None:
         await self._producer.start()
