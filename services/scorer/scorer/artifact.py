@@ -9,11 +9,18 @@
       interest.npz    local kind: the classifier's weights
       openai.json     openai kind: the fine-tuning files, job id and resulting model id
       space.npz       the embedding space's workspace statistics the topic matcher uses
+      lexicon.json    format 2: the workspace's word statistics the topic matcher uses
 
 The manifest is written last, so a directory without one is "not finished" (an OpenAI job that
 is still running, a crashed run) rather than a broken model. A reader refuses a manifest whose
 `format_version` it does not know, with a message that says what to do, instead of misreading
 arrays laid out by another version.
+
+Versions: 1 had no `lexicon.json` (topic scores from embeddings alone, with that score's own
+threshold recorded in `settings.json`); 2 adds it (embeddings and words, `scorer.topics.lexical`).
+This code reads both: a version-1 directory keeps scoring topics the way it was measured. A
+scorer that only knows version 1 refuses a version-2 directory, rather than applying its
+threshold to the other score.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 FORMAT = "beepgpt-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Versions this code loads (see the module's docstring for what changed)."""
 
 ModelKind = Literal["local", "openai"]
 
@@ -152,10 +161,10 @@ def read_manifest(directory: Path) -> Manifest:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ModelFormatError(f"{path} is not a {FORMAT} manifest")
     found = raw.get("format_version")
-    if found != FORMAT_VERSION:
+    if found not in READABLE_VERSIONS:
         raise ModelFormatError(
             f"{directory} holds model format version {found}, but this scorer reads version "
-            f"{FORMAT_VERSION}; retrain it with this version's `beepgpt train`, or run the scorer "
+            f"{' or '.join(map(str, READABLE_VERSIONS))}; retrain it with this version's `beepgpt train`, or run the scorer "
             "version that wrote it"
         )
     try:

@@ -4,7 +4,8 @@
     models.version                       # "demo@20240101T000000Z-1a2b3c4d"
     vectors = models.embedder.embed([m.text for m in event.messages])   # once per message
     models.interest.probabilities(event, vectors)   # {"U123": 0.41, ...}
-    models.topics.match(vectors, prefs.topics)      # [TopicScore(topic, score, threshold, best_message)]
+    models.topics.match(vectors, prefs.topics, [m.text for m in event.messages])
+                                         # [TopicScore(topic, score, threshold, best_message)]
 
 The embedder is chosen by the name the model was trained with (vectors of another model would
 be meaningless to its weights). Loading the local embedding model takes a few seconds, so one
@@ -24,6 +25,7 @@ from scorer.embeddings import LOCAL_MODEL, Embedder, LocalEmbedder, OpenAIEmbedd
 from scorer.interest.features import Vocabulary
 from scorer.interest.model import InterestModel
 from scorer.interest.openai_model import OpenAIInterestModel
+from scorer.topics.lexical import Lexicon
 from scorer.topics.matcher import EmbeddingSpace, TopicMatcher
 
 if TYPE_CHECKING:
@@ -83,7 +85,9 @@ def load_models(
     else:
         raise ModelFormatError(f"{path}: unknown model kind {manifest.kind!r}")
     space = EmbeddingSpace.load(path)
+    # format 1 has no word statistics: its topics are scored by embeddings alone, as measured then
+    lexicon = Lexicon.load(path) if manifest.format_version >= 2 else None
     recorded = read_json(path / SETTINGS).get("topics", {}) if (path / SETTINGS).exists() else {}
     threshold = topic_threshold if topic_threshold is not None else recorded.get("threshold")
-    topics = TopicMatcher(used, space, threshold=threshold)
+    topics = TopicMatcher(used, space, lexicon=lexicon, threshold=threshold)
     return LoadedModels(path=path, manifest=manifest, embedder=used, interest=interest, topics=topics)

@@ -130,7 +130,7 @@ def explain_topic(match: TopicMatch) -> str:
     """Why: the topic in the person's own words, how close it came, and the closest message."""
     text = (
         f'Matches a topic you follow: "{match.topic_text}" '
-        f"(similarity {match.score:.2f}, threshold {match.threshold:.2f})"
+        f"(match score {match.score:.2f}, threshold {match.threshold:.2f})"
     )
     if match.best_message is not None:
         text += f'; closest message, by <@{match.best_message.user}>: "{_clip(match.best_message.text)}"'

@@ -55,9 +55,11 @@ class InterestModel(Protocol):
 
 
 class TopicMatcher(Protocol):
-    """Scores a conversation's message vectors against topics people wrote."""
+    """Scores a conversation (its message vectors and texts) against topics people wrote."""
 
-    def match(self, vectors: Matrix, topics: Sequence[FollowedTopic]) -> list[TopicScore]: ...
+    def match(
+        self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
+    ) -> list[TopicScore]: ...
 
 
 class ModelBundle(Protocol):
@@ -173,24 +175,25 @@ class ModelScorer:
     ) -> ModelOutputs:
         topics: list[TopicMatch] = []
         if bundle.topics is not None and "topic" in self.settings.scorers:
-            for user in sorted(audience):
-                followed = preferences[user].topics
-                if not followed:
-                    continue
-                for found in bundle.topics.match(vectors, followed):
-                    best = found.best_message
-                    topic_id = found.topic.id
-                    self.feedback.scored(user, topic_id, conversation.conversation_id, found.score)
-                    topics.append(
-                        TopicMatch(
-                            user=user,
-                            topic_id=topic_id,
-                            topic_text=found.topic.text,
-                            score=found.score,
-                            threshold=self.feedback.threshold(user, topic_id, found.threshold),
-                            best_message=conversation.messages[best] if best is not None else None,
-                        )
+            # Every follower's topics in one call: the conversation is centred (and its words
+            # stemmed) once, not once per follower.
+            followers = [(user, t) for user in sorted(audience) for t in preferences[user].topics]
+            texts = [m.text for m in conversation.messages]
+            found_all = bundle.topics.match(vectors, [t for _, t in followers], texts) if followers else []
+            for (user, _), found in zip(followers, found_all, strict=True):
+                best = found.best_message
+                topic_id = found.topic.id
+                self.feedback.scored(user, topic_id, conversation.conversation_id, found.score)
+                topics.append(
+                    TopicMatch(
+                        user=user,
+                        topic_id=topic_id,
+                        topic_text=found.topic.text,
+                        score=found.score,
+                        threshold=self.feedback.threshold(user, topic_id, found.threshold),
+                        best_message=conversation.messages[best] if best is not None else None,
                     )
+                )
         interest: list[InterestScore] = []
         if bundle.interest is not None and "interest" in self.settings.scorers:
             model = bundle.interest

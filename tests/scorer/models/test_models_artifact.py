@@ -12,6 +12,7 @@ from models_fixtures import VOCAB, conversation, synthetic_examples, vectors_of
 from scorer.artifact import (
     FORMAT_VERSION,
     MANIFEST,
+    READABLE_VERSIONS,
     ModelFormatError,
     fingerprint_rows,
     read_manifest,
@@ -26,6 +27,7 @@ from scorer.training.local import train_interest
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> Path:
     from scorer.artifact import LABELS, Manifest, new_version, utc_now, write_json, write_manifest
+    from scorer.topics.lexical import Lexicon
     from scorer.topics.matcher import EmbeddingSpace
 
     examples, store = synthetic_examples(embedder, repeats=2)
@@ -37,6 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder)
         write_json(stage / LABELS, VOCAB.to_json())
         write_json(stage / "metrics.json", metrics)
         EmbeddingSpace.of(embedder.name, embedder.embed(["a", "b"])).save(stage)
+        Lexicon.of(["the Kafka brokers are down", "lunch at noon?"]).save(stage)
         write_manifest(
             stage, Manifest(new_version("synthetic", data), "local", embedder.name, data, utc_now())
         )
@@ -48,7 +51,15 @@ def test_a_written_model_loads_and_scores(model_dir: Path, embedder: LocalEmbedd
     assert models.version.startswith("synthetic@")
     assert models.manifest.format_version == FORMAT_VERSION
     assert isinstance(models.interest, InterestModel)
-    assert set(read_manifest(model_dir).files) >= {"interest.npz", "labels.json", "metrics.json", "space.npz"}
+    assert set(read_manifest(model_dir).files) >= {
+        "interest.npz",
+        "labels.json",
+        "metrics.json",
+        "space.npz",
+        "lexicon.json",
+    }
+    assert models.topics.lexicon is not None
+    assert models.topics.lexicon.messages == 2
     event = conversation([("UDEE", "the Kafka brokers are down again")])
     probabilities = models.interest.probabilities(event, embedder.embed([event.messages[0].text]))
     assert max(probabilities, key=probabilities.__getitem__) == "UANA"
@@ -66,9 +77,33 @@ def test_another_format_version_is_refused_with_a_clear_message(
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(
         ModelFormatError,
-        match=rf"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}.*retrain",
+        match=rf"format version {FORMAT_VERSION + 1}.*reads version 1 or 2.*retrain",
     ):
         load_models(copy, embedder=embedder)
+
+
+def test_a_format_1_directory_scores_topics_by_embeddings_alone(
+    model_dir: Path, tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    """Format 1 had no lexicon.json: it keeps its measured embedding-only scoring and threshold."""
+    from beepgpt.contracts import FollowedTopic
+    from scorer.topics.matcher import default_threshold
+
+    assert READABLE_VERSIONS == (1, 2)
+    old = tmp_path / "old"
+    old.mkdir()
+    for item in model_dir.iterdir():
+        if item.name != "lexicon.json":
+            (old / item.name).write_bytes(item.read_bytes())
+    manifest = json.loads((old / MANIFEST).read_text())
+    manifest["format_version"] = 1
+    manifest["files"] = [f for f in manifest["files"] if f != "lexicon.json"]
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    models = load_models(old, embedder=embedder)
+    assert models.topics.lexicon is None
+    assert models.topics.threshold == default_threshold(embedder.name)
+    [found] = models.topics.match(embedder.embed(["brokers down"]), [FollowedTopic(id="k", text="Kafka")])
+    assert -1.0 <= found.score <= 1.0
 
 
 def test_unfinished_and_missing_directories_say_so(tmp_path: Path, embedder: LocalEmbedder) -> None:

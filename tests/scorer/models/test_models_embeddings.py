@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from scorer.embeddings import (
     LocalEmbedder,
     MessageEmbeddings,
     OpenAIEmbedder,
+    bfloat16_is_native,
     resolve_precision,
 )
 from scorer.openai_api import Backoff
@@ -68,6 +70,22 @@ def test_precision_follows_the_hardware_unless_set(monkeypatch: pytest.MonkeyPat
     assert resolve_precision("bfloat16", "cpu") == "bfloat16"  # forced: the operator's call
     with pytest.raises(ValueError, match=PRECISION_ENV):
         resolve_precision("fp8", "cpu")
+
+
+def test_bfloat16_hardware_is_read_from_the_cpu_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert bfloat16_is_native(cpuinfo)  # AMD Zen 4: AVX-512 BF16, no AMX
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_bf16 amx_tile\n")
+    assert bfloat16_is_native(cpuinfo)  # Intel Sapphire Rapids
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert not bfloat16_is_native(cpuinfo)  # AVX-512 without BF16 emulates it: slower
+    assert not bfloat16_is_native(tmp_path / "missing")  # not Linux: torch's probe answers
 
 
 def test_each_message_is_embedded_once_and_the_metric_shows_it(embedder: LocalEmbedder) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from beepgpt.contracts import FollowedTopic
+from scorer.artifact import ModelFormatError
 from scorer.embeddings import LocalEmbedder
 from scorer.topics.feedback import PRIOR_SD, FeedbackExample, FeedbackMemory, learn, learn_threshold
-from scorer.topics.matcher import EmbeddingSpace, TopicMatcher, default_threshold
+from scorer.topics.lexical import Lexicon, Query, words
+from scorer.topics.lexical import score as lexical_score
+from scorer.topics.matcher import LEXICAL_WEIGHT, EmbeddingSpace, TopicMatcher, default_threshold
 from scorer.topics.phrasing import topic_subject
 
 WORKSPACE = [
@@ -166,3 +171,80 @@ def test_feedback_memory_learns_from_the_score_a_click_carries() -> None:
     assert memory.threshold("UANA", "t", 0.2) == 0.2
     memory.scored("UANA", "t", "elsewhere", 0.25)
     assert memory.examples("UANA", "t") == ([0.25], [False])
+
+
+# --- words: the lexical half of a topic score --------------------------------------------------
+
+
+def test_words_are_stemmed_content_words() -> None:
+    assert words("How were everyone's WEEKENDS? 42 of them, a weekend!") == ["weekend", "weekend"]
+    assert words("making streaming technology decisions") == ["make", "stream", "technolog", "decis"]
+    assert words("'security' matters") == ["secur", "matter"]
+
+
+def test_the_lexicon_weighs_rare_words_more_and_round_trips(tmp_path: Path) -> None:
+    lexicon = Lexicon.of(["the fraud project", "the project plan", "project status", "weekend plans"])
+    assert lexicon.messages == 4
+    assert lexicon.document_frequency["project"] == 3
+    assert lexicon.idf("fraud") > lexicon.idf("project")
+    query = lexicon.query("the Fraud Detection project")
+    assert query.terms == ("fraud", "project")  # "detection": never used here, so left out
+    assert query.weights[0] > query.weights[1]
+    assert sum(query.weights) == pytest.approx(1.0)
+    lexicon.save(tmp_path)
+    assert Lexicon.load(tmp_path) == lexicon
+    (tmp_path / "lexicon.json").write_text("{}")
+    with pytest.raises(ModelFormatError, match="malformed"):
+        Lexicon.load(tmp_path)
+
+
+def test_the_lexical_score_is_the_weighted_share_of_messages_using_the_words() -> None:
+    query = Query(("fraud", "project"), (0.75, 0.25))
+    messages = [
+        frozenset({"fraud", "model"}),
+        frozenset({"lunch"}),
+        frozenset({"fraud", "project"}),
+        frozenset(),
+    ]
+    assert lexical_score(query, messages) == pytest.approx(0.75 * 2 / 4 + 0.25 * 1 / 4)
+    assert lexical_score(query, []) == 0.0
+    assert lexical_score(Query((), ()), messages) == 0.0
+
+
+@pytest.fixture(scope="module")
+def hybrid(workspace: tuple[TopicMatcher, list[np.ndarray]]) -> TopicMatcher:
+    matcher, _ = workspace
+    lexicon = Lexicon.of(text for texts in WORKSPACE for text in texts)
+    return TopicMatcher(matcher.embedder, matcher.space, lexicon=lexicon)
+
+
+def test_with_a_lexicon_the_score_mixes_embeddings_and_words(
+    workspace: tuple[TopicMatcher, list[np.ndarray]], hybrid: TopicMatcher
+) -> None:
+    matcher, vectors = workspace
+    weekend = FollowedTopic(id="weekend", text="Let me know when people are talking about their weekends")
+    assert hybrid.threshold == default_threshold(hybrid.embedder.name, lexical=True)
+    dense = matcher.match(vectors[2], [weekend])[0].score
+    [found] = hybrid.match(vectors[2], [weekend], WORKSPACE[2])
+    share = 1 / 3  # one of the three messages says "weekend"
+    assert found.score == pytest.approx((1 - LEXICAL_WEIGHT) * dense + LEXICAL_WEIGHT * share)
+    scores = [hybrid.match(v, [weekend], t)[0].score for v, t in zip(vectors, WORKSPACE, strict=True)]
+    assert int(np.argmax(scores)) == 2
+    with pytest.raises(ValueError, match="texts"):
+        hybrid.match(vectors[2], [weekend])
+    with pytest.raises(ValueError, match="2 texts for 3"):
+        hybrid.match(vectors[2], [weekend], WORKSPACE[2][:2])
+
+
+def test_feedback_reads_the_clicked_conversations_texts_with_a_lexicon(
+    workspace: tuple[TopicMatcher, list[np.ndarray]], hybrid: TopicMatcher
+) -> None:
+    _, vectors = workspace
+    topic = FollowedTopic(id="sre", text="Tell me about alerting and dashboards")
+    examples = [
+        FeedbackExample(vectors[4], True, WORKSPACE[4]),
+        FeedbackExample(vectors[5], False, WORKSPACE[5]),
+    ]
+    adaptation = learn(hybrid, topic, examples)
+    scores = [hybrid.match(e.vectors, [topic], e.texts)[0].score for e in examples]
+    assert adaptation.threshold == learn_threshold(scores, [True, False], hybrid.threshold)

@@ -49,7 +49,7 @@ def test_a_followed_topic_wins_over_interest_and_the_best_topic_is_named() -> No
     )
     [candidate] = decide(TALK, {"UANA"}, outputs)
     assert (candidate.reason, candidate.topic_id, candidate.score) == ("topic", "t2", 0.71)
-    assert candidate.explanation.startswith('Matches a topic you follow: "kafka decisions" (similarity 0.71')
+    assert candidate.explanation.startswith('Matches a topic you follow: "kafka decisions" (match score 0.71')
     assert "<@UBEN>" in candidate.explanation
     assert candidate.model_version == "m-7"
     assert (candidate.conversation_id, candidate.version) == (TALK.conversation_id, TALK.version)

@@ -25,7 +25,9 @@ class SteadyTopics:
     def __init__(self, score: float) -> None:
         self.score = score
 
-    def match(self, vectors: Matrix, topics: Sequence[FollowedTopic]) -> list[TopicScore]:
+    def match(
+        self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
+    ) -> list[TopicScore]:
         return [TopicScore(topic, self.score, 0.5, 0) for topic in topics]
 
 

@@ -7,6 +7,7 @@ check what `ModelScorer` itself promises; the trained models are exercised by th
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,12 @@ from scorer.topics.matcher import TopicScore
 DIM = 64
 
 
+def _bucket(word: str) -> int:
+    """A hash that is the same in every process (`hash()` is salted per process, so the
+    words of two test conversations collided in a bucket in some runs and not in others)."""
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big") % DIM
+
+
 class HashingEmbedder:
     def __init__(self, name: str = "hash-64") -> None:
         self.name = name
@@ -35,7 +42,7 @@ class HashingEmbedder:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"[a-z]+", text.lower()):
-                out[row, hash(word) % DIM] += 1.0
+                out[row, _bucket(word)] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return (out / np.where(norms == 0, 1, norms)).astype(np.float32)
 
@@ -44,7 +51,9 @@ class CosineTopics:
     def __init__(self, embedder: HashingEmbedder) -> None:
         self.embedder = embedder
 
-    def match(self, vectors: Matrix, topics: Sequence[FollowedTopic]) -> list[TopicScore]:
+    def match(
+        self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
+    ) -> list[TopicScore]:
         queries = self.embedder.embed([t.text for t in topics])
         sims = vectors @ queries.T
         return [

@@ -51,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
         "--embeddings", choices=("local", "openai"), default="local", help="embedding model (default local)"
     )
     t.add_argument("--embedding-model", default="text-embedding-3-small", help="OpenAI embedding model")
+    t.add_argument(
+        "--embedding-only",
+        action="store_true",
+        help="score by embeddings alone, without the workspace's word statistics (format-1 models)",
+    )
     t.add_argument("--out", type=Path, default=Path("reports/topics"))
     t.add_argument("--no-progress", action="store_true")
     i = sub.add_parser("interest", help="interest model vs baselines on a time split")
@@ -80,7 +85,13 @@ def topics(args: argparse.Namespace) -> int:
     from scorer.evaluation.topics import evaluate, read_labels, read_topics
     from scorer.topics.matcher import DEFAULT_THRESHOLDS, TopicMatcher
     from scorer.training.cli import choose_embedder
-    from scorer.training.pipeline import conversation_vectors, prepare, workspace_space
+    from scorer.training.pipeline import (
+        conversation_texts,
+        conversation_vectors,
+        prepare,
+        workspace_lexicon,
+        workspace_space,
+    )
 
     topic_texts = read_topics(args.topics)
     labels = read_labels(args.labels)
@@ -92,13 +103,18 @@ def topics(args: argparse.Namespace) -> int:
 
         loaded = load_models(args.model, embedder=embedder)
         space = loaded.topics.space
-        threshold = loaded.topics.threshold if threshold is None else threshold
+        lexicon = loaded.topics.lexicon
+        if threshold is None and not args.embedding_only:
+            threshold = loaded.topics.threshold
     else:
         space = workspace_space(prepared)
+        lexicon = workspace_lexicon(prepared)
+    if args.embedding_only:
+        lexicon = None
     if threshold is None and embedder.name not in DEFAULT_THRESHOLDS:
         threshold = 0.0
         print(f"no measured default threshold for {embedder.name}: read the best single threshold below")
-    matcher = TopicMatcher(embedder, space, threshold=threshold)
+    matcher = TopicMatcher(embedder, space, lexicon=lexicon, threshold=threshold)
     started = time.perf_counter()
     report = evaluate(
         matcher,
@@ -107,6 +123,7 @@ def topics(args: argparse.Namespace) -> int:
         labels,
         shots=args.feedback_shots,
         draws=args.draws,
+        texts=conversation_texts(prepared),
     )
     print(topics_table(report))
     out = {
@@ -114,6 +131,7 @@ def topics(args: argparse.Namespace) -> int:
         "topics_file": str(args.topics),
         "labels_file": str(args.labels),
         "embedder": embedder.name,
+        "lexical": lexicon is not None,
         "seconds": round(time.perf_counter() - started, 3),
         **report.to_json(),
     }

@@ -155,14 +155,24 @@ class TopicReport:
         }
 
 
+Texts = Sequence[str]
+"""A conversation's message texts, in the order of its vectors."""
+
+
 def score_matrix(
-    matcher: TopicMatcher, conversations: Sequence[Matrix], topics: Mapping[str, str]
+    matcher: TopicMatcher,
+    conversations: Sequence[Matrix],
+    topics: Mapping[str, str],
+    texts: Sequence[Texts] | None = None,
 ) -> np.ndarray:
     """Scores (conversations × topics), each conversation's vectors centred once."""
     followed = [FollowedTopic(id=tid, text=text) for tid, text in topics.items()]
     targets = matcher.topic_vectors(followed)
-    views = [matcher.view(v) for v in conversations]
-    return np.array([[matcher.score(view, t)[0] for t in targets] for view in views], dtype=np.float64)
+    queries = matcher.topic_queries(followed)
+    views = [matcher.view(v, None if texts is None else texts[i]) for i, v in enumerate(conversations)]
+    return np.array(
+        [[score for score, _ in matcher.scores(view, targets, queries)] for view in views], dtype=np.float64
+    )
 
 
 def evaluate(
@@ -174,7 +184,10 @@ def evaluate(
     shots: int = 0,
     draws: int = 10,
     seed: int = 0,
+    texts: Mapping[ConversationKey, Texts] | None = None,
 ) -> TopicReport:
+    """The report; `texts` (message texts per conversation) is required when the matcher has a
+    `Lexicon`."""
     found = [label for label in labels if label.key in conversations]
     if not found:
         raise LabelsError(
@@ -184,7 +197,8 @@ def evaluate(
     if missing:
         raise LabelsError(f"topics {missing} have no labels")
     vectors = [conversations[label.key] for label in found]
-    scores = score_matrix(matcher, vectors, topics)
+    found_texts = None if texts is None else [texts[label.key] for label in found]
+    scores = score_matrix(matcher, vectors, topics, found_texts)
     figures = []
     for j, (tid, text) in enumerate(topics.items()):
         known = np.array([tid in label.result for label in found])
@@ -221,7 +235,9 @@ def evaluate(
         macro_f1_best_global=global_f1,
     )
     if shots > 0:
-        report.few_shot = few_shot(matcher, vectors, found, topics, shots=shots, draws=draws, seed=seed)
+        report.few_shot = few_shot(
+            matcher, vectors, found, topics, shots=shots, draws=draws, seed=seed, texts=found_texts
+        )
     return report
 
 
@@ -250,8 +266,10 @@ def few_shot(
     shots: int,
     draws: int,
     seed: int,
+    texts: Sequence[Texts] | None = None,
 ) -> FewShotFigures:
     rng = np.random.default_rng(seed)
+    views = [matcher.view(v, None if texts is None else texts[i]) for i, v in enumerate(vectors)]
     learnt: list[list[float]] = []
     plain: list[list[float]] = []
     for _ in range(draws):
@@ -262,15 +280,17 @@ def few_shot(
             truth = np.array([bool(found[i].result[tid]) for i in rows])
             picked = _draw(truth, shots, rng)
             rest = np.setdiff1d(np.arange(len(rows)), picked)
-            examples = [FeedbackExample(vectors[rows[i]], bool(truth[i])) for i in picked]
+            examples = [
+                FeedbackExample(vectors[rows[i]], bool(truth[i]), None if texts is None else texts[rows[i]])
+                for i in picked
+            ]
             adaptation = learn(matcher, topic, examples)
-            target = adaptation.vector if adaptation.vector is not None else matcher.topic_vectors([topic])[0]
-            threshold = adaptation.threshold if adaptation.threshold is not None else matcher.threshold
             base = matcher.topic_vectors([topic])[0]
-            adapted_scores = np.array(
-                [matcher.score(matcher.view(vectors[rows[i]]), target)[0] for i in rest]
-            )
-            base_scores = np.array([matcher.score(matcher.view(vectors[rows[i]]), base)[0] for i in rest])
+            query = matcher.topic_queries([topic])[0]
+            target = adaptation.vector if adaptation.vector is not None else base
+            threshold = adaptation.threshold if adaptation.threshold is not None else matcher.threshold
+            adapted_scores = np.array([matcher.score(views[rows[i]], target, query)[0] for i in rest])
+            base_scores = np.array([matcher.score(views[rows[i]], base, query)[0] for i in rest])
             learnt_f1.append(prf(truth[rest], adapted_scores >= threshold).f1)
             plain_f1.append(prf(truth[rest], base_scores >= matcher.threshold).f1)
         learnt.append(learnt_f1)

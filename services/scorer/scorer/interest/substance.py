@@ -15,6 +15,7 @@ words. A prompt has substance when its messages together hold at least `MIN_CONT
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -76,9 +77,16 @@ def content_words(text: str) -> list[str]:
     ]
 
 
+@functools.lru_cache(maxsize=65536)
+def _content_word_count(text: str) -> int:
+    """Cached by text: the scorer asks again for the same messages at every update of a
+    conversation (as the topic matcher's stems and the embeddings, each message is read once)."""
+    return len(content_words(text))
+
+
 def substance(texts: Iterable[str]) -> int:
     """How many content words a prompt's messages hold together."""
-    return sum(len(content_words(text)) for text in texts)
+    return sum(_content_word_count(text) for text in texts)
 
 
 def has_substance(texts: Iterable[str], minimum: int = MIN_CONTENT_WORDS) -> bool:

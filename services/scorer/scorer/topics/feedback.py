@@ -8,7 +8,10 @@ What a handful of clicks can teach, measured on the calibration topics of the de
   (a prototype classifier, with or without leave-one-out), or expanding the topic with the
   nearest workspace conversations all ranked the unclicked conversations *worse* on the
   calibration topics: one or two useful conversations are a noisier description of a topic
-  than the sentence its follower wrote.
+  than the sentence its follower wrote. Nor did spreading the clicks to their neighbours
+  (label propagation over a nearest-neighbour graph of the workspace's conversations) or a
+  per-topic logistic model on the clicks with a prior centred on the no-feedback scoring: on
+  the calibration topics, the more the clicks may move the ranking, the worse it gets.
 - **Where the line is**, a little. Topics differ mostly in where their line should be (the
   best threshold per topic is worth +0.1 macro-F1 over one global line), and each click says
   on which side of the line a conversation belongs. The new line is the most probable one given
@@ -37,13 +40,15 @@ from beepgpt.contracts import FollowedTopic
 from scorer.embeddings import Matrix
 from scorer.topics.matcher import TopicAdaptation, TopicMatcher
 
-SLOPE = 10.0
+SLOPE = 12.7
 """Logistic slope of P(useful | score): fitted on the calibration topics' scores (common slope,
-one offset per topic, maximum likelihood)."""
+one offset per topic, maximum likelihood), embedding and lexical score together (12.1 for the
+embedding score alone, where 10.0 was used before; format-1 model directories, scored by
+embeddings alone, now share these constants)."""
 
-PRIOR_SD = 0.03
+PRIOR_SD = 0.05
 """Spread of a topic's line around the default: the standard deviation of the calibration
-topics' best per-topic thresholds."""
+topics' best per-topic thresholds (embedding and lexical score; 0.03 for embeddings alone)."""
 
 SEARCH = 0.3
 """How far from the default a line is looked for (the logistic term makes farther lines useless)."""
@@ -51,10 +56,12 @@ SEARCH = 0.3
 
 @dataclass(frozen=True)
 class FeedbackExample:
-    """One labelled conversation: its message vectors and whether it was useful."""
+    """One labelled conversation: its message vectors (and texts, which a matcher with a
+    `Lexicon` needs) and whether it was useful."""
 
     vectors: Matrix
     useful: bool
+    texts: Sequence[str] | None = None
 
 
 def learn_threshold(
@@ -82,13 +89,17 @@ def learn_threshold(
     return float(grid[int(np.argmin(loss))])
 
 
-def learn(matcher: TopicMatcher, topic: FollowedTopic, examples: Sequence[FeedbackExample]) -> TopicAdaptation:
+def learn(
+    matcher: TopicMatcher, topic: FollowedTopic, examples: Sequence[FeedbackExample]
+) -> TopicAdaptation:
     """The adaptation that feedback `examples` teach about `topic` (apply with `matcher.adapt`):
     the topic keeps its vector, its threshold becomes `learn_threshold` of the examples' scores."""
     if not examples:
         return TopicAdaptation()
-    target = matcher.topic_vectors([FollowedTopic(id=topic.id, text=topic.text)])[0]
-    scores = [matcher.score(matcher.view(e.vectors), target)[0] for e in examples]
+    followed = [FollowedTopic(id=topic.id, text=topic.text)]
+    target = matcher.topic_vectors(followed)[0]
+    query = matcher.topic_queries(followed)[0]
+    scores = [matcher.score(matcher.view(e.vectors, e.texts), target, query)[0] for e in examples]
     useful = [e.useful for e in examples]
     return TopicAdaptation(
         threshold=learn_threshold(scores, useful, matcher.threshold),

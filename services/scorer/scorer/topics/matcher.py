@@ -9,10 +9,16 @@ How a conversation is scored against a topic (each choice measured on the develo
   projects, the embedding model's own bias); removing it leaves what makes a message *different*
   from the workspace's usual talk, which is what a topic picks out. The topic vector is left as
   it is: it does not come from the workspace.
-- The score is half the similarity of the whole conversation (its centred mean vector) and half
-  that of its best message: a whole-conversation score misses a short on-topic exchange inside a
-  long chat, a best-message score fires on one stray remark. The best message is reported so an
-  explanation can quote it.
+- The embedding score is ¾ the similarity of the whole conversation (its centred mean vector)
+  and ¼ that of its best message: a whole-conversation score misses a short on-topic exchange
+  inside a long chat, a best-message score fires on one stray remark. The best message is
+  reported so an explanation can quote it.
+- With the workspace's word statistics (a `Lexicon`, in model directories of format 2), the
+  score is `LEXICAL_WEIGHT` of the lexical score (`lexical.py`: the topic's words, the share of
+  messages using them) and the rest of the embedding score: topics name things, and the words
+  tell apart what a small embedding model blurs (calibration best single threshold 0.699 →
+  0.734). Without one (a model directory of format 1, `bench`), the embedding score alone, with
+  its own measured threshold.
 - One default threshold for every topic, chosen on calibration topics that are *not* the ones
   `beepgpt eval topics` reports on (so the evaluation's "default threshold" figure is not tuned
   on its own answers). Per-topic calibration comes from feedback (`feedback.py`): unsupervised
@@ -32,18 +38,29 @@ import numpy as np
 from beepgpt.contracts import FollowedTopic
 from scorer.artifact import ModelFormatError
 from scorer.embeddings import Embedder, Matrix, Vector, normalise
+from scorer.topics import lexical
+from scorer.topics.lexical import Lexicon, Query
 from scorer.topics.phrasing import topic_subject
 
 SPACE_FILE = "space.npz"
 
 DEFAULT_THRESHOLDS: Mapping[str, float] = {"local:all-MiniLM-L6-v2": 0.178}
-"""Measured default thresholds per embedding space: the best single threshold of
-`beepgpt eval topics` on the calibration topics (`services/scorer/devset/calibration/`), never on
-the topics the evaluation reports. Another space (OpenAI embeddings) has no measured default
-yet: measure one the same way and pass it as the threshold."""
+"""Measured default thresholds per embedding space for the embedding score alone (no
+`Lexicon`): the best single threshold of `beepgpt eval topics` on the calibration topics
+(`services/scorer/devset/calibration/`), never on the topics the evaluation reports. Another
+space (OpenAI embeddings) has no measured default yet: measure one the same way and pass it as
+the threshold."""
+
+HYBRID_THRESHOLDS: Mapping[str, float] = {"local:all-MiniLM-L6-v2": 0.202}
+"""The same, for the embedding and lexical score together (a matcher with a `Lexicon`)."""
 
 CONVERSATION_WEIGHT = 0.75
-"""Share of the whole-conversation similarity in a score; the rest is the best message's."""
+"""Share of the whole-conversation similarity in the embedding score; the rest is the best message's."""
+
+LEXICAL_WEIGHT = 0.6
+"""Share of the lexical score in a topic score when the matcher has a `Lexicon`; the rest is the
+embedding score's. Chosen on the calibration topics (0.33/0.43/0.5/0.6/0.67 measured). A convex
+mix keeps scores within [-1, 1], which is what a `Feedback` event may carry."""
 
 _TOPIC_CACHE = 4096
 
@@ -135,15 +152,18 @@ class EmbeddingSpace:
 
 @dataclass(frozen=True)
 class ConversationView:
-    """A conversation as the matcher compares it: centred message vectors and their mean."""
+    """A conversation as the matcher compares it: centred message vectors and their mean, and
+    each message's stems when its texts were given."""
 
     messages: Matrix
     whole: Vector
+    stems: tuple[frozenset[str], ...] | None = None
 
 
-def default_threshold(embedder: str) -> float:
+def default_threshold(embedder: str, *, lexical: bool = False) -> float:
+    """The measured default threshold of an embedding space, with or without the lexical score."""
     try:
-        return DEFAULT_THRESHOLDS[embedder]
+        return (HYBRID_THRESHOLDS if lexical else DEFAULT_THRESHOLDS)[embedder]
     except KeyError:
         raise ValueError(
             f"no measured default topic threshold for {embedder}; pass one explicitly "
@@ -152,57 +172,111 @@ def default_threshold(embedder: str) -> float:
 
 
 class TopicMatcher:
-    """Scores conversations (their message vectors) against followed topics."""
+    """Scores conversations (their message vectors, and their texts when it has a `Lexicon`)
+    against followed topics."""
 
     def __init__(
         self,
         embedder: Embedder,
         space: EmbeddingSpace,
         *,
+        lexicon: Lexicon | None = None,
         threshold: float | None = None,
         conversation_weight: float = CONVERSATION_WEIGHT,
+        lexical_weight: float = LEXICAL_WEIGHT,
         adaptations: Mapping[str, TopicAdaptation] | None = None,
     ) -> None:
         if space.embedder != embedder.name:
             raise ValueError(f"space of {space.embedder} used with embedder {embedder.name}")
         self.embedder = embedder
         self.space = space
-        self.threshold = default_threshold(embedder.name) if threshold is None else threshold
+        self.lexicon = lexicon
+        self.threshold = (
+            default_threshold(embedder.name, lexical=lexicon is not None) if threshold is None else threshold
+        )
         self.conversation_weight = conversation_weight
+        self.lexical_weight = lexical_weight
         self.adaptations: dict[str, TopicAdaptation] = dict(adaptations or {})
         self._topics: OrderedDict[str, Vector] = OrderedDict()
+        self._queries: OrderedDict[str, Query] = OrderedDict()
 
     # --- the service's protocol --------------------------------------------------------------------
 
-    def match(self, vectors: Matrix, topics: Sequence[FollowedTopic]) -> list[TopicScore]:
-        """One score per topic for a conversation whose message vectors are `vectors`."""
+    def match(
+        self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
+    ) -> list[TopicScore]:
+        """One score per topic for a conversation whose message vectors are `vectors` and whose
+        message texts are `texts` (same order; required when the matcher has a `Lexicon`)."""
         if not topics:
             return []
-        view = self.view(vectors)
-        targets = self.topic_vectors(topics)
-        out = []
-        for topic, target in zip(topics, targets, strict=True):
-            score, best = self.score(view, target)
-            out.append(TopicScore(topic, score, self.threshold_for(topic.id), best))
-        return out
+        view = self.view(vectors, texts)
+        found = self.scores(view, self.topic_vectors(topics), self.topic_queries(topics))
+        return [
+            TopicScore(topic, score, self.threshold_for(topic.id), best)
+            for topic, (score, best) in zip(topics, found, strict=True)
+        ]
 
     # --- parts, also used by evaluation ----------------------------------------------------------
 
-    def view(self, vectors: Matrix) -> ConversationView:
+    def view(self, vectors: Matrix, texts: Sequence[str] | None = None) -> ConversationView:
+        """The conversation centred (and its messages' stems, when the matcher reads words)."""
+        if self.lexicon is not None and texts is None:
+            raise ValueError("this topic matcher scores words too: pass the messages' texts")
+        if texts is not None and len(texts) != len(vectors):
+            raise ValueError(f"{len(texts)} texts for {len(vectors)} message vectors")
+        stems = tuple(lexical.message_stems(t) for t in texts) if self.lexicon is not None and texts else None
         if len(vectors) == 0:
             empty = np.zeros((0, len(self.space.mean)), dtype=np.float32)
             return ConversationView(empty, np.zeros(len(self.space.mean), dtype=np.float32))
         centred = self.space.centre(np.asarray(vectors, dtype=np.float32))
-        return ConversationView(centred, normalise(centred.mean(axis=0))[0])
+        return ConversationView(centred, normalise(centred.mean(axis=0))[0], stems)
 
-    def score(self, view: ConversationView, target: Vector) -> tuple[float, int | None]:
-        """(score, index of the best message) of one conversation against one topic vector."""
+    def score(
+        self, view: ConversationView, target: Vector, query: Query | None = None
+    ) -> tuple[float, int | None]:
+        """(score, index of the best message) of one conversation against one topic: its vector,
+        and its words (`topic_queries`) when the matcher has a `Lexicon`."""
+        return self.scores(view, target[None, :], [query])[0]
+
+    def scores(
+        self, view: ConversationView, targets: Matrix, queries: Sequence[Query | None]
+    ) -> list[tuple[float, int | None]]:
+        """`score` for several topics (rows of `targets`) at once: one matrix product for all of
+        a conversation's followers, and each distinct topic's words counted once."""
         if len(view.messages) == 0:
-            return 0.0, None
-        per_message = view.messages @ target
-        best = int(np.argmax(per_message))
+            return [(0.0, None)] * len(targets)
+        per_message = view.messages @ targets.T  # messages × topics
+        best = per_message.argmax(axis=0)
         w = self.conversation_weight
-        return float(w * (view.whole @ target) + (1 - w) * per_message[best]), best
+        dense = w * (targets @ view.whole) + (1 - w) * per_message[best, np.arange(len(targets))]
+        if self.lexicon is None:
+            return [(float(d), int(b)) for d, b in zip(dense, best, strict=True)]
+        if view.stems is None or any(q is None for q in queries):
+            raise ValueError("this topic matcher scores words too: pass the topic's query and the texts")
+        words: dict[Query, float] = {}
+        out: list[tuple[float, int | None]] = []
+        for d, b, query in zip(dense, best, queries, strict=True):
+            assert query is not None
+            if query not in words:
+                words[query] = lexical.score(query, view.stems)
+            out.append(((1 - self.lexical_weight) * float(d) + self.lexical_weight * words[query], int(b)))
+        return out
+
+    def topic_queries(self, topics: Sequence[FollowedTopic]) -> list[Query | None]:
+        """Each topic's weighted words (cached); None for every topic without a `Lexicon`."""
+        if self.lexicon is None:
+            return [None] * len(topics)
+        out: list[Query | None] = []
+        for topic in topics:
+            subject = topic_subject(topic.text)
+            query = self._queries.get(subject)
+            if query is None:
+                query = self._queries[subject] = self.lexicon.query(subject)
+            self._queries.move_to_end(subject)
+            out.append(query)
+        while len(self._queries) > _TOPIC_CACHE:
+            self._queries.popitem(last=False)
+        return out
 
     def topic_vectors(self, topics: Sequence[FollowedTopic]) -> Matrix:
         """Each topic's vector: its feedback-adapted one, else its embedded subject (cached)."""

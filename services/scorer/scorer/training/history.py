@@ -70,9 +70,9 @@ def _sessionizer() -> Any:
     return history
 
 
-def key_of(conversation_id: str, channel: str) -> ConversationKey:
-    """`channel:first_ts` (DESIGN.md §3) → (channel, float first ts)."""
-    return (channel, round(float(conversation_id[len(channel) + 1 :]), 6))
+def key_of(channel: str, first_ts: str) -> ConversationKey:
+    """(channel, float ts of the first message): how labels name a conversation."""
+    return (channel, round(float(first_ts), 6))
 
 
 def read_history(path: Path) -> History:
@@ -104,7 +104,7 @@ def history_of(raw: pd.DataFrame) -> History:
         contexts.append(
             MessageContext(
                 row=row,
-                conversation=key_of(context.conversation_id, context.channel),
+                conversation=key_of(context.channel, context.first_ts),
                 prompt_rows=tuple(r for r in prompt if r is not None),
             )
         )

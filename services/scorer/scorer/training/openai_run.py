@@ -218,4 +218,6 @@ def choose_threshold(
         rows.append([scores.get(u, 0.0) for u in users] + [scores.get("nobody", 0.0)])
     if not rows:
         raise OpenAIUnavailable("no examples to choose a threshold with")
-    return alert_threshold(np.array(rows, dtype=np.float64), held, prepared.vocab, InterestSettings.alert_beta)
+    return alert_threshold(
+        np.array(rows, dtype=np.float64), held, prepared.vocab, InterestSettings.alert_beta
+    )

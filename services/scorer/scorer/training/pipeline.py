@@ -30,7 +30,8 @@ from scorer.artifact import (
 )
 from scorer.embeddings import Embedder, Matrix, MessageEmbeddings
 from scorer.interest.features import Vocabulary
-from scorer.topics.matcher import CONVERSATION_WEIGHT, EmbeddingSpace, default_threshold
+from scorer.topics.lexical import Lexicon
+from scorer.topics.matcher import CONVERSATION_WEIGHT, LEXICAL_WEIGHT, EmbeddingSpace, default_threshold
 from scorer.training import history
 from scorer.training.examples import Example, build_examples
 from scorer.training.local import InterestSettings, train_interest, vocabulary_of
@@ -184,18 +185,24 @@ def save_common(
 ) -> None:
     """The files every kind of model directory has: label map, settings (with the topic
     threshold the scorer will use), metrics, and the embedding space's statistics."""
-    threshold = default_threshold(prepared.embedder.name) if topic_threshold is None else topic_threshold
+    threshold = (
+        default_threshold(prepared.embedder.name, lexical=True)
+        if topic_threshold is None
+        else topic_threshold
+    )
     topics = {
         "threshold": threshold,
         "threshold_source": "measured default (devset calibration topics)"
         if topic_threshold is None
         else "given",
         "conversation_weight": CONVERSATION_WEIGHT,
+        "lexical_weight": LEXICAL_WEIGHT,
     }
     write_json(directory / LABELS, prepared.vocab.to_json())
     write_json(directory / SETTINGS, {"embedder": prepared.embedder.name, "topics": topics, **settings})
     write_json(directory / METRICS, dict(metrics))
     workspace_space(prepared).save(directory)
+    workspace_lexicon(prepared).save(directory)
 
 
 def workspace_space(prepared: Prepared) -> EmbeddingSpace:
@@ -204,6 +211,17 @@ def workspace_space(prepared: Prepared) -> EmbeddingSpace:
     return EmbeddingSpace.of(
         prepared.embedder.name, prepared.vectors, [prepared.vectors[list(c.rows)] for c in ordered]
     )
+
+
+def workspace_lexicon(prepared: Prepared) -> Lexicon:
+    """The topic matcher's word statistics of this history: how many messages use each stem."""
+    return Lexicon.of(prepared.table["text"].astype(str))
+
+
+def conversation_texts(prepared: Prepared) -> dict[tuple[str, float], list[str]]:
+    """Each conversation's message texts (in the order of `conversation_vectors`)."""
+    texts = prepared.table["text"].astype(str).tolist()
+    return {c.key: [texts[r] for r in c.rows] for c in prepared.conversations}
 
 
 def conversation_vectors(prepared: Prepared) -> dict[tuple[str, float], Matrix]:
