@@ -103,9 +103,27 @@ class ConversationMessage(BaseModel):
     reactions: int = 0
 
 
-def conversation_id(channel: str, first_ts: str) -> str:
-    """`channel:first_ts` (DESIGN.md §3): stable, readable and unique per workspace."""
-    return f"{channel}:{first_ts}"
+def conversation_id(channel: str, first_ts: str, thread_ts: str | None = None) -> str:
+    """`channel:first_ts` for a channel's flow (DESIGN.md §3), `channel:thread_ts/thread` for a thread.
+
+    Stable, readable and unique per workspace. A thread needs its own form: live, its parent
+    arrives before anyone replies and may start a flow conversation, whose id is
+    `channel:parent_ts` — with the same form, the thread would share that id, and the scorer's
+    cache and the notifier's one-alert-per-conversation would merge two conversations.
+    """
+    if thread_ts is None:
+        return f"{channel}:{first_ts}"
+    return f"{channel}:{thread_ts}{THREAD_SUFFIX}"
+
+
+THREAD_SUFFIX = "/thread"
+
+
+def split_conversation_id(conversation_id: str) -> tuple[str, str, bool]:
+    """(channel, ts of the first message, whether it is a thread) of a `conversation_id`."""
+    body = conversation_id.removesuffix(THREAD_SUFFIX)
+    channel, _, first_ts = body.partition(":")
+    return channel, first_ts, len(body) < len(conversation_id)
 
 
 class ConversationEvent(Event):

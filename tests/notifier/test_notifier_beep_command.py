@@ -128,10 +128,14 @@ def test_home_view_is_valid_block_kit() -> None:
     )
     alerts = [
         Notification(user="U1", conversation_id="C1:1700000000.000100", outcome="sent", decided_at=NOW),
+        Notification(user="U1", conversation_id="C1:1700000000.000200/thread", outcome="sent", decided_at=NOW),
         Notification(user="U1", conversation_id="odd", outcome="digest", decided_at=NOW),
     ]
     view = home_view(current, alerts, NOW)
     assert view["type"] == "home"
+    recent = next(b["text"]["text"] for b in view["blocks"] if "• <#C1>" in str(b))
+    assert recent.count(" started <!date^1700000000^") == 2  # the thread's start read from its id too
+    assert "<#C1> (a thread) started" in recent
     assert block_problems(view["blocks"], limit=MAX_VIEW_BLOCKS) == []
     empty = home_view(prefs(), [], NOW)
     assert "Turn on alerts" in str(empty)

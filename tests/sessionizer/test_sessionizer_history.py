@@ -51,7 +51,9 @@ def test_the_example_data_has_187_conversations_with_the_members_the_rules_give(
 
 
 def test_threads_are_whole_even_when_they_pause_past_their_idle_time(generated: pd.DataFrame) -> None:
-    thread = next(c for c in conversations(generated) if c.conversation_id == "Project:1690801242.000000")
+    thread = next(
+        c for c in conversations(generated) if c.conversation_id == "Project:1690801242.000000/thread"
+    )
     assert thread.thread_ts == "1690801242.000000"
     assert thread.message_count == 13  # the parent, then replies after 83 and 58 minute pauses
     assert thread.messages[0].ts == thread.first_ts
@@ -120,7 +122,7 @@ def test_the_command_reads_a_slack_export(capsys: pytest.CaptureFixture[str]) ->
     pytest.importorskip("ingest.importer.sources")
     assert cli.main([str(DATA / "slack-export")]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    thread = next(line for line in lines if line["conversation_id"] == "random:1690360240.229079")
+    thread = next(line for line in lines if line["conversation_id"] == "random:1690360240.229079/thread")
     assert [m["text"] for m in thread["messages"]][-1] == "howdy"
     assert len(thread["messages"]) == 5
 

@@ -123,7 +123,7 @@ async def test_a_thread_that_wakes_up_continues_whole_with_a_higher_version() ->
         await run.at(T0 + 10 + 121)  # closed after the thread idle time
         await run.feed(say(T0 + 300, "one more thing", user="U3", thread=T0))
         await run.at(T0 + 300 + 121)
-        events = run.of("C1:1700000000.000000")
+        events = run.of("C1:1700000000.000000/thread")
     assert [e.kind for e in events] == ["updated", "updated", "closed", "updated", "closed"]
     assert [m.text for m in events[-1].messages] == ["question", "answer", "one more thing"]
     assert events[-1].thread_ts == f"{T0:.6f}"
@@ -137,7 +137,66 @@ async def test_a_thread_reply_does_not_break_the_channel_conversation() -> None:
         await run.feed(say(T0, "a"), say(T0 + 50, "reply", thread=T0 - 500), say(T0 + 100, "b"))
         await run.at(T0 + 1000)
     closed = {e.conversation_id: e for e in run.events if e.kind == "closed"}
-    assert sorted(closed) == ["C1:1699999500.000000", "C1:1700000000.000000", "C1:1700000100.000000"]
+    assert sorted(closed) == ["C1:1699999500.000000/thread", "C1:1700000000.000000", "C1:1700000100.000000"]
+
+
+async def test_a_thread_and_the_channel_conversation_its_parent_started_are_two() -> None:
+    """Live, a parent arrives before any reply (no thread_ts yet) and starts a channel conversation;
+    its replies form the thread `(channel, parent ts)`. They must not share an id, or the scorer's
+    cache and the notifier's one alert per conversation would merge them."""
+    async with running() as run:
+        await run.feed(say(T0, "who owns the deploy?"), say(T0 + 20, "me", user="U2", thread=T0))
+        await run.feed(say(T0 + 30, "lunch?", user="U3"))
+        await run.at(T0 + 1000)
+    closed = {e.conversation_id: e for e in run.events if e.kind == "closed"}
+    assert sorted(closed) == ["C1:1700000000.000000", "C1:1700000000.000000/thread"]
+    assert [m.text for m in closed["C1:1700000000.000000"].messages] == ["who owns the deploy?", "lunch?"]
+    thread = closed["C1:1700000000.000000/thread"]
+    assert [(m.text, m.thread_ts) for m in thread.messages] == [
+        ("who owns the deploy?", f"{T0:.6f}"),  # the parent heads its thread, as in history
+        ("me", f"{T0:.6f}"),
+    ]
+    assert thread.participants == ["U1", "U2"]
+    assert thread.message_count == 2
+
+
+async def test_a_thread_adopts_its_parent_as_it_is_now_and_survives_a_replay() -> None:
+    """The parent is adopted with its edits and reactions; after a restart from the commit point,
+    the replay still holds the parent's row, so the rebuilt thread has it too."""
+    said: list[SlackEvent] = [
+        say(T0, "who owns the deploy?"),
+        say(T0, "who owns the deploy pipeline?").model_copy(
+            update={"action": "edited", "event_time": T0 + 5}
+        ),
+        SlackReaction(channel="C1", item_ts=f"{T0:.6f}", user="U3", reaction="eyes", event_time=T0 + 6),
+        say(T0 + 300, "me", user="U2", thread=T0),  # the flow closed at T0 + 60
+    ]
+    async with running() as first:
+        await first.feed(*said)
+        await first.at(T0 + 310)
+        point = first.partition.commit_point()
+    adopted = first.of("C1:1700000000.000000/thread")[-1]
+    assert [(m.text, m.reactions) for m in adopted.messages] == [
+        ("who owns the deploy pipeline?", 1),
+        ("me", 0),
+    ]
+    assert point.offset == 0  # the parent's row is part of the open thread
+    async with running(start=point.offset, marks=point.marks) as replay:
+        await replay.feed(*said)
+        await replay.feed(say(T0 + 320, "thanks", thread=T0))
+        await replay.at(T0 + 1000)
+    closed = [e for e in replay.events if e.kind == "closed"]
+    assert [(e.conversation_id, [m.text for m in e.messages]) for e in closed] == [
+        ("C1:1700000000.000000/thread", ["who owns the deploy pipeline?", "me", "thanks"])
+    ]
+
+
+async def test_a_thread_does_not_adopt_a_parent_older_than_threads_are_remembered() -> None:
+    async with running() as run:
+        await run.feed(say(T0, "old news"), say(T0 + 601, "late reply", user="U2", thread=T0))
+        await run.at(T0 + 1000)
+    (thread,) = [e for e in run.events if e.kind == "closed" and e.thread_ts is not None]
+    assert [m.text for m in thread.messages] == ["late reply"]
 
 
 async def test_an_ended_result_iterator_is_a_failure() -> None:

@@ -15,6 +15,7 @@ from beepgpt.contracts import (
     SlackMessage,
     SlackReaction,
     conversation_id,
+    split_conversation_id,
 )
 
 
@@ -85,3 +86,10 @@ def test_candidate_requires_an_explanation() -> None:
                 "reason": "topic",
             }
         )
+
+
+def test_conversation_ids_of_flows_and_threads_differ_and_split_back() -> None:
+    flow, thread = conversation_id("C1", "5.000000"), conversation_id("C1", "5.000000", "5.000000")
+    assert flow != thread
+    assert split_conversation_id(flow) == ("C1", "5.000000", False)
+    assert split_conversation_id(thread) == ("C1", "5.000000", True)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +15,7 @@ from beepgpt import topics
 from beepgpt.contracts import SlackMessage
 from beepgpt.kafka import EventProducer
 from beepgpt.settings import KafkaSettings
-from devstack.local_stack import Broker, kafka_answers
+from devstack.local_stack import Broker, kafka_answers, redis_answers
 from devstack.topic_reader import read_topic
 
 
@@ -33,3 +38,37 @@ async def test_a_paused_broker_stops_answering_and_catches_up_after_resume(
         await pending
     records = await read_topic(kafka_topics, topics.SLACK_MESSAGES.name, count=2)
     assert [topics.SLACK_MESSAGES.decode(r.value).text for r in records] == ["before", "during"]
+
+
+STARTER = """
+from devstack.local_stack import Broker, RedisServer
+broker, server = Broker.start(), RedisServer.start()
+print(broker.process.pid, broker.bootstrap_servers, server.process.pid, server.url, flush=True)
+input()
+"""
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """True once `pid` has exited (a pidfd turns readable then), False after `timeout`."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable)
+    finally:
+        os.close(fd)
+
+
+def test_a_killed_starter_leaves_no_broker_or_redis_behind() -> None:
+    starter = subprocess.Popen([sys.executable, "-c", STARTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert starter.stdout is not None
+    broker_pid, bootstrap, redis_pid, redis_url = starter.stdout.readline().decode().split()
+    assert kafka_answers(bootstrap)
+    assert redis_answers(redis_url)
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    assert _wait_gone(int(broker_pid), 10), "the broker outlived the process that started it"
+    assert _wait_gone(int(redis_pid), 10), "Redis outlived the process that started it"
+    assert not kafka_answers(bootstrap)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 
@@ -35,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.parse_args(sys.argv[1:] if argv is None else argv)
     service_settings = ServiceSettings()
+    settings = SessionizerSettings()
     configure_logging(SERVICE, service_settings.log_level)
+    gc.set_threshold(*settings.gc_thresholds)
     try:
-        asyncio.run(serve(service_settings, KafkaSettings(), SessionizerSettings()))
+        asyncio.run(serve(service_settings, KafkaSettings(), settings))
     except Exception:
         log.exception("sessionizer failed")
         return 1

@@ -6,7 +6,8 @@ Three rules live here rather than in the query, because Kaskada 0.6.1 cannot run
 - order: times never go back (`rules.Timeline`: late rows are clamped, and a new message older
   than anything this feeder has seen is dropped, since it could be a forgotten duplicate);
 - identity: a (channel, ts) seen before is a duplicate and never reaches the rules twice;
-- reactions do not say which thread their message is in, so the feeder remembers it.
+- reactions do not say which thread their message is in, so the feeder remembers it (a
+  thread's parent included, once a reply names it).
 
 Everything a feeder remembers spans the life of one query instance, exactly like the query's
 own state: rebuilding the query (a restart, a rebalance, a rebuild that releases memory) starts
@@ -63,6 +64,8 @@ class Feeder:
         self._seen.add(message_id)
         if event.thread_ts is not None:
             self._threads[message_id] = event.thread_ts
+            # Live, the parent came without thread_ts; its thread adopts it, reactions follow.
+            self._threads.setdefault(conversation_id(event.channel, event.thread_ts), event.thread_ts)
         return message_row(event, placement.time_ns, offset), _fed(placement)
 
     def tick(self, at_ns: int, number: int) -> Row:

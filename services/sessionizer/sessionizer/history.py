@@ -73,6 +73,8 @@ class MessageContext:
 
     conversation_id: str
     channel: str
+    first_ts: str
+    """The ts of the conversation's first message (its thread's ts, for a thread)."""
     ts: str
     thread_ts: str | None
     user: str
@@ -83,6 +85,7 @@ class MessageContext:
         return {
             "conversation_id": self.conversation_id,
             "channel": self.channel,
+            "first_ts": self.first_ts,
             "ts": self.ts,
             "thread_ts": self.thread_ts,
             "user": self.user,
@@ -127,7 +130,7 @@ def conversations(
     it paused (the live service forgets closed threads after `thread_resume_s`).
     """
     rules = settings or SessionizerSettings()
-    book = ConversationBook(window, resume_threads_ns=_FOREVER_NS)
+    book = ConversationBook(window, resume_threads_ns=_FOREVER_NS, parents=rules.remembered_parents)
     closed: dict[str, ConversationEvent] = {}
     for event in _run(_fold(table, rules, book)):
         if event.kind == "closed":
@@ -148,6 +151,7 @@ def message_contexts(
             MessageContext(
                 conversation_id=conversation.id,
                 channel=change.channel,
+                first_ts=conversation.first_ts,
                 ts=change.ts,
                 thread_ts=change.thread_ts,
                 user=user,
@@ -160,7 +164,10 @@ def message_contexts(
         )
 
     book = ConversationBook(
-        rules.max_messages, resume_threads_ns=int(rules.thread_resume_s * NS), on_message=remember
+        rules.max_messages,
+        resume_threads_ns=int(rules.thread_resume_s * NS),
+        on_message=remember,
+        parents=rules.remembered_parents,
     )
     _run(_fold(table, rules, book))
     return contexts

@@ -66,6 +66,7 @@ class PartitionSessionizer:
             resume_threads_ns=int(settings.thread_resume_s * NS),
             replay_until=marks.processed,
             closed_until_ns=marks.closed_until_ns,
+            parents=settings.remembered_parents,
         )
         self._cut = CleanCut(start)
         self._processed = start
@@ -198,7 +199,7 @@ class PartitionSessionizer:
         try:
             async for outputs in self._query.outputs():
                 emitted = [e for e in map(self._handle, outputs) if e is not None]
-                closed = sum(e.event.kind == "closed" for e in emitted)
+                closed = sum(e.kind == "closed" for e in emitted)
                 metrics.CLOSED.inc(closed)  # once per batch: this is the hot path
                 metrics.UPDATED.inc(len(emitted) - closed)
                 self._open_gauge.set(self.open_conversations)

@@ -74,12 +74,8 @@ def ensure_session() -> None:
 
 
 def thread_key(channel: str, thread_ts: str) -> str:
-    """A thread's key inside the query.
-
-    It differs from the channel-flow key of the thread's parent (`channel:ts`): live, a parent
-    arrives before anyone replies, so it starts or joins a channel conversation of its own.
-    """
-    return f"{conversation_id(channel, thread_ts)}/thread"
+    """A thread's key inside the query: its conversation id, which differs from any flow key."""
+    return conversation_id(channel, thread_ts, thread_ts)
 
 
 def message_row(message: SlackMessage, time_ns: int, offset: int) -> Row:
@@ -234,9 +230,12 @@ def _plus(at: kd.Timestream, delta: timedelta, extra_ns: int = 0) -> kd.Timestre
 
 
 # --- the query's output, typed --------------------------------------------------------------------
+# Plain (not frozen) slotted dataclasses: one is made per output row, and a frozen dataclass's
+# constructor sets each field through object.__setattr__ (1.4 against 0.24 µs for 11 fields).
+# Nothing changes them after parsing.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """A row that changed a conversation: a new message, an edit, a deletion or a reaction."""
 
@@ -253,7 +252,7 @@ class Change:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Closed:
     """The conversation `key` has been quiet for its gap at `time_ns`."""
 
@@ -261,7 +260,7 @@ class Closed:
     time_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Passed:
     """A row that changed no conversation: a heartbeat (`kind` tick), housekeeping, an
     amendment of a conversation that is gone, or a record the feeder skipped."""

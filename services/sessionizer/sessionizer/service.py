@@ -31,7 +31,7 @@ from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, make_consum
 from beepgpt.kafka.headers import SOURCE, TRACE_ID, new_trace_id
 from beepgpt.observability.metrics import CONSUMED, CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
-from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES, encode
+from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
 from sessionizer import metrics
 from sessionizer.clock import Clock, EventClock, WallClock
 from sessionizer.conversation import Emitted
@@ -232,7 +232,7 @@ class SessionizerService:
 
     def _publish(self, emitted: Emitted, trace: bytes | None) -> None:
         headers = [(SOURCE, _SOURCE), (TRACE_ID, trace or new_trace_id().encode())]
-        self._publisher.publish(emitted.event.conversation_id, encode(emitted.event), headers)
+        self._publisher.publish(emitted.conversation_id, emitted.encoded(), headers)
 
     async def _commit(self) -> None:
         points = {number: (p, p.commit_point()) for number, p in self.partitions.items() if p.failed is None}

@@ -27,6 +27,13 @@ class SessionizerSettings(BaseSettings):
         ge=0,
         description="how long a closed thread is remembered, so a reply continues it whole",
     )
+    remembered_parents: int = Field(
+        default=10_000,
+        ge=0,
+        description="recent channel messages each partition remembers so that a thread started "
+        "live by a reply begins with its parent, as it does in history (none older than "
+        "thread_resume_s; about 700 bytes each)",
+    )
 
     # --- the live service --------------------------------------------------------------------------
     group_id: str = "beepgpt-sessionizer"
@@ -53,3 +60,11 @@ class SessionizerSettings(BaseSettings):
         description="closed conversations after which a partition's query is rebuilt to release their state",
     )
     max_batch: int = Field(default=2_000, ge=1, description="records fed to the query at once")
+    gc_thresholds: tuple[int, int, int] = Field(
+        default=(100_000, 50, 1_000),
+        description="Python's cyclic garbage collector thresholds (gc.set_threshold) for the service "
+        "process. Python's default (700, 10, 10) runs a collection every 700 allocations, and the "
+        "service allocates several objects per message: measured in `python -m bench "
+        "sessionizer`, 85-99 µs of CPU per message with the default, 72-83 with these, memory "
+        "as flat. Reference counting still frees all but cyclic garbage at once.",
+    )

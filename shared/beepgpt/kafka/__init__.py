@@ -3,7 +3,7 @@
 from beepgpt.kafka.admin import ensure_topics
 from beepgpt.kafka.consumer import make_consumer, report_lag
 from beepgpt.kafka.dlq import DeadLetters
-from beepgpt.kafka.headers import Headers, forward, header, make_headers
+from beepgpt.kafka.headers import Headers, header, make_headers
 from beepgpt.kafka.producer import EventProducer
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "EventProducer",
     "Headers",
     "ensure_topics",
-    "forward",
     "header",
     "make_consumer",
     "make_headers",

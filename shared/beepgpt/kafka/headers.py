@@ -9,8 +9,6 @@ Headers = list[tuple[str, bytes]]
 
 SOURCE = "beepgpt.source"
 TRACE_ID = "beepgpt.trace_id"
-RECEIVED_AT = "beepgpt.received_at"
-"""Wall-clock seconds when ingest received the Slack event: end-to-end latency starts here."""
 
 
 def new_trace_id() -> str:
@@ -31,19 +29,3 @@ def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None
         if key == name:
             return value.decode(errors="replace")
     return None
-
-
-def forward(incoming: Sequence[tuple[str, bytes]] | None, source: str) -> Headers:
-    """Headers for a record caused by `incoming`: same trace and receipt time, new source.
-
-    Every service passes these on, so the notifier can measure latency from Slack to the DM and
-    a trace id follows one message through all four services.
-    """
-    headers: Headers = [(SOURCE, source.encode())]
-    for name in (TRACE_ID, RECEIVED_AT):
-        value = header(incoming, name)
-        if value is not None:
-            headers.append((name, value.encode()))
-    if header(incoming, TRACE_ID) is None:
-        headers.append((TRACE_ID, new_trace_id().encode()))
-    return headers

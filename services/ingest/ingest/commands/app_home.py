@@ -14,7 +14,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from beepgpt.contracts import Notification, Preferences
+from beepgpt.contracts import Notification, Preferences, split_conversation_id
 from ingest.commands.beep_command import MAX_TOPICS, slack_date
 from ingest.commands.preferences_store import NotReady, PreferencesStore
 from ingest.commands.recent_alerts import RecentAlerts
@@ -93,10 +93,11 @@ def home_view(prefs: Preferences, alerts: Sequence[Notification], now: float) ->
     if alerts:
         lines = []
         for alert in alerts:
-            channel, _, first_ts = alert.conversation_id.partition(":")
+            channel, first_ts, thread = split_conversation_id(alert.conversation_id)
             started = f" started {slack_date(float(first_ts))}" if _is_ts(first_ts) else ""
             how = "in a digest" if alert.outcome == "digest" else "as a DM"
-            lines.append(f"• <#{channel}>{started} — sent {how} {slack_date(alert.decided_at)}")
+            what = " (a thread)" if thread else ""
+            lines.append(f"• <#{channel}>{what}{started} — sent {how} {slack_date(alert.decided_at)}")
         blocks.append(_section("\n".join(lines)))
     else:
         blocks.append(_section("No alerts in the last week."))
