@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import importlib
 import json
 import multiprocessing
@@ -22,6 +23,7 @@ from typing import Any
 
 BENCHMARKS = ("ingest", "sessionizer", "models", "scorer", "notifier", "pipeline")
 RESULTS = Path(__file__).parent / "results.json"
+LOCK = Path(__file__).parent / ".results.lock"
 
 
 def run_one(name: str, out: Path) -> None:
@@ -42,6 +44,28 @@ def run_benchmark(name: str) -> tuple[list[dict[str, Any]], str | None]:
             return [], f"exit code {done.returncode}"
         records: list[dict[str, Any]] = json.loads(out.read_text())
         return records, None
+
+
+def merge_results(names: list[str], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the records of `names` in results.json, keep every other benchmark's.
+
+    Read and written under a lock, at the end of the run: two runs of different benchmarks at
+    once (a long pipeline run and a quick sessionizer one, say) both keep their figures."""
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+        machine = {
+            "benchmark": "machine",
+            "metric": "cpus",
+            "value": multiprocessing.cpu_count(),
+            "unit": platform.processor() or platform.machine(),
+        }
+        kept = [r for r in previous if r.get("benchmark") not in {*names, "machine"}]
+        merged = [machine, *kept, *records]
+        partial = RESULTS.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(merged, indent=2) + "\n")
+        partial.replace(RESULTS)
+        return merged
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
@@ -74,8 +98,6 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     names = args.names or [n for n in BENCHMARKS if (Path(__file__).parent / f"{n}.py").exists()]
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    kept = [r for r in previous if r.get("benchmark") not in names]
     records: list[dict[str, Any]] = []
     failures: list[str] = []
     for name in names:
@@ -86,15 +108,7 @@ def main(argv: list[str]) -> int:
             failures.append(f"{name}: {error}")
         records.extend(found)
         print(f"  {name} took {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
-    machine = {
-        "benchmark": "machine",
-        "metric": "cpus",
-        "value": multiprocessing.cpu_count(),
-        "unit": platform.processor() or platform.machine(),
-    }
-    all_records = [machine, *[r for r in kept if r.get("benchmark") != "machine"], *records]
-    RESULTS.write_text(json.dumps(all_records, indent=2) + "\n")
-    print_table(all_records)
+    print_table(merge_results(names, records))
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     return 1 if failures else 0

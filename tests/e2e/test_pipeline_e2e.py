@@ -164,18 +164,7 @@ async def test_a_known_script_produces_exactly_the_expected_dms(
     assert len(dm_posts(slack_standin)) == 2
 
 
-SCORER_KILL_BUG = pytest.mark.xfail(
-    reason="seen in session 1 (2 of 3 runs): after a SIGKILL of the scorer mid-stream, the restarted "
-    "scorer published the candidates of its first batch and then none. Not seen in 6 runs of session 2 "
-    "(4 of them after the rebalance's wait for the batch in hand and the commit were bounded in "
-    "scorer/service.py); kept non-strict until CI history shows it gone",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "service", ["ingest", "sessionizer", pytest.param("scorer", marks=SCORER_KILL_BUG), "notifier"]
-)
+@pytest.mark.parametrize("service", ["ingest", "sessionizer", "scorer", "notifier"])
 async def test_a_service_killed_mid_stream_loses_and_doubles_nothing(
     service: str, followed: KafkaSettings, pipeline: Services, slack_standin: SlackStandin
 ) -> None:
