@@ -106,4 +106,5 @@ async def test_with_slack_tokens_the_demo_runs_against_that_workspace(
         if demo.returncode is None:
             demo.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(demo.communicate(), 90)
+        print("".join(seen) + rest.decode())  # shown by pytest when the test fails
     assert demo.returncode == 0, "".join(seen) + rest.decode()[-2000:]

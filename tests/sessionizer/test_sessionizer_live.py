@@ -117,6 +117,23 @@ async def test_late_messages_are_clamped_and_too_old_ones_dropped() -> None:
     assert [m.text for m in closed.messages] == ["first", "second", "late"]
 
 
+async def test_a_message_older_than_the_last_heartbeat_joins_without_breaking_the_query() -> None:
+    # Live, heartbeats run ahead of messages: a message whose ts is already past (Slack delivered
+    # it late, or its clock is behind ours) is clamped behind the last heartbeat. Landing at that
+    # heartbeat's very time, in a later `add`, failed Kaskada's query ("invalid batch input
+    # bounds … In shift_to"); the real-Slack demo lost its first conversation to the rebuild.
+    async with running() as run:
+        await run.at(T0 + 30)
+        await run.feed(say(T0, "a question asked half a minute ago"))
+        await run.at(T0 + 31)
+        await run.feed(say(T0 + 1, "and its answer"), None)  # None: a record that could not be read
+        await run.at(T0 + 200)
+        assert run.partition.failed is None
+        events = run.of("C1:1700000000.000000")
+    assert [e.kind for e in events] == ["updated", "updated", "closed"]
+    assert [m.text for m in events[-1].messages] == ["a question asked half a minute ago", "and its answer"]
+
+
 async def test_a_thread_that_wakes_up_continues_whole_with_a_higher_version() -> None:
     async with running() as run:
         await run.feed(say(T0, "question", thread=T0), say(T0 + 10, "answer", user="U2", thread=T0))

@@ -28,6 +28,7 @@ from sessionizer.clock import FakeClock
 from sessionizer.conversation import Emitted
 from sessionizer.history import conversations
 from sessionizer.partition import Publish
+from sessionizer.query import message_row
 
 
 async def test_the_example_workspace_through_kafka_closes_the_same_187_conversations(
@@ -175,3 +176,43 @@ async def test_two_instances_split_the_channels_and_close_every_conversation_onc
     assert published["a"]
     assert published["b"]
     assert not published["a"] & published["b"]
+
+
+async def test_a_query_that_breaks_is_rebuilt_and_its_conversation_still_comes_out_whole(
+    kafka_topics: KafkaSettings,
+) -> None:
+    """Kaskada can fail a live query (its iterator ends, or it raises); the partition restarts
+    from its last commit and replays, so the conversation in flight loses no message."""
+    start = 1_700_000_000.0
+    clock = CountingClock(start)
+    said = [
+        SlackMessage(channel="C1", ts=f"{start + i:.6f}", user=f"U{i}", text=f"#{i}", event_time=start + i)
+        for i in range(3)
+    ]
+
+    def failures() -> float:
+        return sum(metrics.QUERY_RESTARTS.labels(reason)._value.get() for reason in ("ended", "failed"))
+
+    before = failures()
+    async with (
+        Conversations(kafka_topics) as out,
+        running_service(
+            kafka_topics, fast_settings(gap_s=60, group_id="sessionizer-broken"), clock
+        ) as running,
+    ):
+        await publish(kafka_topics, said[:2])
+        await out.until(lambda events: len(events) >= 2)
+        (number,) = {n for n, p in running.service.partitions.items() if p.position > 0}
+        broken = running.service.partitions[number]
+        # A row older than the query's time breaks Kaskada's live query.
+        await broken._query.add([message_row(said[0], 0, 0)])
+        async with asyncio.timeout(10):
+            while running.service.partitions[number] is broken:
+                await clock.rounds(1)
+        await publish(kafka_topics, said[2:])
+        clock.set(start + 2 + 61)
+        await out.until(closed_count(1))
+    closed = out.closed()["C1:1700000000.000000"]
+    assert [m.text for m in closed.messages] == ["#0", "#1", "#2"]
+    assert {e.messages[-1].text for e in out.updated()} == {"#0", "#1", "#2"}
+    assert failures() == before + 1

@@ -3,7 +3,7 @@
 Three rules live here rather than in the query, because Kaskada 0.6.1 cannot run them live
 (see query.py):
 
-- order: times never go back (`rules.Timeline`: late rows are clamped, and a new message older
+- order: times always move forward (`rules.Timeline`: late rows are clamped, and a new message older
   than anything this feeder has seen is dropped, since it could be a forgotten duplicate);
 - identity: a (channel, ts) seen before is a duplicate and never reaches the rules twice;
 - reactions do not say which thread their message is in, so the feeder remembers it (a
@@ -73,7 +73,7 @@ class Feeder:
 
     def _skip(self, offset: int) -> Row:
         """Skipped records still go through the query, so its output accounts for their offsets."""
-        return skip_row(self.timeline.current(), offset)
+        return skip_row(self.timeline.tick(), offset)
 
 
 def _time(placement: Placement) -> int:

@@ -2,9 +2,11 @@
 
 Kaskada 0.6.1 facts this wrapper is built around (measured, DESIGN.md §3):
 
-- A live source needs rows in non-decreasing time order; one older row ends the result iterator
-  without an error. Rows are ordered before they get here (`rules.Timeline`), and an iterator
-  that ends anyway is a failure (`QueryEnded`), never "done": the owner rebuilds the query.
+- A live source needs rows in time order; one older row ends the result iterator without an
+  error, and a row at the same time as a row of an earlier `add` fails the query ("invalid
+  batch input bounds … In shift_to"). Rows get strictly increasing times before they get here
+  (`rules.Timeline`), and an iterator that ends anyway is a failure (`QueryEnded`), never
+  "done": the owner rebuilds the query.
 - Event time only advances when rows arrive, and a row's output comes out only once a row with
   a later time arrives in a later `add` (rows of one batch do not release each other, nor do
   rows at the same time). Heartbeat rows, always later than the rows before them, do both:

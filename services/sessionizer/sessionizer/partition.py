@@ -138,7 +138,7 @@ class PartitionSessionizer:
         done = loop.create_future()
         self._ticks += 1
         self._tick_waiters[self._ticks] = done
-        await self._query.add([self._feeder.tick(self._feeder.timeline.current(), self._ticks)])
+        await self._query.add([self._feeder.tick(0, self._ticks)])  # just after the newest row
         assert self._reader is not None
         while not done.done() and self.failed is None and not self._reader.done():
             remaining = deadline - loop.time()

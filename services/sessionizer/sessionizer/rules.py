@@ -1,8 +1,9 @@
 """The conversation rules that live outside the Kaskada query, as plain functions and values.
 
-Kaskada's live sources need rows in non-decreasing time order (one older row silently ends the
-live result iterator), so every row passes through a `Timeline` before it is added: late rows are
-clamped to the newest time fed, and new messages older than anything the query remembers are
+Kaskada's live sources need rows in time order (one older row silently ends the live result
+iterator, and a row at the very time of a row of an earlier `add` fails the query: see
+`Timeline`), so every row passes through a `Timeline` before it is added: late rows are clamped
+to just after the newest time fed, and new messages older than anything the query remembers are
 dropped, because they could be duplicates of messages it has forgotten. Both are counted.
 """
 
@@ -56,7 +57,13 @@ class Placement:
 
 
 class Timeline:
-    """Keeps the times fed to one query instance non-decreasing.
+    """Keeps the times fed to one query instance strictly increasing.
+
+    Strictly, not merely non-decreasing: Kaskada 0.6.1 fails a live query ("invalid batch input
+    bounds … In shift_to") when a row arrives at the same time as a row of an earlier `add`
+    (measured: heartbeats, then a message late enough to be clamped onto the last heartbeat's
+    time; the real-Slack demo hit it whenever a message arrived after its own ts had passed). So
+    a row that is not later than the newest one lands 1 ns after it.
 
     `horizon_ns` is the time of the first message fed: the query remembers (and so deduplicates)
     every message since then. A new message older than that could be a redelivery of one it never
@@ -78,23 +85,19 @@ class Timeline:
         """Edits, deletions and reactions: where they land in time only orders them; never dropped."""
         return self._place(at_ns)
 
-    def tick(self, at_ns: int) -> int:
-        """A heartbeat lands strictly after every row fed: a live query releases a row's output
-        only once a later-timed row arrives, so a heartbeat that repeated the newest time would
-        hold the newest rows back. With a clock at or behind the newest row that costs 1ns."""
-        placed = at_ns if self.last_ns is None else max(at_ns, self.last_ns + 1)
-        self.last_ns = placed
-        return placed
-
-    def current(self) -> int:
-        """The newest time fed (0 before any): where rows that only pass through go."""
-        return self.last_ns or 0
+    def tick(self, at_ns: int = 0) -> int:
+        """Heartbeats and rows that only pass through (skipped records): at `at_ns`, or just after
+        the newest row if that is later. A heartbeat must land after every row fed anyway: a live
+        query releases the newest rows' outputs only once a later row arrives."""
+        return self._place(at_ns).time_ns or 0
 
     def _place(self, at_ns: int) -> Placement:
-        if self.last_ns is not None and at_ns < self.last_ns:
-            return Placement(self.last_ns, Lateness.CLAMPED)
-        self.last_ns = at_ns
-        return Placement(at_ns, Lateness.ON_TIME)
+        if self.last_ns is None or at_ns > self.last_ns:
+            self.last_ns = at_ns
+            return Placement(at_ns, Lateness.ON_TIME)
+        late = at_ns < self.last_ns
+        self.last_ns += 1
+        return Placement(self.last_ns, Lateness.CLAMPED if late else Lateness.ON_TIME)
 
 
 def float_ts(ts: str) -> float:
