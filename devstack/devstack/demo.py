@@ -209,7 +209,9 @@ def service_env(
         "BEEPGPT_SESSIONIZER_THREAD_IDLE_S": f"{THREAD_IDLE_S / speed:.3f}",
         "BEEPGPT_NOTIFIER_RATE_PER_HOUR": "3600",
         "BEEPGPT_NOTIFIER_BURST": "20",
-        "BEEPGPT_LOG_LEVEL": "WARNING",
+        # Quiet services by default, so the demo's own lines stand out; BEEPGPT_LOG_LEVEL=INFO
+        # in the environment fills build/demo/logs/ for a closer look.
+        "BEEPGPT_LOG_LEVEL": os.environ.get("BEEPGPT_LOG_LEVEL", "WARNING"),
     }
     if slack is not None:
         env |= {**DEMO_TOKENS, "BEEPGPT_SLACK_API_URL": slack["api_url"]}

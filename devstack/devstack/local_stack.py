@@ -6,6 +6,11 @@ the server already answering at BEEPGPT_REDIS_URL when there is one, otherwise a
 this module starts (installing Debian's package first when it is missing). Whatever it starts,
 it stops, and what it starts dies with the thread that started it (see `dies_with_starter`), so
 a test runner killed with SIGKILL leaves no broker or Redis behind.
+
+Each stack keys Redis under a prefix of its own and deletes those keys when it stops: its broker
+starts empty every time, and Redis state of an earlier run on the machine's Redis (dedup marks,
+rate-limit buckets) would describe a world that is gone. Without this, one demo's DMs to a
+person used up that person's rate limit for the next demo on the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +116,20 @@ def redis_answers(url: str) -> bool:
             client.close()
     except (redis.RedisError, OSError):
         return False
+
+
+def forget_keys(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (how many); a Redis that does not answer keeps them."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        return len(keys)
+    except (redis.RedisError, OSError):
+        return 0
+    finally:
+        client.close()
 
 
 def tansu_binary() -> str:
@@ -263,6 +283,7 @@ class LocalStack:
     broker_log: Path | None = None
     broker: Broker | None = None
     own_redis: RedisServer | None = None
+    redis_key_prefix: str = field(default_factory=lambda: f"beepgpt:stack-{uuid.uuid4().hex[:12]}:")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -281,6 +302,8 @@ class LocalStack:
             self.broker.stop()
         if self.own_redis is not None:
             self.own_redis.stop()
+        elif self.broker is not None:
+            forget_keys(self.redis_url, self.redis_key_prefix)
 
     def env(self) -> dict[str, str]:
         """Environment for service processes that should use this stack."""
@@ -288,6 +311,7 @@ class LocalStack:
             "BEEPGPT_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "BEEPGPT_KAFKA_IDEMPOTENCE": "false",
             "BEEPGPT_REDIS_URL": self.redis_url,
+            "BEEPGPT_REDIS_KEY_PREFIX": self.redis_key_prefix,
         }
 
     def __enter__(self) -> LocalStack:

@@ -1,4 +1,5 @@
-"""The local stack really pauses and resumes the broker without losing its data."""
+"""The local stack: a real broker that pauses and resumes without losing data, Redis state that
+stays with the stack that wrote it, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 from beepgpt import topics
 from beepgpt.contracts import SlackMessage
 from beepgpt.kafka import EventProducer
 from beepgpt.settings import KafkaSettings
-from devstack.local_stack import Broker, kafka_answers, redis_answers
+from devstack.local_stack import Broker, LocalStack, kafka_answers, redis_answers
 from devstack.topic_reader import read_topic
 
 
@@ -72,3 +74,19 @@ def test_a_killed_starter_leaves_no_broker_or_redis_behind() -> None:
     assert _wait_gone(int(broker_pid), 10), "the broker outlived the process that started it"
     assert _wait_gone(int(redis_pid), 10), "Redis outlived the process that started it"
     assert not kafka_answers(bootstrap)
+
+
+def test_each_stack_keeps_its_redis_keys_apart_and_removes_them_when_it_stops(redis_url: str) -> None:
+    # The broker is new and empty for every stack; Redis state of an earlier stack on the same
+    # server (a person's rate-limit bucket, say) must not reach the next demo.
+    with LocalStack(redis_url=redis_url) as first, LocalStack(redis_url=redis_url) as second:
+        assert first.env()["BEEPGPT_REDIS_KEY_PREFIX"] != second.env()["BEEPGPT_REDIS_KEY_PREFIX"]
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.set(f"{first.redis_key_prefix}bucket:{{U1}}", "0")
+            client.set(f"{second.redis_key_prefix}bucket:{{U1}}", "3")
+            first.stop()
+            assert client.get(f"{first.redis_key_prefix}bucket:{{U1}}") is None
+            assert client.get(f"{second.redis_key_prefix}bucket:{{U1}}") == b"3"
+        finally:
+            client.close()
