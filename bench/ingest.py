@@ -26,14 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import SLACK_MESSAGES
-from devstack.local_stack import Broker, RedisServer, redis_answers
+from devstack.local_stack import Broker, RedisServer, forget_keys, redis_answers
 from ingest.dedup import RedisDedup
 from ingest.importer.publish import publish
 from ingest.importer.sources import read_source
@@ -217,22 +216,6 @@ async def bench_import(kafka: KafkaSettings) -> list[dict[str, Any]]:
     ]
 
 
-async def _forget_claims(url: str, prefix: str) -> None:
-    """The machine's Redis is shared with everyone's tests: leave no dedup keys behind."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=f"{prefix}*", count=5_000):
-            batch.append(key)
-            if len(batch) >= 5_000:
-                await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            await client.unlink(*batch)
-    finally:
-        await client.aclose()
-
-
 async def run() -> list[dict[str, Any]]:
     logging.getLogger("ingest").setLevel(logging.WARNING)
     broker = await asyncio.to_thread(Broker.start)
@@ -252,7 +235,7 @@ async def run() -> list[dict[str, Any]]:
         return results
     finally:
         if own_redis is None:
-            await _forget_claims(redis_url, prefix)
+            await asyncio.to_thread(forget_keys, redis_url, prefix)
         await asyncio.to_thread(broker.stop)
         if own_redis is not None:
             await asyncio.to_thread(own_redis.stop)

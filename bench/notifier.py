@@ -31,14 +31,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from beepgpt.contracts import Candidate, Preferences, PreviewLine
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import ALL_TOPICS, CANDIDATES, PREFERENCES
-from devstack.local_stack import Broker, RedisServer, redis_answers
+from devstack.local_stack import Broker, RedisServer, forget_keys, redis_answers
 from devstack.slack_standin.identity import DEFAULT_BOT_TOKEN
 from notifier.service import Notifier
 from notifier.settings import NotifierSettings
@@ -215,11 +214,7 @@ async def run() -> list[dict[str, Any]]:
     finally:
         standin.terminate()
         standin.wait(timeout=10)
-        client = aioredis.Redis.from_url(url)
-        keys = [key async for key in client.scan_iter(match=f"{redis.key_prefix}*", count=1_000)]
-        for start in range(0, len(keys), 1_000):
-            await client.delete(*keys[start : start + 1_000])
-        await client.aclose()
+        await asyncio.to_thread(forget_keys, url, redis.key_prefix)
         if own_redis is not None:
             own_redis.stop()
         broker.stop()

@@ -63,7 +63,6 @@ import shutil
 import statistics
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,7 +71,6 @@ from typing import Any
 
 import aiohttp
 import pandas as pd
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -468,12 +466,11 @@ async def drain(probe: Probe, step: Step, scorer_before: tuple[int, int]) -> Non
 # --- the run --------------------------------------------------------------------------------------
 
 
-def service_env(stack: LocalStack, slack: SlackStandin, redis_prefix: str) -> dict[str, str]:
+def service_env(stack: LocalStack, slack: SlackStandin) -> dict[str, str]:
     """The demo's settings with the gap compressed and the per-person rate limit out of the way."""
     return {
         **stack.env(),
         "BEEPGPT_KAFKA_PARTITIONS": "3",
-        "BEEPGPT_REDIS_KEY_PREFIX": redis_prefix,
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_APP_TOKEN": slack.app_token,
         "SLACK_SIGNING_SECRET": slack.signing_secret,
@@ -585,23 +582,12 @@ def plot(steps: list[Step], path: Path = PLOT) -> None:
     plt.close(fig)
 
 
-async def forget_keys(url: str, prefix: str) -> None:
-    """The machine's Redis is shared with everyone's tests: leave no dedup keys behind."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1_000)]
-        for start in range(0, len(keys), 1_000):
-            await client.delete(*keys[start : start + 1_000])
-    finally:
-        await client.aclose()
-
-
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
 async def measure(
-    kafka: KafkaSettings, stack: LocalStack, example: ExampleWorkspace, work: Path, redis_prefix: str
+    kafka: KafkaSettings, stack: LocalStack, example: ExampleWorkspace, work: Path
 ) -> tuple[list[Step], dict[str, float]]:
     conversations = source_conversations(example.messages)
     members = [str(u["id"]) for u in example.users]
@@ -611,7 +597,7 @@ async def measure(
         SlackStandin(Workspace.from_files(users_path, channels_path)) as slack,
         aiohttp.ClientSession() as http,
     ):
-        services = Services(service_env(stack, slack, redis_prefix), work / "logs")
+        services = Services(service_env(stack, slack), work / "logs")
         watcher = Watcher(kafka, steps)
         probe = Probe(kafka, services, watcher, http)
         try:
@@ -654,18 +640,15 @@ async def run() -> list[dict[str, Any]]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     stack = await asyncio.to_thread(LocalStack(broker_log=work / "broker.log").start)
-    redis_prefix = f"bench:pipeline:{uuid.uuid4().hex[:8]}:"
     try:
         kafka = KafkaSettings(bootstrap_servers=stack.bootstrap_servers, idempotence=False, partitions=3)
         await ensure_topics(kafka, topics.ALL_TOPICS)
         async with EventProducer(kafka, "bench") as producer:
             for prefs in example.preferences(time.time()):
                 await producer.send(topics.PREFERENCES, prefs.user, prefs)
-        steps, lifetime = await measure(kafka, stack, example, work, redis_prefix)
+        steps, lifetime = await measure(kafka, stack, example, work)
     finally:
-        if stack.own_redis is None:
-            await forget_keys(stack.redis_url, redis_prefix)
-        await asyncio.to_thread(stack.stop)
+        await asyncio.to_thread(stack.stop)  # also deletes the stack's Redis keys
     plot(steps)
     return [*(r for step in steps for r in step_records(step)), *summary_records(steps, lifetime)]
 

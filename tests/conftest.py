@@ -7,18 +7,18 @@ to fakes and are never skipped for that.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from beepgpt.kafka import ensure_topics
 from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import ALL_TOPICS
-from devstack.local_stack import Broker, RedisServer, redis_answers
+from devstack.local_stack import Broker, RedisServer, forget_keys, redis_answers
 
 pytest_plugins = ["devstack.slack_standin.pytest_plugin"]
 
@@ -72,10 +72,4 @@ async def redis_settings(redis_url: str) -> AsyncIterator[RedisSettings]:
     """A key prefix of the test's own, deleted afterwards, on the shared Redis."""
     settings = RedisSettings(url=redis_url, key_prefix=f"test:{uuid.uuid4().hex[:12]}:")
     yield settings
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{settings.key_prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await asyncio.to_thread(forget_keys, redis_url, settings.key_prefix)

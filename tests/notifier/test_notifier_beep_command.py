@@ -128,7 +128,9 @@ def test_home_view_is_valid_block_kit() -> None:
     )
     alerts = [
         Notification(user="U1", conversation_id="C1:1700000000.000100", outcome="sent", decided_at=NOW),
-        Notification(user="U1", conversation_id="C1:1700000000.000200/thread", outcome="sent", decided_at=NOW),
+        Notification(
+            user="U1", conversation_id="C1:1700000000.000200/thread", outcome="sent", decided_at=NOW
+        ),
         Notification(user="U1", conversation_id="odd", outcome="digest", decided_at=NOW),
     ]
     view = home_view(current, alerts, NOW)
