@@ -255,7 +255,7 @@ async def run(args: argparse.Namespace) -> int:
             services = Services(env, work / "logs")
             print("starting ingest, sessionizer, scorer and notifier ...", flush=True)
             await services.start()
-            resources.push_async_callback(services.stop)
+            resources.push_async_callback(stop_services, services)
             watcher = asyncio.create_task(follow_topics(kafka, tally))
             resources.callback(watcher.cancel)
             if real_slack:
@@ -271,6 +271,14 @@ async def run(args: argparse.Namespace) -> int:
                 watcher.result()  # the tally stopped early: its error, rather than a short summary
             print(tally.summary(messages), flush=True)
     return 0
+
+
+async def stop_services(services: Services) -> None:
+    """Stop the services and say which did not exit cleanly (a crash on the way out would
+    otherwise only show in its log)."""
+    for name, code in (await services.stop()).items():
+        if code not in (0, None):
+            print(f"{name} exited with code {code} when stopped; see {services[name].log_path}", flush=True)
 
 
 async def follow_example_topics(kafka: KafkaSettings, workspace: ExampleWorkspace, tally: Tally) -> None:

@@ -49,6 +49,7 @@ async def test_the_demo_replays_a_day_and_closes_with_a_summary(model_dir: Path)
     out, _ = await asyncio.wait_for(demo.communicate(), DEMO_TIMEOUT_S)
     output = out.decode()
     assert demo.returncode == 0, output[-3000:]
+    assert "exited with code" not in output  # every service stopped cleanly
     assert "follows:" in output  # the example people follow topics
     replayed = summary_figure(output, "messages replayed")
     assert replayed > 100
@@ -108,3 +109,4 @@ async def test_with_slack_tokens_the_demo_runs_against_that_workspace(
         rest, _ = await asyncio.wait_for(demo.communicate(), 90)
         print("".join(seen) + rest.decode())  # shown by pytest when the test fails
     assert demo.returncode == 0, "".join(seen) + rest.decode()[-2000:]
+    assert "exited with code" not in rest.decode()  # every service stopped cleanly
