@@ -109,7 +109,8 @@ def conversation_id(channel: str, first_ts: str, thread_ts: str | None = None) -
     Stable, readable and unique per workspace. A thread needs its own form: live, its parent
     arrives before anyone replies and may start a flow conversation, whose id is
     `channel:parent_ts` — with the same form, the thread would share that id, and the scorer's
-    cache and the notifier's one-alert-per-conversation would merge two conversations.
+    cache and the conversations' versions would mix two conversations. (The notifier does treat
+    the two as one on purpose: one DM per opening message, `notifier.dedup.alert_subject`.)
     """
     if thread_ts is None:
         return f"{channel}:{first_ts}"

@@ -91,6 +91,35 @@ async def test_the_same_candidate_three_times_and_by_two_instances_gives_one_dm(
     assert len(set(channels)) == 2
 
 
+async def test_a_thread_and_the_channel_conversation_its_parent_opened_give_one_dm(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    """Live, a thread's parent first opens a channel conversation, then the thread starts with it:
+    one DM about that opening message. A thread under a later message is news of its own."""
+    opened = "C0PROJECT:1700000000.000100"
+    await publish(
+        kafka_topics,
+        [
+            opted_in(BOB),
+            candidate(BOB, opened),
+            candidate(BOB, f"{opened}/thread"),
+            candidate(BOB, "C0PROJECT:1700000100.000200/thread"),
+        ],
+    )
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
+        found = await decisions(kafka_topics, 3)
+    assert [(d.conversation_id, d.outcome) for d in found] == [
+        (opened, "sent"),
+        (f"{opened}/thread", "deduplicated"),
+        ("C0PROJECT:1700000100.000200/thread", "sent"),
+    ]
+    assert len(dms(standin)) == 2
+
+
 async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(
     kafka_topics: KafkaSettings,
     redis_settings: RedisSettings,

@@ -1,5 +1,10 @@
 """At most one DM per (user, conversation): a Redis key taken with an atomic set-if-absent.
 
+A thread and the channel conversation its parent opened count as one here (`alert_subject`):
+live, the parent arrives before anyone replies, so it opens a channel conversation and then
+also starts its thread (the sessionizer gives the thread its parent, as in history). Both are
+about the same opening message, and a DM for one already points the person at the other.
+
 The key is taken *before* the send and says who took it and how far they got, so that a batch
 redone after a Redis outage, a crash or a rebalance can tell "my own unfinished work" from "a
 duplicate" (DESIGN.md §5):
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
+
+from beepgpt.contracts import split_conversation_id
 
 StateKind = Literal["claim", "done"]
 
@@ -51,6 +58,12 @@ class ClaimState:
         if parts[0] == "done" and len(parts) == 5:
             return cls("done", parts[1], outcome=parts[2], dm_channel=parts[3], dm_ts=parts[4])
         return cls("done", record="?", outcome="unknown")
+
+
+def alert_subject(conversation_id: str) -> str:
+    """What one DM covers: the conversation's channel and opening message, thread or not."""
+    channel, first_ts, _ = split_conversation_id(conversation_id)
+    return f"{channel}:{first_ts}"
 
 
 def record_id(group: str, topic: str, partition: int, offset: int) -> str:
@@ -106,7 +119,7 @@ class DedupStore:
         self._release = client.register_script(_RELEASE)
 
     def key(self, user: str, conversation_id: str) -> str:
-        return f"{self._prefix}dedup:{{{user}}}:{conversation_id}"
+        return f"{self._prefix}dedup:{{{user}}}:{alert_subject(conversation_id)}"
 
     def owner_key(self, owner: str) -> str:
         return f"{self._prefix}owner:{owner}"
