@@ -89,7 +89,9 @@ class Timeline:
         """Heartbeats and rows that only pass through (skipped records): at `at_ns`, or just after
         the newest row if that is later. A heartbeat must land after every row fed anyway: a live
         query releases the newest rows' outputs only once a later row arrives."""
-        return self._place(at_ns).time_ns or 0
+        placed = self._place(at_ns).time_ns
+        assert placed is not None, "only new messages are ever dropped"
+        return placed
 
     def _place(self, at_ns: int) -> Placement:
         if self.last_ns is None or at_ns > self.last_ns:
