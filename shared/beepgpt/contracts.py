@@ -2,7 +2,11 @@
 
 Every value on a topic is JSON made from one of these pydantic models. Each carries a
 `schema_version` so a consumer can refuse (and dead-letter) a record written by a newer producer
-instead of misreading it. Slack timestamps stay the strings Slack sends (`"1690797600.000100"`):
+instead of misreading it. Readers are tolerant of fields they do not know: a new optional field
+needs no new version and rolls out in any order (a consumer still on older code reads the
+record without it, rather than dead-lettering every record of the rollout); a change older code
+would misread raises `SCHEMA_VERSION`, and a record of a newer version fails validation
+everywhere it is decoded. Slack timestamps stay the strings Slack sends (`"1690797600.000100"`):
 they are message identities, and a float would lose the microseconds that make them unique.
 """
 
@@ -27,11 +31,11 @@ def ts_to_float(ts: str) -> float:
 
 
 class Event(BaseModel):
-    """Base of every contract: immutable, strict about unknown fields, versioned."""
+    """Base of every contract: immutable, tolerant of unknown fields, versioned (see above)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
 
 
 # --- slack.messages -------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ slack_event_adapter: TypeAdapter[SlackMessage | SlackReaction] = TypeAdapter(Sla
 class ConversationMessage(BaseModel):
     """One message as carried inside a conversation (already edited, never deleted)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     ts: str
     user: str
@@ -157,7 +161,7 @@ CandidateReason = Literal["interest", "topic"]
 class PreviewLine(BaseModel):
     """A line of the DM's preview: who said what, raw Slack markup included."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     user: str
     text: str
@@ -211,7 +215,7 @@ class Notification(Event):
 class FollowedTopic(BaseModel):
     """A topic in the user's own words ("streaming technology decisions")."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str
     text: str
@@ -221,7 +225,7 @@ class FollowedTopic(BaseModel):
 class QuietHours(BaseModel):
     """Daily window, in the user's time zone, when alerts wait for a digest."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")

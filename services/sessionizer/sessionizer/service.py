@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from pydantic import ValidationError
 
-from beepgpt.contracts import SCHEMA_VERSION, SlackMessage
+from beepgpt.contracts import SlackMessage
 from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, make_consumer
 from beepgpt.kafka.headers import SOURCE, TRACE_ID, new_trace_id
 from beepgpt.observability.metrics import CONSUMED, CONSUMER_LAG
@@ -128,8 +128,8 @@ class SessionizerService:
         for record in records:
             event: SlackEvent | None
             try:
-                event = _decode(record)
-            except (ValidationError, ValueError) as error:
+                event = SLACK_MESSAGES.decode(record.value or b"")
+            except ValidationError as error:  # a newer schema_version included
                 await self._dead_letters.send(record, error)
                 event = None  # still fed, as a skip: the partition's progress passes it
             if isinstance(event, SlackMessage) and event.action == "new":
@@ -263,14 +263,6 @@ class SessionizerService:
         for n, (partition, point) in points.items():
             partition.committed(point.offset)
             self._committed[n] = point
-
-
-def _decode(record: ConsumerRecord[bytes, bytes]) -> SlackEvent:
-    """The record's event; ValidationError or ValueError for a record that must be dead-lettered."""
-    event: SlackEvent = SLACK_MESSAGES.decode(record.value or b"")
-    if event.schema_version > SCHEMA_VERSION:
-        raise ValueError(f"schema_version {event.schema_version} is newer than {SCHEMA_VERSION}")
-    return event
 
 
 def _trace_id(record: ConsumerRecord[bytes, bytes]) -> bytes | None:
