@@ -182,6 +182,11 @@ class Candidate(Event):
     explanation: str
     topic_id: str | None = None
     model_version: str | None = None
+    score_space: str | None = Field(
+        default=None,
+        max_length=200,
+        description="for a topic alert, the embedding model its score was measured in",
+    )
     preview: list[PreviewLine] = Field(default_factory=list)
     conversation_started_at: float | None = None
     created_at: float = Field(default_factory=now)
@@ -264,6 +269,14 @@ class Feedback(Event):
         description=(
             "the alerted candidate's score (for a topic alert, its topic score), carried by the "
             "DM's button so that a click teaches without the scorer having to remember the score"
+        ),
+    )
+    score_space: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "the embedding model `score` was measured in: after a model change, scores of the "
+            "old one do not compare with new ones, and the scorer leaves them out"
         ),
     )
     at: float = Field(default_factory=now)

@@ -22,6 +22,7 @@ def candidate(user: str, conversation: str = "C0PROJECT:1700000000.000100", **ov
         "channel": channel,
         "latest_ts": "1700000100.000200",
         "score": 0.87,
+        "score_space": "all-MiniLM-L6-v2",
         "reason": "topic",
         "explanation": "matches your topic “streaming decisions”",
         "topic_id": "t-1",

@@ -22,6 +22,7 @@ def candidate(**overrides: object) -> Candidate:
         "channel": "C9",
         "latest_ts": "1700000100.000200",
         "score": 0.9,
+        "score_space": "all-MiniLM-L6-v2",
         "reason": "topic",
         "explanation": "matches your topic “streaming decisions”",
         "topic_id": "t1",
@@ -114,6 +115,7 @@ def test_alert_blocks_show_channel_authors_preview_why_and_buttons() -> None:
         "reason": "topic",
         "topic_id": "t1",
         "score": 0.9,  # the scorer learns the topic's line from the click with it
+        "space": "all-MiniLM-L6-v2",  # measured in this model: the scorer leaves out other models' scores
     }
     assert actions["elements"][2]["value"] == actions["elements"][1]["value"]
     assert "@bob in #project" in message.text
@@ -124,7 +126,9 @@ def test_feedback_buttons_carry_the_score_compactly_and_never_an_impossible_one(
     assert json.loads(dm.feedback_value(candidate(score=1.0000000001)))["score"] == 1.0  # float32 noise
     for impossible in (float("nan"), float("inf"), 1.5, -3.0):
         assert "score" not in json.loads(dm.feedback_value(candidate(score=impossible)))
-    interest = json.loads(dm.feedback_value(candidate(reason="interest", topic_id=None, score=0.71)))
+    interest = json.loads(
+        dm.feedback_value(candidate(reason="interest", topic_id=None, score=0.71, score_space=None))
+    )
     assert interest == {"conversation_id": "C9:1700000000.000100", "reason": "interest", "score": 0.71}
     # a topic id too long for Slack's 2,000 characters goes; the score and the rest stay
     long_topic = dm.feedback_value(candidate(topic_id="t" * 3_000))
@@ -133,6 +137,7 @@ def test_feedback_buttons_carry_the_score_compactly_and_never_an_impossible_one(
         "conversation_id": "C9:1700000000.000100",
         "reason": "topic",
         "score": 0.9,
+        "space": "all-MiniLM-L6-v2",
     }
     # an absurd id whose JSON escapes grow it still fits
     assert len(dm.feedback_value(candidate(conversation_id="\x01" * 1_900))) <= dm.MAX_BUTTON_VALUE

@@ -168,13 +168,14 @@ async def test_clicking_a_dm_button_produces_a_feedback_event(
     feedback = [FEEDBACK.decode(r.value) for r in await read_topic(kafka_topics, FEEDBACK.name, count=1)]
     assert len(feedback) == 1
     fb = feedback[0]
-    assert (fb.user, fb.conversation_id, fb.useful, fb.reason, fb.topic_id, fb.score) == (
+    assert (fb.user, fb.conversation_id, fb.useful, fb.reason, fb.topic_id, fb.score, fb.score_space) == (
         BOB,
         "C0PROJECT:1700000000.000100",
         True,
         "topic",
         "t-1",
         0.87,  # the candidate's topic score, carried by the button: the scorer learns from it
+        "all-MiniLM-L6-v2",  # and the model it was measured in: after a model change it is left out
     )
     updated = (await standin.wait_for_posts(1, method="chat.update"))[0]
     assert "thanks" in updated.block_text
@@ -199,7 +200,7 @@ async def test_tampered_feedback_buttons_are_ignored_and_never_break_ingest(
         '{"conversation_id":"C0PROJECT:4.4","reason":"topic","topic_id":"t-1","score":"0.5"}',
         '{"conversation_id":"C0PROJECT:5.5","reason":"topic","topic_id":"t-1","score":true}',
         '{"conversation_id":"C0PROJECT:6.6","reason":"topic","topic_id":"t-1"}',  # a DM from before scores
-        '{"conversation_id":"C0PROJECT:7.7","reason":"topic","topic_id":"t-1","score":-0.25}',
+        '{"conversation_id":"C0PROJECT:7.7","reason":"topic","topic_id":"t-1","score":-0.25,"space":["x"]}',
     ]
     with caplog.at_level(logging.WARNING, logger="ingest.commands.feedback_buttons"):
         for value in values:  # each is acknowledged (push_interactive raises if not)
@@ -220,3 +221,4 @@ async def test_tampered_feedback_buttons_are_ignored_and_never_break_ingest(
         ("C0PROJECT:6.6", False, None),
         ("C0PROJECT:7.7", False, -0.25),
     ]
+    assert feedback[-1].score_space is None  # a space that is not a short string is dropped

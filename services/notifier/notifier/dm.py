@@ -90,8 +90,9 @@ def mentioned(candidates: Sequence[Candidate]) -> tuple[set[str], set[str]]:
 def feedback_value(candidate: Candidate) -> str:
     """The button value: the `Feedback` fields ingest needs, as compact JSON under 2,000 chars.
 
-    The candidate's score travels too, so that a click teaches the scorer's topic line even when
-    no scorer instance still remembers the score (scored before a restart, or elsewhere). It is
+    The candidate's score travels too (with the embedding model it was measured in), so that a
+    click teaches the scorer's topic line even when no scorer instance still remembers the
+    score (scored before a restart, or elsewhere). It is
     rounded to 6 decimals (far finer than a line is learnt at) to stay short, and left out when it
     is not a finite number in [-1, 1], which ingest would refuse anyway. If the whole does not
     fit, the topic id goes first (the click still counts for training), then the id is cut.
@@ -102,6 +103,8 @@ def feedback_value(candidate: Candidate) -> str:
     score = round(candidate.score, 6)
     if math.isfinite(score) and -1.0 <= score <= 1.0:
         value["score"] = score
+        if candidate.score_space is not None:
+            value["space"] = candidate.score_space  # the model the score was measured in
     encoded = _compact(value)
     if len(encoded) > MAX_BUTTON_VALUE:
         value.pop("topic_id", None)

@@ -34,4 +34,11 @@ class FeedbackReader(CompactedTable[Feedback]):
             return
         if after.reason == "topic" and after.topic_id:
             self.clicks += 1
-            self.memory.clicked(after.user, after.topic_id, after.conversation_id, after.useful, after.score)
+            self.memory.clicked(
+                after.user,
+                after.topic_id,
+                after.conversation_id,
+                after.useful,
+                after.score,
+                after.score_space,
+            )

@@ -81,6 +81,8 @@ class ModelOutputs:
     interest: Sequence[InterestScore] = ()
     topics: Sequence[TopicMatch] = ()
     model_version: str | None = None
+    topic_space: str | None = None
+    """The embedding model the topic scores were measured in."""
 
 
 def decide(
@@ -109,6 +111,7 @@ def decide(
                 explanation=explain_topic(match),
                 topic_id=match.topic_id,
                 model_version=outputs.model_version,
+                score_space=outputs.topic_space,
                 preview=preview,
             )
     interested = [s for s in outputs.interest if s.matched and s.user in eligible and s.user not in decided]
@@ -167,6 +170,7 @@ def _candidate(
     topic_id: str | None,
     model_version: str | None,
     preview: list[PreviewLine],
+    score_space: str | None = None,
 ) -> Candidate:
     return Candidate(
         user=user,
@@ -180,6 +184,7 @@ def _candidate(
         explanation=explanation,
         topic_id=topic_id,
         model_version=model_version,
+        score_space=score_space,
         preview=preview,
         conversation_started_at=float(conversation.first_ts),
     )

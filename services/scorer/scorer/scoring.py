@@ -139,8 +139,7 @@ class ModelScorer:
     ) -> list[Candidate]:
         if self._cache_space != bundle.embedder.name:
             self.cache.clear()
-            if self._cache_space is not None:
-                self.feedback.forget_scores()  # scores of another space are not comparable
+            self.feedback.use_space(bundle.embedder.name)  # scores of another space do not compare
             self._cache_space = bundle.embedder.name
         bots = self.settings.bot_users
         audiences = [eligible_users(c, preferences, bots) for c in conversations]
@@ -206,7 +205,9 @@ class ModelScorer:
                 if user in audience and probability >= threshold:
                     signals = model.signals(conversation, user, probability)
                     interest.append(InterestScore(user, probability, threshold, signals))
-        return ModelOutputs(interest=interest, topics=topics, model_version=bundle.version)
+        return ModelOutputs(
+            interest=interest, topics=topics, model_version=bundle.version, topic_space=bundle.embedder.name
+        )
 
 
 async def build(settings: ScorerSettings) -> ModelScorer:

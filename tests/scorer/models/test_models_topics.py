@@ -166,11 +166,29 @@ def test_feedback_memory_learns_from_the_score_a_click_carries() -> None:
     memory.clicked("UANA", "t", "here", True)
     assert memory.examples("UANA", "t") == ([0.15, 0.3], [False, True])
     # a new embedding space makes every old score meaningless, carried ones too; clicks stay
-    memory.forget_scores()
+    memory.use_space("old-model")
+    assert memory.examples("UANA", "t") == ([0.15, 0.3], [False, True])  # the first space: kept
+    memory.use_space("new-model")
     assert memory.examples("UANA", "t") == ([], [])
     assert memory.threshold("UANA", "t", 0.2) == 0.2
     memory.scored("UANA", "t", "elsewhere", 0.25)
     assert memory.examples("UANA", "t") == ([0.25], [False])
+
+
+def test_a_carried_score_counts_only_in_the_embedding_space_it_was_measured_in() -> None:
+    """A click on a DM sent before a model change (or read back after a restart with another
+    model) carries a score of the old space: kept, but left out until that space is back."""
+    memory = FeedbackMemory()
+    memory.clicked("UANA", "t", "before", True, 0.15, "old-model")
+    memory.use_space("new-model")
+    assert memory.examples("UANA", "t") == ([], [])
+    assert memory.threshold("UANA", "t", 0.2) == 0.2
+    memory.clicked("UANA", "t", "after", False, 0.4, "new-model")
+    assert memory.examples("UANA", "t") == ([0.4], [False])
+    line = memory.threshold("UANA", "t", 0.2)
+    memory.use_space("old-model")  # a rollback: its scores compare again
+    assert memory.examples("UANA", "t") == ([0.15], [True])
+    assert memory.threshold("UANA", "t", 0.2) != line
 
 
 # --- words: the lexical half of a topic score --------------------------------------------------

@@ -46,12 +46,14 @@ def test_a_followed_topic_wins_over_interest_and_the_best_topic_is_named() -> No
         interest=[InterestScore("UANA", 0.9, 0.3, ("often replies to <@UBEN>",))],
         topics=[_topic("UANA", 0.62, "t1"), _topic("UANA", 0.71, "t2")],
         model_version="m-7",
+        topic_space="minilm",
     )
     [candidate] = decide(TALK, {"UANA"}, outputs)
     assert (candidate.reason, candidate.topic_id, candidate.score) == ("topic", "t2", 0.71)
     assert candidate.explanation.startswith('Matches a topic you follow: "kafka decisions" (match score 0.71')
     assert "<@UBEN>" in candidate.explanation
     assert candidate.model_version == "m-7"
+    assert candidate.score_space == "minilm"  # the click on its DM says which model scored it
     assert (candidate.conversation_id, candidate.version) == (TALK.conversation_id, TALK.version)
 
 
@@ -61,6 +63,7 @@ def test_interest_candidates_explain_the_score_and_are_capped_per_conversation()
     ]
     decided = decide(TALK, {"U1", "U2", "U3"}, ModelOutputs(interest=scores), max_interest_candidates=2)
     assert [(c.user, c.reason) for c in decided] == [("U2", "interest"), ("U3", "interest")]
+    assert decided[0].score_space is None  # a probability, not a score in an embedding space
     assert decided[0].explanation == (
         "You are likely to want to join in: the interest model gives 80% (alerts from 40%); active in #C1"
     )

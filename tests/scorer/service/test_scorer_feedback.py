@@ -54,6 +54,16 @@ async def test_topic_clicks_reach_the_memory_and_are_read_again_after_a_restart(
             topic_id="t2",
             score=0.05,
         ),
+        # a click on a DM scored by a model this scorer no longer runs
+        Feedback(
+            user="UDAN",
+            conversation_id="C1:5.000000",
+            useful=True,
+            reason="topic",
+            topic_id="t3",
+            score=0.2,
+            score_space="old-model",
+        ),
     ]
     memory = FeedbackMemory()
     for cid, score in (("C1:1.000000", 0.10), ("C1:2.000000", 0.30)):
@@ -65,7 +75,8 @@ async def test_topic_clicks_reach_the_memory_and_are_read_again_after_a_restart(
         await reader.wait_for("UBEN", lambda f: f.topic_id == "t9")
         await reader.wait_for("UANA", lambda f: f.conversation_id == "C1:3.000000")
         await reader.wait_for("UCAT", lambda f: f.topic_id == "t2")
-        assert reader.clicks == 4  # the interest click teaches no topic
+        await reader.wait_for("UDAN", lambda f: f.topic_id == "t3")
+        assert reader.clicks == 5  # the interest click teaches no topic
         assert memory.examples("UANA", "t0") == ([0.10, 0.30], [True, False])
         assert memory.examples("UBEN", "t9") == ([], [])  # clicked, but its score is unknown here
         assert memory.examples("UCAT", "t2") == ([0.05], [False])  # never scored here: carried
@@ -79,9 +90,11 @@ async def test_topic_clicks_reach_the_memory_and_are_read_again_after_a_restart(
     reread = FeedbackReader(kafka_topics, again)
     await reread.start(timeout=30)
     try:
-        assert reread.clicks == 4
+        assert reread.clicks == 5
+        again.use_space("new-model")  # the restarted scorer runs another embedding model
         assert again.examples("UANA", "t0") == ([0.10], [True])
         assert again.examples("UCAT", "t2") == ([0.05], [False])  # nothing scored since the restart
+        assert again.examples("UDAN", "t3") == ([], [])  # an old model's score does not compare
     finally:
         await reread.stop()
 

@@ -154,6 +154,7 @@ async def test_a_new_model_version_with_another_embedder_starts_a_fresh_cache(tm
     )
     talk = conversation("C1:1.000000", [("UBEN", "kafka partitions")])
     await scorer.score([talk], PREFS)
+    assert scorer.feedback.space == "space-a"
     (tmp_path / "v").write_text("v2")
     assert isinstance(scorer.models, ModelWatcher)
     await scorer.models.check()
@@ -161,4 +162,5 @@ async def test_a_new_model_version_with_another_embedder_starts_a_fresh_cache(tm
     assert candidate.model_version == "v2"
     assert scorer.model_version == "v2"
     assert [t for t in second.calls if t == ["kafka partitions"]]  # re-embedded in the new space
+    assert scorer.feedback.space == "space-b"  # clicks on space-a scores no longer count
     await scorer.aclose()

@@ -87,6 +87,7 @@ async def test_trained_models_explain_topic_and_interest_candidates_and_skip_par
     assert [c.user for c in topic] == [USERS[2]]
     assert topic[0].explanation.startswith(f'Matches a topic you follow: "{STREAMING}"')
     assert topic[0].model_version == version
+    assert topic[0].score_space == scorer.models.current.embedder.name
     for candidate in found:
         assert candidate.conversation_id == talk.conversation_id
         if candidate.reason == "interest":

@@ -1,8 +1,8 @@
 """ "Useful" / "Not useful" on a DM become `Feedback` events (what training learns from).
 
 The notifier's DM buttons carry, as JSON in their `value`, the `Feedback` fields of the alert
-(`conversation_id`, `reason`, `topic_id`, and the alert's `score`, which lets the scorer learn a
-topic's line from the click alone); the click adds who and which button. The event is
+(`conversation_id`, `reason`, `topic_id`, and the alert's `score` with the embedding model it was
+measured in, which lets the scorer learn a topic's line from the click alone); the click adds who and which button. The event is
 published before Slack gets its answer (bounded), then the DM is updated lazily so the buttons
 turn into a "thanks" and the person sees their click counted.
 """
@@ -48,6 +48,7 @@ def feedback_from(body: dict[str, Any], action: dict[str, Any]) -> Feedback | No
             reason=value.get("reason"),
             topic_id=value.get("topic_id"),
             score=carried_score(value, user),
+            score_space=carried_space(value),
         )
     except (ValueError, KeyError, RecursionError, ValidationError):
         # RecursionError: json.loads on a deeply nested value ("[[[[…").
@@ -72,6 +73,12 @@ def carried_score(value: dict[str, Any], user: str) -> float | None:
         extra={"user": user, "score": repr(raw)[:100]},
     )
     return None
+
+
+def carried_space(value: dict[str, Any]) -> str | None:
+    """The embedding model the carried score was measured in; None unless a short string."""
+    space = value.get("space")
+    return space if isinstance(space, str) and 0 < len(space) <= 200 else None
 
 
 def thanked(blocks: list[dict[str, Any]], block_id: str, useful: bool) -> list[dict[str, Any]]:

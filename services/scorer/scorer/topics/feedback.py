@@ -131,9 +131,11 @@ class FeedbackMemory:
     def __init__(self, *, max_scores: int = 200_000, max_clicks: int = 200) -> None:
         self.max_scores = max_scores
         self.max_clicks = max_clicks
+        self.space: str | None = None
+        """The embedding model scores are measured in now (`use_space`); None until known."""
         self._scores: OrderedDict[tuple[str, str, str], float] = OrderedDict()
-        self._clicks: dict[TopicKey, OrderedDict[str, tuple[bool, float | None]]] = {}
-        """(useful, carried score) per clicked conversation"""
+        self._clicks: dict[TopicKey, OrderedDict[str, tuple[bool, float | None, str | None]]] = {}
+        """(useful, carried score, the space it was measured in) per clicked conversation"""
         self._lines: dict[TopicKey, tuple[float, float]] = {}
         """(prior, learnt line) per topic, dropped whenever its evidence changes"""
         self._lock = threading.Lock()
@@ -150,15 +152,23 @@ class FeedbackMemory:
                 self._lines.pop((user, topic_id), None)
 
     def clicked(
-        self, user: str, topic_id: str, conversation_id: str, useful: bool, score: float | None = None
+        self,
+        user: str,
+        topic_id: str,
+        conversation_id: str,
+        useful: bool,
+        score: float | None = None,
+        space: str | None = None,
     ) -> None:
         """Record a "useful" / "not useful" click (the latest for a conversation wins), with the
-        score its event carried, if any (see the class: it beats a remembered score)."""
+        score its event carried, if any, and the embedding model that score was measured in (a
+        click on a DM sent before a model swap, or read back after a restart with another model,
+        carries a score of another space: it is kept, and counts only while that space is used)."""
         with self._lock:
             clicks = self._clicks.setdefault((user, topic_id), OrderedDict())
             if score is None and conversation_id in clicks:
-                score = clicks[conversation_id][1]
-            clicks[conversation_id] = (useful, score)
+                _, score, space = clicks[conversation_id]
+            clicks[conversation_id] = (useful, score, space)
             clicks.move_to_end(conversation_id)
             while len(clicks) > self.max_clicks:
                 clicks.popitem(last=False)
@@ -173,16 +183,24 @@ class FeedbackMemory:
             for triple in [k for k in self._scores if k[0] == user]:
                 del self._scores[triple]
 
-    def forget_scores(self) -> None:
-        """Drop every remembered and carried score (the embedding space changed: scores of the
-        old one are not comparable); clicks stay and count again once their conversation is
-        scored in the new space."""
+    def use_space(self, space: str) -> None:
+        """Scores are measured in `space` from now on. When it replaces another, every remembered
+        score is dropped (scores of two models do not compare), and so are carried scores that
+        do not say their space; clicks stay and count again once their conversation is scored in
+        the new space, or when their carried score's space is back."""
         with self._lock:
+            if space == self.space:
+                return
+            replaced = self.space is not None
+            self.space = space
+            self._lines.clear()  # which carried scores count has changed
+            if not replaced:
+                return
             self._scores.clear()
             for clicks in self._clicks.values():
-                for conversation, (label, _) in clicks.items():
-                    clicks[conversation] = (label, None)
-            self._lines.clear()
+                for conversation, (label, _, scored_in) in clicks.items():
+                    if scored_in is None:
+                        clicks[conversation] = (label, None, None)
 
     def examples(self, user: str, topic_id: str) -> tuple[list[float], list[bool]]:
         """(scores, useful) of the clicked conversations whose score is known (carried or remembered)."""
@@ -206,7 +224,9 @@ class FeedbackMemory:
     def _examples(self, user: str, topic_id: str) -> tuple[list[float], list[bool]]:
         scores: list[float] = []
         useful: list[bool] = []
-        for conversation, (label, carried) in self._clicks.get((user, topic_id), {}).items():
+        for conversation, (label, carried, scored_in) in self._clicks.get((user, topic_id), {}).items():
+            if scored_in is not None and scored_in != self.space:
+                carried = None  # measured by another model: not comparable with today's scores
             score = carried if carried is not None else self._scores.get((user, topic_id, conversation))
             if score is not None:
                 scores.append(score)
