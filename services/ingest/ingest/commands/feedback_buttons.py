@@ -2,9 +2,9 @@
 
 The notifier's DM buttons carry, as JSON in their `value`, the `Feedback` fields of the alert
 (`conversation_id`, `reason`, `topic_id`, and the alert's `score` with the embedding model it was
-measured in, which lets the scorer learn a topic's line from the click alone); the click adds who and which button. The event is
-published before Slack gets its answer (bounded), then the DM is updated lazily so the buttons
-turn into a "thanks" and the person sees their click counted.
+measured in, which lets the scorer learn a topic's line from the click alone); the click adds
+who and which button. The event is published before Slack gets its answer (bounded), then the
+DM is updated lazily so the buttons turn into a "thanks" and the person sees their click counted.
 """
 
 from __future__ import annotations
