@@ -6,8 +6,8 @@ notifier posts DMs to), the four services as separate `python -m <service>` proc
 interest model of `models/demo` (trained here if missing) and the topic matcher, with the
 scorer in its default early-alert mode (it scores every `updated` event). Everyone in the
 example workspace has opted in and three people follow topics, as in the demo; the per-person
-rate limit is lifted so that a DM is never held back for a digest (the limit is not what is
-measured here).
+rate limit and daily budget are lifted so that a DM is never held back for a digest (the limits
+are not what is measured here).
 
 The load is the example workspace's own chat, re-timed: its conversations (cut by the 10-minute
 gap, at most 12 messages) are played in many fresh channels ("lanes") at once, one message about
@@ -467,7 +467,7 @@ async def drain(probe: Probe, step: Step, scorer_before: tuple[int, int]) -> Non
 
 
 def service_env(stack: LocalStack, slack: SlackStandin) -> dict[str, str]:
-    """The demo's settings with the gap compressed and the per-person rate limit out of the way."""
+    """The demo's settings with the gap compressed and the per-person limits out of the way."""
     return {
         **stack.env(),
         "BEEPGPT_KAFKA_PARTITIONS": "3",
@@ -481,6 +481,7 @@ def service_env(stack: LocalStack, slack: SlackStandin) -> dict[str, str]:
         "BEEPGPT_SESSIONIZER_THREAD_IDLE_S": str(3 * GAP_S),
         "BEEPGPT_NOTIFIER_RATE_PER_HOUR": "1000000",
         "BEEPGPT_NOTIFIER_BURST": "100000",
+        "BEEPGPT_NOTIFIER_DAILY_BUDGET": "1000000",  # and the daily budget: latency needs DMs
         "BEEPGPT_LOG_LEVEL": "WARNING",
     }
 

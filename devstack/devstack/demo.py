@@ -29,7 +29,14 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from beepgpt import topics
-from beepgpt.contracts import Candidate, ConversationEvent, Notification, split_conversation_id
+from beepgpt.contracts import (
+    DEFAULT_DAILY_BUDGET,
+    MAX_DAILY_BUDGET,
+    Candidate,
+    ConversationEvent,
+    Notification,
+    split_conversation_id,
+)
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings
 from devstack.example_workspace import MESSAGES, ExampleWorkspace
@@ -123,6 +130,8 @@ class Tally:
             f"  DMs sent               {self.outcomes['sent']}",
             f"  deduplicated           {self.outcomes['deduplicated']}",
             f"  held / rate limited    {self.outcomes['held']} / {self.outcomes['rate_limited']}",
+            # Waiting for the person's digest time (09:00, 13:00, 17:00 in their zone by default).
+            f"  held by the budget     {self.outcomes['over_budget']}",
             f"  not opted in / failed  {self.outcomes['not_opted_in']} / {self.outcomes['failed']}",
             f"  latency message → DM   p50 {pct(0.5)}  p99 {pct(0.99)}",
         ]
@@ -197,8 +206,17 @@ def ensure_model(model_dir: Path) -> None:
     )
 
 
+def demo_daily_budget(days: int) -> int:
+    """The notifier counts real days, and the replay puts `days` example days into one: each
+    replayed day gets the default budget (as the rate limit is scaled to the replay's speed too);
+    the whole workspace (`--days 0`) gets the highest budget there is."""
+    if days <= 0:
+        return MAX_DAILY_BUDGET
+    return min(MAX_DAILY_BUDGET, DEFAULT_DAILY_BUDGET * days)
+
+
 def service_env(
-    stack: LocalStack, slack: dict[str, str] | None, model_dir: Path, speed: float
+    stack: LocalStack, slack: dict[str, str] | None, model_dir: Path, speed: float, days: int = 2
 ) -> dict[str, str]:
     env = {
         **stack.env(),
@@ -209,6 +227,7 @@ def service_env(
         "BEEPGPT_SESSIONIZER_THREAD_IDLE_S": f"{THREAD_IDLE_S / speed:.3f}",
         "BEEPGPT_NOTIFIER_RATE_PER_HOUR": "3600",
         "BEEPGPT_NOTIFIER_BURST": "20",
+        "BEEPGPT_NOTIFIER_DAILY_BUDGET": str(demo_daily_budget(days)),
         # Quiet services by default, so the demo's own lines stand out; BEEPGPT_LOG_LEVEL=INFO
         # in the environment fills build/demo/logs/ for a closer look.
         "BEEPGPT_LOG_LEVEL": os.environ.get("BEEPGPT_LOG_LEVEL", "WARNING"),
@@ -240,7 +259,7 @@ async def run(args: argparse.Namespace) -> int:
             )
             # A real workspace runs in real time: its conversations close after the real gaps.
             speed = 1.0 if real_slack else args.speed
-            env = service_env(stack, slack, args.model_dir.resolve(), speed)
+            env = service_env(stack, slack, args.model_dir.resolve(), speed, args.days)
             if real_slack:
                 # Slack's tokens and address come from the environment the services inherit, and
                 # real people get the notifier's own rate limits, not the replay's generous ones.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -195,8 +195,11 @@ class Candidate(Event):
 # --- notifications.sent ---------------------------------------------------------------------------
 
 NotificationOutcome = Literal[
-    "sent", "deduplicated", "rate_limited", "held", "digest", "not_opted_in", "failed"
+    "sent", "deduplicated", "rate_limited", "over_budget", "held", "digest", "not_opted_in", "failed"
 ]
+"""`over_budget`: the person had their real-time DMs for the day; the alert waits for their next
+digest time. (Added after the others: a reader older than it skips such records as invalid,
+which the notifier's readers — App Home's recent alerts, the demo — can afford.)"""
 
 
 class Notification(Event):
@@ -227,14 +230,42 @@ class FollowedTopic(BaseModel):
     created_at: float = Field(default_factory=now)
 
 
+CLOCK_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+ClockTime = Annotated[str, Field(pattern=CLOCK_PATTERN)]
+"""A time of day, "HH:MM" on a 24-hour clock, read in the person's time zone."""
+
+
 class QuietHours(BaseModel):
     """Daily window, in the user's time zone, when alerts wait for a digest."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    start: ClockTime
+    end: ClockTime
     tz: str = "UTC"
+
+
+MAX_DAILY_BUDGET = 50
+"""Highest daily budget a person may choose: beyond it a budget no longer protects focus."""
+
+MAX_DIGEST_TIMES = 6
+"""Most digest times a day: more would be a stream of interruptions, which the budget prevents."""
+
+DEFAULT_DAILY_BUDGET = 3
+DEFAULT_DIGEST_TIMES: tuple[str, ...] = ("09:00", "13:00", "17:00")
+"""What someone who never chose gets (`BEEPGPT_NOTIFIER_DAILY_BUDGET` / `_DIGEST_TIMES` override)."""
+
+
+def _in_order(times: list[str]) -> list[str]:
+    """One schedule has one spelling: times sorted, each once ("17:00,09:00,09:00" = "09:00,17:00")."""
+    return sorted(set(times))
+
+
+DigestTimes = Annotated[
+    list[ClockTime], Field(min_length=1, max_length=MAX_DIGEST_TIMES), AfterValidator(_in_order)
+]
+"""When held alerts arrive as one digest DM, each day; never empty (held alerts must go out)."""
 
 
 class Preferences(Event):
@@ -245,7 +276,30 @@ class Preferences(Event):
     topics: list[FollowedTopic] = Field(default_factory=list)
     paused_until: float | None = None
     quiet_hours: QuietHours | None = None
+    daily_budget: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DAILY_BUDGET,
+        description="real-time DMs a day (0: digests only); None: the deployment's default",
+    )
+    digest_times: DigestTimes | None = Field(
+        default=None, description="when held alerts arrive, each day; None: the deployment's default"
+    )
+    tz: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the person's time zone (IANA name, from Slack), for digest times and the budget's day",
+    )
     updated_at: float = Field(default_factory=now)
+
+    @property
+    def zone_name(self) -> str:
+        """The zone this person's days and digest times are read in: their own, else that of
+        their quiet hours (the zone they gave last), else UTC. Unknown names fall back to UTC
+        where they are used (`notifier.quiet_hours.zone`)."""
+        if self.tz:
+            return self.tz
+        return self.quiet_hours.tz if self.quiet_hours is not None else "UTC"
 
 
 # --- feedback -------------------------------------------------------------------------------------

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from beepgpt.contracts import DEFAULT_DAILY_BUDGET, DEFAULT_DIGEST_TIMES, DigestTimes
 
 
 def _secrets_dir() -> str | None:
@@ -88,3 +91,27 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
+
+
+class AlertDefaults(BaseSettings):
+    """The daily budget and digest schedule of everyone who has not chosen their own.
+
+    The notifier applies them (`NotifierSettings` extends this class) and ingest shows them in
+    `/beep` and App Home, so both read the same variables: `BEEPGPT_NOTIFIER_DAILY_BUDGET` (3) and
+    `BEEPGPT_NOTIFIER_DIGEST_TIMES` ("09:00,13:00,17:00", in each person's time zone).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_NOTIFIER_")
+
+    # People choose from 0 to MAX_DAILY_BUDGET; a deployment may set more (a load test that wants
+    # the budget out of the way).
+    daily_budget: int = Field(default=DEFAULT_DAILY_BUDGET, ge=0)
+    digest_times: Annotated[DigestTimes, NoDecode] = Field(default_factory=lambda: list(DEFAULT_DIGEST_TIMES))
+
+    @field_validator("digest_times", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """An environment variable lists the times as "09:00,13:00,17:00"."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -1,11 +1,12 @@
-"""The demo's summary: message → DM latency runs until Slack has the DM, not until the decision."""
+"""The demo's summary: message → DM latency runs until Slack has the DM, not until the decision;
+what the daily budget held back is counted."""
 
 from __future__ import annotations
 
 import pytest
 
 from beepgpt.contracts import Notification
-from devstack.demo import Tally
+from devstack.demo import Tally, demo_daily_budget
 
 
 def sent(latest_ts: str, decided_at: float, dm_ts: str | None) -> Notification:
@@ -31,3 +32,20 @@ def test_without_a_dm_ts_the_decision_time_is_what_there_is() -> None:
     tally = Tally(names={})
     tally.on_notification(sent("100.000000", decided_at=100.25, dm_ts=None))
     assert tally.latencies == [pytest.approx(0.25)]
+
+
+def test_the_summary_counts_what_the_budget_held() -> None:
+    tally = Tally(names={})
+    for i, outcome in enumerate(["sent", "over_budget", "over_budget", "rate_limited"]):
+        note = Notification(user="U1", conversation_id=f"C1:{i}.000000", outcome=outcome, decided_at=100.0)
+        tally.on_notification(note)
+    summary = tally.summary(messages=4)
+    assert "  held by the budget     2\n" in summary
+    assert "  held / rate limited    0 / 1\n" in summary
+    assert "  DMs sent               1\n" in summary
+
+
+def test_each_replayed_day_gets_the_default_budget() -> None:
+    assert demo_daily_budget(1) == 3
+    assert demo_daily_budget(2) == 6
+    assert demo_daily_budget(0) == demo_daily_budget(40) == 50  # the highest a person may choose

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from beepgpt.contracts import FollowedTopic, Notification, Preferences, QuietHours
+from beepgpt.settings import AlertDefaults
 from devstack.slack_standin.blocks import MAX_VIEW_BLOCKS, block_problems
 from ingest.commands import beep_command as beep
-from ingest.commands.app_home import home_view
+from ingest.commands.app_home import BUDGET_ACTION, DIGEST_ACTION, home_view
 
 NOW = 1_700_000_000.0
 
@@ -37,6 +38,19 @@ def prefs(**fields: object) -> Preferences:
         ("quiet off", beep.Quiet(None, None, None)),
         ("on", beep.Alerts(True)),
         ("off", beep.Alerts(False)),
+        ("budget", beep.ShowSchedule()),
+        ("budget 5", beep.Budget(5)),
+        ("budget 0", beep.Budget(0)),
+        ("budget 50", beep.Budget(50)),
+        ("budget default", beep.Budget(None)),
+        ("digest", beep.ShowSchedule()),
+        ("digest 3x", beep.Digest(("09:00", "13:00", "17:00"))),
+        ("digest 1X", beep.Digest(("09:00",))),
+        ("digest 1× Europe/Paris", beep.Digest(("09:00",), "Europe/Paris")),
+        ("digest 17:00,8:30", beep.Digest(("08:30", "17:00"))),
+        ("digest 9, 1700, 9:00 America/New_York", beep.Digest(("09:00", "17:00"), "America/New_York")),
+        ("digest 08:30 16:00", beep.Digest(("08:30", "16:00"))),
+        ("digest default", beep.Digest(None)),
     ],
 )
 def test_parse(text: str, expected: object) -> None:
@@ -60,6 +74,13 @@ def test_parse(text: str, expected: object) -> None:
         ("quiet 22:00", "24-hour time"),
         ("quiet 9-9", "different start and end"),
         ("quiet 22-7 Mars/Olympus", "don't know the time zone"),
+        ("budget 51", "from 0 to 50"),
+        ("budget -1", "from 0 to 50"),
+        ("budget lots", "from 0 to 50"),
+        ("digest 25:00", "24-hour time"),
+        ("digest sometimes", "When should your digest arrive?"),
+        ("digest 3x Mars/Olympus", "don't know the time zone"),
+        ("digest 6,7,8,9,10,11,12", "At most 6 digests a day"),
         ("dance", "I don't know `/beep dance`"),
         ("<script>" * 20, "I don't know"),
     ],
@@ -141,3 +162,75 @@ def test_home_view_is_valid_block_kit() -> None:
     assert block_problems(view["blocks"], limit=MAX_VIEW_BLOCKS) == []
     empty = home_view(prefs(), [], NOW)
     assert "Turn on alerts" in str(empty)
+
+
+def test_budget_and_digest_change_preferences_and_say_what_they_mean() -> None:
+    five = beep.apply(beep.Budget(5), prefs(opted_in=True, tz="Europe/Paris"), NOW)
+    assert five.prefs is not None
+    assert five.prefs.daily_budget == 5
+    assert "5 real-time DMs a day" in five.reply
+    assert "09:00, 13:00 and 17:00 (Europe/Paris), the default" in five.reply
+    assert beep.apply(beep.Budget(5), five.prefs, NOW).prefs is None  # already so
+    assert "already 5" in beep.apply(beep.Budget(5), five.prefs, NOW).reply
+    none = beep.apply(beep.Budget(0), five.prefs, NOW)
+    assert none.prefs is not None
+    assert "every alert waits for your digest" in none.reply
+    back = beep.apply(beep.Budget(None), none.prefs, NOW)
+    assert back.prefs is not None
+    assert back.prefs.daily_budget is None
+    once = beep.apply(beep.Digest(("09:00",), "Asia/Tokyo"), back.prefs, NOW)
+    assert once.prefs is not None
+    assert (once.prefs.digest_times, once.prefs.tz) == (["09:00"], "Asia/Tokyo")
+    assert "Digest times set: 09:00 (Asia/Tokyo)" in once.reply
+    assert "3 real-time DMs a day, the default" in once.reply
+    # The deployment's defaults are what "default" shows.
+    deployment = AlertDefaults.model_construct(daily_budget=2, digest_times=["12:00"])
+    shown = beep.apply(beep.ShowSchedule(), prefs(), NOW, defaults=deployment).reply
+    assert "2 real-time DMs a day, the default" in shown
+    assert "12:00 (UTC), the default" in shown
+
+
+def test_the_first_change_records_the_persons_slack_time_zone() -> None:
+    assert beep.wants_slack_zone(beep.Alerts(True), prefs())
+    assert not beep.wants_slack_zone(beep.Alerts(True), prefs(tz="Europe/Paris"))
+    assert not beep.wants_slack_zone(beep.ListAll(), prefs())
+    assert not beep.wants_slack_zone(beep.ShowSchedule(), prefs())
+    assert beep.wants_slack_zone(beep.Quiet("22:00", "07:00", None), prefs(tz="Europe/Paris"))
+    on = beep.apply(beep.Alerts(True), prefs(), NOW, user_tz="America/New_York")
+    assert on.prefs is not None
+    assert on.prefs.tz == "America/New_York"
+    # Slack did not answer: nothing recorded (the next change asks again), and UTC meanwhile.
+    unknown = beep.apply(beep.Budget(2), prefs(), NOW, user_tz=None)
+    assert unknown.prefs is not None
+    assert unknown.prefs.tz is None
+    assert "(UTC)" in unknown.reply
+    # A zone of one's own is never replaced by Slack's.
+    kept = beep.apply(beep.Budget(2), prefs(tz="Europe/Paris"), NOW, user_tz="America/New_York")
+    assert kept.prefs is not None
+    assert kept.prefs.tz == "Europe/Paris"
+
+
+def test_help_and_list_show_the_budget_and_digest() -> None:
+    assert "`/beep budget" in beep.HELP
+    assert "`/beep digest 3x`" in beep.HELP
+    listing = beep.apply(beep.ListAll(), prefs(daily_budget=1, digest_times=["08:30", "16:00"]), NOW).reply
+    assert "Daily budget: 1 real-time DM a day" in listing
+    assert "Digest: 08:30 and 16:00 (UTC)" in listing
+
+
+def test_home_view_shows_the_budget_and_digest_with_the_current_choice_marked() -> None:
+    view = home_view(prefs(opted_in=True, daily_budget=5, digest_times=["09:00"], tz="Europe/Paris"), [], NOW)
+    assert block_problems(view["blocks"], limit=MAX_VIEW_BLOCKS) == []
+    text = str(view)
+    assert "*Daily budget*: 5 real-time DMs a day" in text
+    assert "*Digest*: 09:00 (Europe/Paris)" in text
+    rows = {b["block_id"]: b["elements"] for b in view["blocks"] if b["type"] == "actions"}
+    marked = {
+        row: [e["value"] for e in elements if e.get("style") == "primary"] for row, elements in rows.items()
+    }
+    assert marked == {BUDGET_ACTION: ["5"], DIGEST_ACTION: ["1x"]}
+    assert all(len({e["action_id"] for e in row}) == len(row) for row in rows.values())  # unique in a block
+    defaults = home_view(prefs(opted_in=True), [], NOW)
+    rows = {b["block_id"]: b["elements"] for b in defaults["blocks"] if b["type"] == "actions"}
+    assert [e["value"] for e in rows[BUDGET_ACTION] if e.get("style")] == ["default"]
+    assert [e["value"] for e in rows[DIGEST_ACTION] if e.get("style")] == ["default"]

@@ -1,7 +1,9 @@
-"""Dedup keys, token buckets and held alerts on a real Redis (each test under its own prefix)."""
+"""Dedup keys, token buckets, daily budgets and held alerts on a real Redis (each test under its
+own prefix)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
@@ -9,6 +11,7 @@ import redis.asyncio as aioredis
 
 from beepgpt.contracts import Candidate
 from beepgpt.settings import RedisSettings
+from notifier.budget_counter import KEY_TTL_S, BudgetAsk, BudgetCounter
 from notifier.dedup import ClaimState, DedupStore, Finish
 from notifier.held import HeldAlert, HeldAlerts
 from notifier.rate_limit import TokenBucket
@@ -95,6 +98,61 @@ async def test_two_instances_share_one_bucket(client: aioredis.Redis, redis_sett
         assert sum(r.allowed for r in results) == 3
     finally:
         await other.aclose()
+
+
+async def test_the_daily_budget_is_taken_in_order_and_counts_a_record_once(
+    client: aioredis.Redis, redis_settings: RedisSettings
+) -> None:
+    budget = BudgetCounter(client, redis_settings.key_prefix)
+    day, t = "2024-03-05", 1_700_000_000.0
+    asks = [BudgetAsk("U1", day, f"r{i}", limit=3) for i in range(4)] + [BudgetAsk("U2", day, "r9", limit=3)]
+    answers = await budget.take_many(asks, t)
+    assert [(a.allowed, a.used) for a in answers] == [(True, 1), (True, 2), (True, 3), (False, 3), (True, 1)]
+    # A batch redone asks again for the same records: already counted, not counted twice.
+    again = await budget.take_many([BudgetAsk("U1", day, "r0", limit=3)], t)
+    assert [(a.allowed, a.used) for a in again] == [(True, 3)]
+    assert await budget.used("U1", day) == 3
+    # Another local day is another count; a lower limit set meanwhile applies at once.
+    assert (await budget.take_many([BudgetAsk("U1", "2024-03-06", "r5", limit=3)], t))[0].allowed
+    assert not (await budget.take_many([BudgetAsk("U2", day, "r10", limit=1)], t))[0].allowed
+    key = budget.key("U1", day)
+    assert key.startswith(redis_settings.key_prefix)
+    assert KEY_TTL_S - 10 < await client.ttl(key) <= KEY_TTL_S
+
+
+async def test_asking_spends_nothing_and_a_refund_gives_the_dm_back(
+    client: aioredis.Redis, redis_settings: RedisSettings
+) -> None:
+    budget = BudgetCounter(client, redis_settings.key_prefix)
+    day, t = "2024-03-05", 1_700_000_000.0
+    look = await budget.take_many([BudgetAsk("U1", day, "r0", limit=1, take=False)] * 3, t)
+    assert [a.allowed for a in look] == [True, True, True]
+    assert await budget.used("U1", day) == 0
+    assert (await budget.take_many([BudgetAsk("U1", day, "r1", limit=1)], t))[0].allowed
+    assert not (await budget.take_many([BudgetAsk("U1", day, "r2", limit=1, take=False)], t))[0].allowed
+    await budget.refund_many([("U1", day, "r1"), ("U1", day, "never-taken")])
+    assert await budget.used("U1", day) == 0
+    assert (await budget.take_many([BudgetAsk("U1", day, "r2", limit=1)], t))[0].allowed
+
+
+async def test_instances_share_one_budget_and_never_both_take_the_last_dm(
+    client: aioredis.Redis, redis_settings: RedisSettings
+) -> None:
+    others = [aioredis.Redis.from_url(redis_settings.url) for _ in range(3)]
+    try:
+        counters = [BudgetCounter(c, redis_settings.key_prefix) for c in [client, *others]]
+        t = 1_700_000_000.0
+        rounds = await asyncio.gather(
+            *(
+                counter.take_many([BudgetAsk("U1", "2024-03-05", f"r{i}-{j}", limit=5) for j in range(4)], t)
+                for i, counter in enumerate(counters)
+            )
+        )
+        assert sum(a.allowed for answers in rounds for a in answers) == 5
+        assert await counters[0].used("U1", "2024-03-05") == 5
+    finally:
+        for other in others:
+            await other.aclose()
 
 
 def alert(conversation: str, due: float, user: str = "U1") -> HeldAlert:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from notifier_helpers import FakeClock, candidate, decisions, opted_in, publish
+from prometheus_client import REGISTRY
 
+from beepgpt.contracts import Notification
 from beepgpt.kafka import EventProducer, header
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES
@@ -17,6 +21,11 @@ from notifier.service import Notifier
 from notifier.settings import NotifierSettings
 
 ALICE, BOB, CAROL, DAVE = "U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def paris(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=PARIS).timestamp()
 
 
 @asynccontextmanager
@@ -193,6 +202,100 @@ async def test_over_the_rate_limit_alerts_wait_for_a_digest(
         found = await decisions(kafka_topics, 8)
     assert Counter(d.outcome for d in found) == {"sent": 2, "rate_limited": 3, "digest": 3}
     assert len(standin.recorder.find_posts(method="chat.postMessage")) == 3
+
+
+def outcomes_of(user: str, found: list[Notification]) -> list[str]:
+    return [d.outcome for d in found if d.user == user]
+
+
+async def test_over_the_daily_budget_alerts_wait_for_the_persons_digest_time(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    """Four alert candidates in one morning: with the default budget (3) three DMs come at once and
+    the fourth in the 13:00 digest; with a budget of 1, one DM and a digest of three."""
+    clock = FakeClock(paris("2024-03-05 10:00"))
+    over_before = REGISTRY.get_sample_value("beepgpt_notifier_decisions_total", {"outcome": "over_budget"})
+    await publish(
+        kafka_topics, [opted_in(BOB, tz="Europe/Paris"), opted_in(CAROL, tz="Europe/Paris", daily_budget=1)]
+    )
+    await publish(kafka_topics, [candidate(u, f"C0PROJECT:{i}.1") for u in (BOB, CAROL) for i in range(4)])
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings, clock) as notifier:
+        found = await decisions(kafka_topics, 8)
+        assert outcomes_of(BOB, found) == ["sent", "sent", "sent", "over_budget"]
+        assert outcomes_of(CAROL, found) == ["sent", "over_budget", "over_budget", "over_budget"]
+        held = [d for d in found if d.outcome == "over_budget"]
+        assert all("over the daily budget" in d.detail and "2024-03-05 12:00 UTC" in d.detail for d in held)
+        over_after = REGISTRY.get_sample_value("beepgpt_notifier_decisions_total", {"outcome": "over_budget"})
+        assert (over_after or 0.0) - (over_before or 0.0) == 4
+        assert len(dms(standin)) == 4
+        clock.advance(3 * 3600 - 60)  # 12:59 in Paris: not yet
+        assert await notifier.digests.sweep() == 0
+        clock.advance(60)  # 13:00
+        assert await notifier.digests.sweep() == 2
+        assert await notifier.digests.sweep() == 0  # one digest each, with everything held
+        found = await decisions(kafka_topics, 12)
+    digests = [d for d in found if d.outcome == "digest"]
+    assert sorted((d.user, d.conversation_id) for d in digests) == [
+        (BOB, "C0PROJECT:3.1"),
+        (CAROL, "C0PROJECT:1.1"),
+        (CAROL, "C0PROJECT:2.1"),
+        (CAROL, "C0PROJECT:3.1"),
+    ]
+    posts = {p.ts: p for p in standin.recorder.find_posts(method="chat.postMessage")}
+    assert len(posts) == 6  # 3 + 1 DMs, then one digest each
+    bob = posts[next(d.dm_ts for d in digests if d.user == BOB) or ""]
+    assert "Held back: you had your 3 DMs for today" in bob.block_text
+    carol = posts[next(d.dm_ts for d in digests if d.user == CAROL) or ""]
+    assert "Your digest: 3 conversations" in carol.block_text
+    assert "Held back: you had your 1 DM for today" in carol.block_text
+
+
+async def test_digests_do_not_count_and_each_person_has_their_own_day(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+) -> None:
+    """Budget 1 each. Carol's quiet-hours digest leaves her DM of the day untouched. Dave (Paris)
+    and Alice (UTC) each have one DM before midnight in Paris; after it, Dave's day is new and
+    Alice's (still 23:10 in UTC) is not."""
+    clock = FakeClock(paris("2024-03-05 06:00"))
+    quiet = {"start": "22:00", "end": "07:00", "tz": "Europe/Paris"}
+    await publish(
+        kafka_topics,
+        [
+            opted_in(CAROL, daily_budget=1, quiet_hours=quiet),  # her zone: her quiet hours'
+            opted_in(DAVE, daily_budget=1, tz="Europe/Paris"),
+            opted_in(ALICE, daily_budget=1, tz="UTC"),
+            candidate(CAROL, "C0PROJECT:1.1"),
+        ],
+    )
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings, clock) as notifier:
+        assert outcomes_of(CAROL, await decisions(kafka_topics, 1)) == ["held"]
+        clock.now = paris("2024-03-05 07:00:30")
+        assert await notifier.digests.sweep() == 1
+        await publish(kafka_topics, [candidate(CAROL, "C0PROJECT:2.2"), candidate(CAROL, "C0PROJECT:3.3")])
+        assert outcomes_of(CAROL, await decisions(kafka_topics, 4)) == [
+            "held",
+            "digest",
+            "sent",
+            "over_budget",
+        ]
+        clock.now = paris("2024-03-05 23:50")
+        await publish(kafka_topics, [candidate(DAVE, "C0PROJECT:4.4"), candidate(ALICE, "C0PROJECT:4.4")])
+        await decisions(kafka_topics, 6)
+        clock.now = paris("2024-03-06 00:10")
+        await publish(kafka_topics, [candidate(DAVE, "C0PROJECT:5.5"), candidate(ALICE, "C0PROJECT:5.5")])
+        found = await decisions(kafka_topics, 8)
+    assert outcomes_of(DAVE, found) == ["sent", "sent"]
+    assert outcomes_of(ALICE, found) == ["sent", "over_budget"]
+    alice = next(d for d in found if d.user == ALICE and d.outcome == "over_budget")
+    assert "1 of 1 real-time DMs on 2024-03-05 (UTC)" in alice.detail
 
 
 async def test_a_lifted_pause_releases_held_alerts_and_opt_out_drops_them(

@@ -139,6 +139,58 @@ async def test_commands_change_what_the_notifier_does_next(
         assert [d.outcome for d in await decisions(kafka_topics, 3)][-1] == "held"
 
 
+async def test_budget_and_digest_commands_and_app_home_set_what_the_notifier_applies(
+    kafka_topics: KafkaSettings,
+    redis_settings: RedisSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+    experience: SlackExperience,
+) -> None:
+    assert "Daily budget set: 1 real-time DM a day" in await beep(standin, BOB, "budget 1")
+    assert "from 0 to 50" in await beep(standin, BOB, "budget 99")
+    assert "Digest times set: 08:30 and 16:00 (Europe/Paris)" in await beep(
+        standin, BOB, "digest 16:00,08:30 Europe/Paris"
+    )
+    shown = await beep(standin, BOB, "budget")
+    assert "Daily budget: 1 real-time DM a day" in shown
+    assert "Digest: 08:30 and 16:00 (Europe/Paris)" in shown
+    help_text = await beep(standin, BOB, "help")
+    assert "/beep budget" in help_text
+    assert "/beep digest" in help_text
+    await beep(standin, BOB, "on")
+    records = await preferences(kafka_topics, 3)
+    assert records[0].tz == "Etc/UTC"  # the first change recorded Bob's zone as Slack knows it
+    assert (records[-1].daily_budget, records[-1].digest_times, records[-1].tz) == (
+        1,
+        ["08:30", "16:00"],
+        "Europe/Paris",
+    )
+    async with running(kafka_topics, redis_settings, slack_settings, notifier_settings) as notifier:
+        await notifier.preferences.wait_for(BOB, lambda p: p.opted_in)
+        await publish(kafka_topics, [candidate(BOB, "C0PROJECT:1.1"), candidate(BOB, "C0PROJECT:2.2")])
+        found = await decisions(kafka_topics, 2)
+    assert [d.outcome for d in found] == ["sent", "over_budget"]
+    assert "(Europe/Paris)" in found[1].detail
+    # App Home shows both and its buttons change them.
+    standin.recorder.reset()
+    await standin.push_event(standin.events.app_home_opened(BOB))
+    home = (await standin.wait_for_posts(1, method="views.publish"))[-1]
+    assert "*Daily budget*: 1 real-time DM a day" in home.block_text
+    assert "*Digest*: 08:30 and 16:00 (Europe/Paris)" in home.block_text
+    for published, (action_id, value) in enumerate(
+        (("beepgpt_home_budget:5", "5"), ("beepgpt_home_digest:1x", "1x")), start=2
+    ):
+        await standin.push_interactive(
+            standin.events.block_actions(action_id, user_id=BOB, value=value, container_type="view")
+        )
+        home = (await standin.wait_for_posts(published, method="views.publish"))[-1]
+    assert "*Daily budget*: 5 real-time DMs a day" in home.block_text
+    assert "*Digest*: 09:00 (Europe/Paris)" in home.block_text
+    latest = (await preferences(kafka_topics, 5))[-1]
+    assert (latest.daily_budget, latest.digest_times) == (5, ["09:00"])
+
+
 async def test_clicking_a_dm_button_produces_a_feedback_event(
     kafka_topics: KafkaSettings,
     redis_settings: RedisSettings,

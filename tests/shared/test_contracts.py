@@ -7,6 +7,8 @@ from pydantic import ValidationError
 
 from beepgpt import topics
 from beepgpt.contracts import (
+    MAX_DAILY_BUDGET,
+    MAX_DIGEST_TIMES,
     Candidate,
     ConversationEvent,
     ConversationMessage,
@@ -73,6 +75,35 @@ def test_quiet_hours_are_validated() -> None:
         QuietHours(start="25:00", end="08:00")
     prefs = Preferences(user="U1", opted_in=True, quiet_hours=QuietHours(start="22:00", end="07:30"))
     assert topics.PREFERENCES.decode(topics.encode(prefs)) == prefs
+
+
+def test_a_preferences_record_from_before_budgets_reads_with_the_defaults() -> None:
+    old = b'{"schema_version": 1, "user": "U1", "opted_in": true, "topics": [], "updated_at": 5.0}'
+    prefs = topics.PREFERENCES.decode(old)
+    assert (prefs.daily_budget, prefs.digest_times, prefs.tz) == (None, None, None)
+    assert prefs.zone_name == "UTC"
+    tokyo = QuietHours(start="22:00", end="07:00", tz="Asia/Tokyo")
+    assert prefs.model_copy(update={"quiet_hours": tokyo}).zone_name == "Asia/Tokyo"
+
+
+def test_budget_and_digest_times_are_bounded_and_have_one_spelling() -> None:
+    prefs = Preferences(
+        user="U1", daily_budget=0, digest_times=["17:00", "09:00", "17:00"], tz="Europe/Paris"
+    )
+    assert prefs.digest_times == ["09:00", "17:00"]
+    assert topics.PREFERENCES.decode(topics.encode(prefs)) == prefs
+    assert Preferences(user="U1", daily_budget=MAX_DAILY_BUDGET).daily_budget == MAX_DAILY_BUDGET
+    for bad in (
+        {"daily_budget": -1},
+        {"daily_budget": MAX_DAILY_BUDGET + 1},
+        {"digest_times": []},  # held alerts must go out some time
+        {"digest_times": ["24:00"]},
+        {"digest_times": ["9:00"]},
+        {"digest_times": [f"{h:02d}:00" for h in range(MAX_DIGEST_TIMES + 1)]},
+        {"tz": "x" * 65},
+    ):
+        with pytest.raises(ValidationError):
+            Preferences.model_validate({"user": "U1", **bad})
 
 
 def test_every_topic_has_a_dead_letter_twin() -> None:

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from beepgpt.observability.logs import configure_logging
-from beepgpt.settings import KafkaSettings, ServiceSettings
+from beepgpt.settings import AlertDefaults, KafkaSettings, ServiceSettings
 from ingest.commands import SlackExperience
 from ingest.service import ConfigurationError, IngestService, tune_garbage_collector
 
@@ -22,7 +22,8 @@ async def serve(settings: ServiceSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    experience = SlackExperience(KafkaSettings())
+    # The budget and digest times people see as "the default" are the notifier's settings.
+    experience = SlackExperience(KafkaSettings(), defaults=AlertDefaults())
     await experience.start()
     service = IngestService(service=settings, extra_listeners=[experience.register])
     try:

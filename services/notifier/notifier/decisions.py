@@ -1,11 +1,12 @@
 """The notifier's rules, with no I/O: who may be messaged, and what a dedup key's holder means.
 
-A candidate goes through three gates, each a pure function here and one Redis round trip per
-batch in `service`:
+A candidate goes through four gates, each a pure function (here or in `budget`) and one Redis
+round trip per batch in `service`:
 
 1. `admit`: opted in? paused or in quiet hours? (preferences + clock)
 2. `verdict`: the dedup claim (free, a duplicate, or this record's own unfinished work)
-3. the token bucket: deliver now, or queue for the next digest.
+3. the token bucket: deliver now, or queue for the next digest;
+4. the daily budget (`budget`): one of today's real-time DMs, or wait for the digest time.
 """
 
 from __future__ import annotations

@@ -102,6 +102,7 @@ class Delivery:
         why: str,
         *,
         max_items: int,
+        title: str = dm.AWAY_TITLE,
         look_first: bool = False,
     ) -> Posted:
         """DM one digest of held alerts (candidate, marker), idempotent on `digest_id`."""
@@ -131,7 +132,7 @@ class Delivery:
                 context_block_id=block_id,
             )
         else:
-            message = dm.digest(digest_entries, digest_id, names, why, max_items=max_items)
+            message = dm.digest(digest_entries, digest_id, names, why, max_items=max_items, title=title)
         return await self._post(channel, message, block_id)
 
     async def _post(self, channel: str, message: dm.Message, block_id: str) -> Posted:

@@ -2,8 +2,10 @@
 
 Every instance sweeps periodically; a per-user lock in Redis makes one of them do each person.
 A person is due when their earliest held alert may go (quiet hours over, pause over, a token
-back in the bucket, Slack worth retrying). At that moment their preferences are read again:
-still quiet means later, opted out means the alerts are dropped (and audited as such).
+back in the bucket, Slack worth retrying, their digest time for alerts over their daily budget).
+At that moment their preferences are read again: still quiet means later, opted out means the
+alerts are dropped (and audited as such), a digest schedule changed meanwhile moves the digest.
+A digest takes a token from the bucket like any DM but never counts against the daily budget.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from beepgpt.contracts import Notification, NotificationOutcome
+from notifier.budget import Allowance, allowance, next_digest_at
 from notifier.decisions import admit
 from notifier.dedup import conversation_marker
 from notifier.delivery import Delivery, Posted
@@ -32,19 +35,52 @@ Publish = Callable[[Sequence[Notification]], Awaitable[None]]
 _WHY = {
     "held": "Held back while you were away",
     "rate_limited": "Held back so you were not interrupted too often",
+    "over_budget": "Held back: you had your DMs for today",
     "retry": "Delayed because Slack was unavailable",
 }
 
 
 def digest_why(alerts: Sequence[HeldAlert]) -> str:
-    """One line saying why these alerts come late ("quiet hours", "paused", ...)."""
-    reasons = sorted({a.reason for a in alerts})
-    if reasons == ["held"]:
+    """One line saying why these alerts come late ("quiet hours", "your 3 DMs for today", ...)."""
+    return "; ".join(
+        _why_of(reason, [a for a in alerts if a.reason == reason]) for reason in _reasons(alerts)
+    )
+
+
+def _reasons(alerts: Sequence[HeldAlert]) -> list[str]:
+    return sorted({a.reason for a in alerts})
+
+
+def _why_of(reason: str, alerts: Sequence[HeldAlert]) -> str:
+    if reason == "held":
         causes = sorted({part for a in alerts for part in a.why.split(" and ") if part})
         if causes:
             words = [cause.replace("paused", "pause") for cause in causes]
             return f"Held back during your {' and '.join(words)}"
-    return "; ".join(_WHY[r] for r in reasons)
+    if reason == "over_budget":
+        latest = max(alerts, key=lambda a: a.held_at)  # the budget in force when the last one came
+        if latest.why:
+            return f"Held back: {latest.why}"
+    return _WHY[reason]
+
+
+def digest_title(alerts: Sequence[HeldAlert]) -> str:
+    """A scheduled digest is "Your digest"; one after quiet hours, a pause or a limit is news
+    of while the person was away."""
+    return "Your digest" if _reasons(alerts) == ["over_budget"] else "While you were away"
+
+
+def ready_at(alerts: Sequence[HeldAlert], allowed: Allowance, now: float) -> float:
+    """When these held alerts may go out as a digest: now, unless every one of them waits for
+    the person's digest time (over the budget), then the first digest time after the earliest
+    was held — read with the schedule the person has *now*, so a changed schedule moves it.
+
+    Any other held alert makes it now: its own gate (quiet hours, the bucket) is checked by the
+    sweep, and the over-budget alerts travel along with a digest that goes out anyway.
+    """
+    if not alerts or any(a.reason != "over_budget" for a in alerts):
+        return now
+    return max(now, min(next_digest_at(allowed, a.held_at) for a in alerts))
 
 
 class DigestSweeper:
@@ -104,11 +140,16 @@ class DigestSweeper:
             await self._held.unlock(user, self._owner)
 
     async def _deliver(self, user: str, now: float) -> bool:
-        admission = admit(self._preferences.get(user), now)
+        prefs = self._preferences.get(user)
+        admission = admit(prefs, now)
         if admission.action == "hold" and admission.until is not None:
             await self._held.reschedule(user, admission.until)
             return False
         if admission.action == "deliver":
+            due = ready_at(await self._held.held(user), allowance(prefs, self._settings), now)
+            if due > now:
+                await self._held.reschedule(user, due)
+                return False
             take = await self._bucket.take(user, now)
             if not take.allowed:
                 await self._held.reschedule(user, now + take.wait_s)
@@ -133,6 +174,7 @@ class DigestSweeper:
                     entries,
                     inflight.id,
                     digest_why(inflight.alerts),
+                    title=digest_title(inflight.alerts),
                     max_items=self._settings.digest_max_items,
                     look_first=resumed,
                 )

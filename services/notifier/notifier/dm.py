@@ -246,18 +246,30 @@ def _fallback(candidate: Candidate, names: Names) -> str:
     return mrkdwn.to_mrkdwn([mrkdwn.Span(text)], FALLBACK_LIMIT)
 
 
+AWAY_TITLE = "While you were away"
+
+
 def digest(
-    entries: Sequence[DigestEntry], digest_id: str, names: Names, why: str, *, max_items: int = 10
+    entries: Sequence[DigestEntry],
+    digest_id: str,
+    names: Names,
+    why: str,
+    *,
+    max_items: int = 10,
+    title: str = AWAY_TITLE,
 ) -> Message:
-    """One DM for the alerts held back while the person was away (quiet hours, pause, limits)."""
+    """One DM for the alerts held back (quiet hours, pause, limits, the daily budget).
+
+    `title` heads it ("While you were away", or "Your digest" at a scheduled digest time)."""
     count = len(entries)
     noun = "conversation" if count == 1 else "conversations"
+    headline = f"{title}: {count} {noun}"
     blocks: list[Block] = [
         {
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": mrkdwn.truncate(f"While you were away: {count} {noun}", MAX_HEADER),
+                "text": mrkdwn.truncate(headline, MAX_HEADER),
             },
         },
         {
@@ -293,8 +305,7 @@ def digest(
         if mrkdwn.utf16_len(text) > MAX_SECTION:
             text = f"And {len(rest)} more conversations."
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    fallback = f"While you were away: {count} {noun}"
-    return Message(fallback, blocks[:MAX_BLOCKS])
+    return Message(mrkdwn.truncate(headline, FALLBACK_LIMIT), blocks[:MAX_BLOCKS])
 
 
 def find_block(messages: Sequence[Mapping[str, Any]], block_id: str) -> Mapping[str, Any] | None:

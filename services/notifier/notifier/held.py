@@ -1,5 +1,6 @@
-"""Alerts waiting for a digest: held by quiet hours or a pause, over the rate limit, or parked
-after Slack stayed unavailable. They live in Redis so any instance can deliver them.
+"""Alerts waiting for a digest: held by quiet hours or a pause, over the rate limit, over the
+person's daily budget, or parked after Slack stayed unavailable. They live in Redis so any
+instance can deliver them.
 
     held:{user}              hash  conversation id -> HeldAlert JSON
     digest:due               zset  user -> when the sweep should look at them
@@ -21,7 +22,10 @@ from pydantic import BaseModel, ConfigDict
 
 from beepgpt.contracts import Candidate
 
-HoldReason = Literal["held", "rate_limited", "retry"]
+HoldReason = Literal["held", "rate_limited", "over_budget", "retry"]
+"""Why an alert waits. `over_budget` alerts wait for the person's next digest time; the others go
+with the first digest the person may get (and take any over-budget ones along: that digest is
+a DM anyway, so they add no interruption)."""
 
 
 class HeldAlert(BaseModel):

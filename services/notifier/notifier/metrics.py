@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 DECISIONS = Counter(
     "beepgpt_notifier_decisions_total",
-    "Decisions about candidates, by outcome (sent, deduplicated, rate_limited, held, digest, ...)",
+    "Decisions about candidates, by outcome (sent, deduplicated, rate_limited, over_budget, held, digest,"
+    " ...)",
     ["outcome"],
 )
 DECISION_LATENCY = Histogram(

@@ -22,7 +22,8 @@ def zone(name: str) -> ZoneInfo:
         return UTC
 
 
-def _clock_time(hhmm: str) -> time:
+def clock_time(hhmm: str) -> time:
+    """An "HH:MM" the contract validated, as a time of day."""
     hours, minutes = hhmm.split(":")
     return time(int(hours), int(minutes))
 
@@ -34,7 +35,7 @@ def quiet_window_end(quiet: QuietHours, now: float) -> float | None:
     "quiet all day" is what `/beep pause` is for. Wall-clock times are read in the user's zone,
     so a window keeps its local hours across daylight-saving changes.
     """
-    start, end = _clock_time(quiet.start), _clock_time(quiet.end)
+    start, end = clock_time(quiet.start), clock_time(quiet.end)
     if start == end:
         return None
     tz = zone(quiet.tz)

@@ -1,10 +1,11 @@
 """The notifier process: candidates in, DMs and an audit of every decision out.
 
 A batch of candidates is decided with a few Redis round trips (preferences gate, dedup claims,
-token buckets, held alerts), the DMs are sent concurrently, every decision is published to
-`notifications.sent`, and only then are the offsets committed. Whatever fails in between is
-redone with the same records: the dedup claims say which work was this process's own, and the
-DMs already posted are remembered, so a redo neither loses nor repeats a DM.
+token buckets, daily budgets, held alerts), the DMs are sent concurrently, every decision is
+published to `notifications.sent`, and only then are the offsets committed. Whatever fails in
+between is redone with the same records: the dedup claims say which work was this process's own,
+and the DMs already posted are remembered, so a redo neither loses nor repeats a DM (nor spends a
+day's budget twice: the budget counts records, `budget_counter`).
 
 Redis is required for every send (no dedup, no DM): when it stops answering, consumption is
 paused (the consumer keeps polling so it stays in its group) until Redis answers again.
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import get_args
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -39,6 +41,8 @@ from beepgpt.kafka.headers import TRACE_ID
 from beepgpt.observability.metrics import CONSUMED
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
+from notifier.budget import Allowance, allowance, budget_day, next_digest_at, over_budget_why
+from notifier.budget_counter import BudgetAnswer, BudgetAsk, BudgetCounter
 from notifier.decisions import Admission, Verdict, admit, verdict
 from notifier.dedup import ClaimState, DedupStore, Finish, conversation_marker, record_id
 from notifier.delivery import Delivery, Posted
@@ -78,6 +82,7 @@ class Work:
     admission: Admission = field(default_factory=lambda: Admission("drop"))
     takeover: bool = False
     resumed: bool = False
+    budget_day: str | None = None  # the day whose budget this alert's DM was counted against
     decision: Notification | None = None
 
     @property
@@ -151,6 +156,7 @@ class Notifier:
         self.dedup = DedupStore(self._redis, prefix, settings.dedup_ttl_s)
         self.bucket = TokenBucket(self._redis, prefix, settings.rate_per_hour / 3600.0, settings.burst)
         self.held = HeldAlerts(self._redis, prefix)
+        self.budget = BudgetCounter(self._redis, prefix)
         self._http = aiohttp.ClientSession()
         client = AsyncWebClient(
             token=self.slack.bot_token.get_secret_value() if self.slack.bot_token else None,
@@ -389,7 +395,9 @@ class Notifier:
         already = await self.held.find_many([(w.user, w.conversation_id) for w in resumed])
         for work, alert in zip(resumed, already, strict=True):
             if alert is not None and alert.record == work.rid:
-                outcome: NotificationOutcome = "rate_limited" if alert.reason == "rate_limited" else "held"
+                outcome: NotificationOutcome = (
+                    alert.reason if alert.reason in ("rate_limited", "over_budget") else "held"
+                )
                 finishes.append(self._finish(work, outcome))
                 work.decision = self._decision(work, outcome, f"{alert.why}; waiting for a digest", now)
         moving = [w for w in moving if w.decision is None]
@@ -407,8 +415,28 @@ class Notifier:
                 )
         delivering = [w for w in moving if w.decision is None]
         takes = await self.bucket.take_many([w.user for w in delivering], now)
-        for work, take in zip(delivering, takes, strict=True):
+        allowances = {w.user: allowance(self.preferences.get(w.user), self.settings) for w in delivering}
+        # After the bucket, the day's budget: a DM the bucket allows spends one of the day's; one
+        # it refuses only asks whether the day has any left — if not, it waits for the digest
+        # time rather than for a token (a token would only bring it as a DM the budget forbids).
+        asks = [
+            BudgetAsk(
+                w.user,
+                budget_day(allowances[w.user], now),
+                w.rid,
+                allowances[w.user].daily_budget,
+                take=take.allowed,
+            )
+            for w, take in zip(delivering, takes, strict=True)
+        ]
+        answers = await self.budget.take_many(asks, now)
+        for work, take, ask, answer in zip(delivering, takes, asks, answers, strict=True):
+            if not answer.allowed:
+                holds.append(self._over_budget(work, allowances[work.user], ask, answer, now))
+                finishes.append(self._finish(work, "over_budget"))
+                continue
             if take.allowed:
+                work.budget_day = ask.day
                 senders.append(work)
                 continue
             due = now + take.wait_s
@@ -434,6 +462,15 @@ class Notifier:
         )
         for work in releases:
             await self.dedup.release(work.user, work.conversation_id, work.rid)
+        # Not delivered in real time after all (refused for good, or left to a digest, which never
+        # counts): the day's DM goes back to the person.
+        await self.budget.refund_many(
+            [
+                (w.user, w.budget_day, w.rid)
+                for w in [*releases, *(w for w, _ in retries)]
+                if w.budget_day is not None
+            ]
+        )
 
         await self._publish_batch(works, poison)
 
@@ -578,6 +615,20 @@ class Notifier:
             held_at=now,
         )
 
+    def _over_budget(
+        self, work: Work, allowed: Allowance, ask: BudgetAsk, answer: BudgetAnswer, now: float
+    ) -> HeldAlert:
+        """Hold an alert over the person's daily budget for their next digest time, and audit it."""
+        due = next_digest_at(allowed, now)
+        work.decision = self._decision(
+            work,
+            "over_budget",
+            f"over the daily budget: {answer.used} of {allowed.daily_budget} real-time DMs on {ask.day}"
+            f" ({allowed.zone.key}); digest at {_utc(due)}",
+            now,
+        )
+        return self._held_alert(work, "over_budget", over_budget_why(allowed.daily_budget), due, now)
+
     def _finish(self, work: Work, outcome: str, posted: Posted | None = None) -> Finish:
         state = ClaimState(
             "done",
@@ -623,7 +674,7 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-_OUTCOMES = {"sent", "deduplicated", "rate_limited", "held", "digest", "not_opted_in", "failed"}
+_OUTCOMES = set(get_args(NotificationOutcome))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

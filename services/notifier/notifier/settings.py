@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from beepgpt.settings import AlertDefaults
 
 
-class NotifierSettings(BaseSettings):
-    """Limits that shape how often a person is interrupted and how hard we try to reach them."""
+class NotifierSettings(AlertDefaults):
+    """Limits that shape how often a person is interrupted and how hard we try to reach them.
+
+    Inherited: `daily_budget` (real-time DMs a person gets a day, 3; what is over it waits for
+    their next digest time) and `digest_times` (09:00, 13:00, 17:00 in their time zone) for
+    everyone who has not chosen their own with `/beep budget` / `/beep digest`.
+    """
 
     model_config = SettingsConfigDict(env_prefix="BEEPGPT_NOTIFIER_")
 

@@ -20,10 +20,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from beepgpt.kafka import EventProducer, ensure_topics
-from beepgpt.settings import KafkaSettings
+from beepgpt.settings import AlertDefaults, KafkaSettings
 from beepgpt.topics import FEEDBACK, PREFERENCES, SENT
 from ingest.commands import beep_command, feedback_buttons
 from ingest.commands.app_home import AppHome
+from ingest.commands.beep_command import BUILT_IN_DEFAULTS
 from ingest.commands.preferences_store import PreferencesStore
 from ingest.commands.recent_alerts import RecentAlerts
 
@@ -34,15 +35,23 @@ class SlackExperience:
     """Owns the listeners' resources; `register(app, intake)` fits ingest's `extra_listeners`."""
 
     def __init__(
-        self, kafka: KafkaSettings, *, clock: Callable[[], float] = time.time, write_timeout_s: float = 2.0
+        self,
+        kafka: KafkaSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        write_timeout_s: float = 2.0,
+        defaults: AlertDefaults = BUILT_IN_DEFAULTS,
     ) -> None:
+        """`defaults`: the budget and digest times people get until they choose (shown to them;
+        the notifier applies its own copy of the same `BEEPGPT_NOTIFIER_*` settings)."""
         self.kafka = kafka
         self.clock = clock
         self.write_timeout_s = write_timeout_s
+        self.defaults = defaults
         self.producer = EventProducer(kafka, SOURCE)
         self.preferences = PreferencesStore(kafka, self.producer, clock=clock)
         self.alerts = RecentAlerts(kafka)
-        self.home = AppHome(self.preferences, self.alerts, clock=clock)
+        self.home = AppHome(self.preferences, self.alerts, clock=clock, defaults=defaults)
 
     @property
     def ready(self) -> bool:
@@ -68,6 +77,7 @@ class SlackExperience:
             clock=self.clock,
             on_change=self.home.refresh,
             write_timeout_s=self.write_timeout_s,
+            defaults=self.defaults,
         )
         self.home.register(app, write_timeout_s=self.write_timeout_s)
         feedback_buttons.register(app, self.producer, write_timeout_s=self.write_timeout_s)

@@ -2,6 +2,7 @@
 
     /beep follow <topic>        /beep unfollow <n|all>     /beep list
     /beep pause <duration>      /beep resume               /beep quiet <from>-<to> [tz] | off
+    /beep budget [n|default]    /beep digest [3x|1x|HH:MM,... [tz]|default]
     /beep on | off              /beep help
 
 `parse` and `apply` are pure (text -> command -> new `Preferences` and a reply); `register` wires
@@ -24,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiokafka.errors import KafkaError
 from slack_bolt.async_app import AsyncApp
 
-from beepgpt.contracts import FollowedTopic, Preferences, QuietHours
+from beepgpt.contracts import MAX_DAILY_BUDGET, MAX_DIGEST_TIMES, FollowedTopic, Preferences, QuietHours
+from beepgpt.settings import AlertDefaults
 from ingest.commands.preferences_store import NotReady, PreferencesStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,12 @@ MAX_TOPIC_CHARS = 200
 MAX_TOPICS = 20
 MAX_PAUSE_S = 30 * 24 * 3600
 
+DIGEST_PRESETS: dict[str, tuple[str, ...]] = {"3x": ("09:00", "13:00", "17:00"), "1x": ("09:00",)}
+"""`/beep digest 3x` and `1x` (and App Home's buttons): three times a day, or each morning."""
+
+BUILT_IN_DEFAULTS = AlertDefaults.model_construct()
+"""The contract's defaults, for callers that were not given the deployment's (`AlertDefaults()`)."""
+
 HELP = (
     "*BeepGPT* DMs you when a conversation you would want to join happens without you.\n"
     "• `/beep follow <topic>` — e.g. `/beep follow streaming technology decisions`\n"
@@ -42,6 +50,11 @@ HELP = (
     "• `/beep pause <duration>` — e.g. `30m`, `2h`, `1d`, `1h30m`; `/beep resume` to undo\n"
     "• `/beep quiet 22:00-07:00 [time zone]` — daily quiet hours (`/beep quiet off` to remove);"
     " alerts held meanwhile arrive as one digest\n"
+    f"• `/beep budget <0-{MAX_DAILY_BUDGET}>` — real-time DMs a day (0: digests only);"
+    " the rest wait for your digest; `/beep budget default` to reset\n"
+    "• `/beep digest 3x` (09:00, 13:00, 17:00), `1x` (09:00) or `08:30,16:00 [time zone]` —"
+    " when your digest arrives; `/beep digest default` to reset\n"
+    "• `/beep budget` / `/beep digest` — your budget and digest times now\n"
     "• `/beep on` / `/beep off` — turn alerts on or off"
 )
 
@@ -82,6 +95,22 @@ class Quiet:
 
 
 @dataclass(frozen=True)
+class Budget:
+    daily: int | None  # None: back to the deployment's default
+
+
+@dataclass(frozen=True)
+class Digest:
+    times: tuple[str, ...] | None  # None: back to the deployment's default
+    tz: str | None = None  # None: the person's own time zone (from Slack)
+
+
+@dataclass(frozen=True)
+class ShowSchedule:
+    pass
+
+
+@dataclass(frozen=True)
 class Alerts:
     on: bool
 
@@ -96,7 +125,9 @@ class Invalid:
     reply: str
 
 
-Command = Follow | Unfollow | ListAll | Pause | Resume | Quiet | Alerts | Help
+Command = (
+    Follow | Unfollow | ListAll | Pause | Resume | Quiet | Budget | Digest | ShowSchedule | Alerts | Help
+)
 
 
 _DURATION_PART = re.compile(r"(\d+)\s*(weeks?|wks?|w|days?|d|hours?|hrs?|h|minutes?|mins?|m)", re.IGNORECASE)
@@ -165,6 +196,10 @@ def parse(text: str) -> Command | Invalid:
         return Resume()
     if verb == "quiet":
         return _quiet(rest)
+    if verb == "budget":
+        return _budget(rest)
+    if verb in ("digest", "digests"):
+        return _digest(rest)
     if verb in ("on", "start", "optin", "opt-in"):
         return Alerts(True)
     if verb in ("off", "stop", "optout", "opt-out"):
@@ -220,10 +255,60 @@ def _quiet(rest: str) -> Command | Invalid:
         return Invalid("Quiet hours need different start and end times; `/beep pause` covers whole days.")
     zone = zone.strip()
     if zone and not valid_zone(zone):
-        return Invalid(
-            f"I don't know the time zone `{_code(zone[:60])}`; use a name like `Europe/Paris` or `America/New_York`."
-        )
+        return _unknown_zone(zone)
     return Quiet(start, end, zone or None)
+
+
+def _unknown_zone(zone: str) -> Invalid:
+    return Invalid(
+        f"I don't know the time zone `{_code(zone[:60])}`; use a name like `Europe/Paris` or `America/New_York`."
+    )
+
+
+_RESET = ("default", "reset")
+
+
+def _budget(rest: str) -> Command | Invalid:
+    if not rest:
+        return ShowSchedule()
+    if rest.lower() in _RESET:
+        return Budget(None)
+    if rest.isdigit() and int(rest) <= MAX_DAILY_BUDGET:
+        return Budget(int(rest))
+    return Invalid(
+        f"Give how many real-time DMs you want a day, from 0 to {MAX_DAILY_BUDGET} (0: digests only),"
+        " e.g. `/beep budget 5`, or `/beep budget default`. The rest wait for your digest."
+    )
+
+
+def _digest(rest: str) -> Command | Invalid:
+    if not rest:
+        return ShowSchedule()
+    if rest.lower() in _RESET:
+        return Digest(None)
+    # Times separated by commas and/or spaces, then perhaps a time zone: the last word when it
+    # is neither a time nor a preset.
+    typed = [w for w in re.split(r"[,\s]+", rest) if w]
+    words = [w.lower().replace("×", "x") for w in typed]
+    zone: str | None = None
+    if len(words) > 1 and parse_clock(words[-1]) is None and words[-1] not in DIGEST_PRESETS:
+        zone = typed[-1]  # as typed: zone names are case-sensitive
+        if not valid_zone(zone):
+            return _unknown_zone(zone)
+        words = words[:-1]
+    if len(words) == 1 and words[0] in DIGEST_PRESETS:
+        return Digest(DIGEST_PRESETS[words[0]], zone)
+    times = [parse_clock(word) for word in words]
+    if not times or any(t is None for t in times):
+        return Invalid(
+            "When should your digest arrive? `/beep digest 3x` (09:00, 13:00 and 17:00), `/beep digest 1x`"
+            " (09:00), or times in 24-hour time, e.g. `/beep digest 08:30,16:00` (optionally with a time"
+            " zone: `/beep digest 08:30,16:00 Europe/Paris`), or `/beep digest default`."
+        )
+    chosen = tuple(sorted({t for t in times if t is not None}))
+    if len(chosen) > MAX_DIGEST_TIMES:
+        return Invalid(f"At most {MAX_DIGEST_TIMES} digests a day, please: each one is an interruption too.")
+    return Digest(chosen, zone)
 
 
 # --- applying a command to someone's preferences -------------------------------------------------
@@ -237,12 +322,54 @@ class Result:
     reply: str
 
 
-def apply(command: Command, prefs: Preferences, now: float, *, user_tz: str = "UTC") -> Result:
-    """What a command does to a person's preferences, and the reply that says so."""
+def apply(
+    command: Command,
+    prefs: Preferences,
+    now: float,
+    *,
+    user_tz: str | None = None,
+    defaults: AlertDefaults = BUILT_IN_DEFAULTS,
+) -> Result:
+    """What a command does to a person's preferences, and the reply that says so.
+
+    `user_tz` is the person's time zone as Slack knows it (None: not looked up, or Slack did not
+    say). A change records it when the person has none yet, so that their digest times and the
+    budget's day are read in their zone from their first command on.
+    """
+    if prefs.tz is None and user_tz is not None:
+        # Answered in the zone that will be recorded; saved only with a change.
+        return _apply(command, changed(prefs, tz=user_tz), now, user_tz=user_tz, defaults=defaults)
+    return _apply(command, prefs, now, user_tz=user_tz, defaults=defaults)
+
+
+def changed(prefs: Preferences, **update: Any) -> Preferences:
+    """A copy with `update` applied and validated (`model_copy` would not check the bounds a
+    reader will: a record out of them would be refused by every service)."""
+    return Preferences.model_validate({**prefs.model_dump(), **update})
+
+
+def wants_slack_zone(command: Command, prefs: Preferences) -> bool:
+    """Whether answering needs the person's time zone from Slack (one users.info call)."""
+    if isinstance(command, Help | ListAll | ShowSchedule):
+        return False
+    if isinstance(command, Quiet) and command.start is not None and command.tz is None:
+        return True
+    return prefs.tz is None
+
+
+def _apply(
+    command: Command, prefs: Preferences, now: float, *, user_tz: str | None, defaults: AlertDefaults
+) -> Result:
     if isinstance(command, Help):
         return Result(None, HELP)
     if isinstance(command, ListAll):
-        return Result(None, describe(prefs, now))
+        return Result(None, describe(prefs, now, defaults))
+    if isinstance(command, ShowSchedule):
+        return Result(None, describe_schedule(prefs, defaults))
+    if isinstance(command, Budget):
+        return _set_budget(command, prefs, defaults)
+    if isinstance(command, Digest):
+        return _set_digest(command, prefs, defaults)
     if isinstance(command, Follow):
         if any(t.text.casefold() == command.topic.casefold() for t in prefs.topics):
             return Result(None, f"You already follow “{_plain(command.topic)}”.")
@@ -287,7 +414,7 @@ def apply(command: Command, prefs: Preferences, now: float, *, user_tz: str = "U
             if prefs.quiet_hours is None:
                 return Result(None, "You have no quiet hours.")
             return Result(prefs.model_copy(update={"quiet_hours": None}), "Quiet hours removed.")
-        quiet = QuietHours(start=command.start, end=command.end, tz=command.tz or user_tz)
+        quiet = QuietHours(start=command.start, end=command.end, tz=command.tz or user_tz or "UTC")
         return Result(
             prefs.model_copy(update={"quiet_hours": quiet}),
             f"Quiet hours set: {quiet.start}–{quiet.end} ({quiet.tz}), every day. "
@@ -308,7 +435,65 @@ def apply(command: Command, prefs: Preferences, now: float, *, user_tz: str = "U
     raise AssertionError(f"unhandled command {command!r}")
 
 
-def describe(prefs: Preferences, now: float) -> str:
+def _set_budget(command: Budget, prefs: Preferences, defaults: AlertDefaults) -> Result:
+    if command.daily == prefs.daily_budget:
+        return Result(None, f"Your daily budget is already {budget_text(prefs, defaults)}.")
+    new = changed(prefs, daily_budget=command.daily)
+    digest = f"your digest at {schedule_text(new, defaults)}"
+    if new.daily_budget == 0:
+        return Result(new, f"Daily budget set to 0: no real-time DMs; every alert waits for {digest}.")
+    return Result(
+        new,
+        f"Daily budget set: {budget_text(new, defaults)}. What is over it waits for {digest}"
+        " (digests never count against the budget).",
+    )
+
+
+def _set_digest(command: Digest, prefs: Preferences, defaults: AlertDefaults) -> Result:
+    times = None if command.times is None else list(command.times)
+    tz = command.tz or prefs.tz
+    if times == prefs.digest_times and tz == prefs.tz:
+        return Result(None, f"Your digest already arrives at {schedule_text(prefs, defaults)}.")
+    new = changed(prefs, digest_times=times, tz=tz)
+    return Result(
+        new,
+        f"Digest times set: {schedule_text(new, defaults)}, every day. Alerts over your daily budget"
+        f" ({budget_text(new, defaults)}) arrive together at the next one.",
+    )
+
+
+def budget_text(prefs: Preferences, defaults: AlertDefaults) -> str:
+    """ "5 real-time DMs a day", "3 real-time DMs a day, the default", "0 real-time DMs (digests only)"."""
+    daily = defaults.daily_budget if prefs.daily_budget is None else prefs.daily_budget
+    text = (
+        "0 real-time DMs (digests only)"
+        if daily == 0
+        else f"{daily} real-time DM{'' if daily == 1 else 's'} a day"
+    )
+    return text + (", the default" if prefs.daily_budget is None else "")
+
+
+def schedule_text(prefs: Preferences, defaults: AlertDefaults) -> str:
+    """ "09:00, 13:00 and 17:00 (Europe/Paris)", marked when it is the default schedule."""
+    times = defaults.digest_times if prefs.digest_times is None else prefs.digest_times
+    text = f"{_and(list(times))} ({_plain(prefs.zone_name)})"
+    return text + (", the default" if prefs.digest_times is None else "")
+
+
+def describe_schedule(prefs: Preferences, defaults: AlertDefaults) -> str:
+    """The budget and digest lines of `/beep list`, also the answer to `/beep budget`/`digest`."""
+    return (
+        f"Daily budget: {budget_text(prefs, defaults)} — change with `/beep budget <n>`.\n"
+        f"Digest: {schedule_text(prefs, defaults)} — alerts over the budget arrive then;"
+        " change with `/beep digest 3x|1x|HH:MM,...`."
+    )
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def describe(prefs: Preferences, now: float, defaults: AlertDefaults = BUILT_IN_DEFAULTS) -> str:
     """Everything someone has set, for `/beep list` and App Home."""
     lines = [f"Alerts are *{'on' if prefs.opted_in else 'off'}*."]
     if prefs.paused_until is not None and prefs.paused_until > now:
@@ -316,6 +501,7 @@ def describe(prefs: Preferences, now: float) -> str:
     if prefs.quiet_hours is not None:
         q = prefs.quiet_hours
         lines.append(f"Quiet hours: {q.start}–{q.end} ({q.tz}).")
+    lines.append(describe_schedule(prefs, defaults))
     if prefs.topics:
         lines.append("Topics you follow:")
         lines += [f"{i}. {_plain(t.text)}" for i, t in enumerate(prefs.topics, start=1)]
@@ -352,6 +538,7 @@ def register(
     clock: Callable[[], float] = time.time,
     on_change: OnChange | None = None,
     write_timeout_s: float = 2.0,
+    defaults: AlertDefaults = BUILT_IN_DEFAULTS,
 ) -> None:
     """`/beep` as a Bolt command listener; the reply is the ack's ephemeral payload."""
 
@@ -362,11 +549,9 @@ def register(
             await ack(text=parsed.reply)
             return
         try:
-            tz = "UTC"
-            if isinstance(parsed, Quiet) and parsed.start is not None and parsed.tz is None:
-                tz = await _user_tz(client, user)
+            tz = await user_tz(client, user) if wants_slack_zone(parsed, store.get(user)) else None
             async with store.lock(user):
-                result = apply(parsed, store.get(user), clock(), user_tz=tz)
+                result = apply(parsed, store.get(user), clock(), user_tz=tz, defaults=defaults)
                 if result.prefs is not None:
                     await store.save(result.prefs, timeout=write_timeout_s)
         except NotReady:
@@ -387,11 +572,12 @@ def register(
     app.command(COMMAND)(on_beep)
 
 
-async def _user_tz(client: Any, user: str) -> str:
-    """The person's time zone from Slack's profile; UTC when Slack does not answer quickly."""
+async def user_tz(client: Any, user: str) -> str | None:
+    """The person's time zone from Slack's profile; None when Slack does not answer quickly
+    (or names no zone we know): nothing is recorded then, and the next change asks again."""
     try:
         response = await asyncio.wait_for(client.users_info(user=user), timeout=0.8)
         tz = (response.get("user") or {}).get("tz")
     except Exception:
-        return "UTC"
-    return tz if isinstance(tz, str) and valid_zone(tz) else "UTC"
+        return None
+    return tz if isinstance(tz, str) and valid_zone(tz) else None
