@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval": Command(
         "scorer.evaluation.cli",
-        "measure the interest model or the topic matcher on held-out data",
+        "measure the interest model or the topic matcher on held-out data (also: eval conversations)",
         "services/scorer[train]",
     ),
     "serve": Command(
@@ -70,6 +70,17 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+SUBCOMMANDS: dict[tuple[str, str], Command] = {
+    ("eval", "conversations"): Command(
+        "sessionizer.evaluation.cli",
+        "conversation modes against known conversations (ARI, VI, one-to-one, exact match)",
+        "services/sessionizer",
+    ),
+}
+"""Subcommands that live with another package than their command's: `beepgpt eval conversations`
+measures the sessionizer, which needs none of the scorer's ML stack that `beepgpt eval` loads."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
@@ -86,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     parsed = parser.parse_args(args[:1])
+    routed = SUBCOMMANDS.get((parsed.command, args[1])) if len(args) > 1 else None
+    if routed is not None:
+        return routed.run(args[2:])
     return COMMANDS[parsed.command].run(args[1:])
 
 

@@ -1,8 +1,13 @@
-"""`beepgpt conversations <messages.parquet|.jsonl|export> [--out conversations.jsonl]`.
+"""`beepgpt conversations <messages.parquet|.jsonl|export> [--mode gap|linked] [--out conversations.jsonl]`.
 
 Prints (or writes) one JSON line per conversation of a history table, built by the same query
 the live service runs: its id as people read it (`{"channel": "General", "thread": 1690797600.0}`,
 the float ts of its first message), its messages and its participants. A count goes to stderr.
+
+`--mode gap` (the default, and the live service's only mode) is the 10-minute rule through the
+Kaskada query; `--mode linked` builds flow conversations with the reply linker
+(`sessionizer.linker`, history only for now), so its output can be compared with known
+conversations (`beepgpt eval conversations` does that with figures).
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from beepgpt.contracts import ConversationEvent
+from beepgpt.contracts import ConversationEvent, ConversationMessage, conversation_id
 from sessionizer.history import TableError, conversations, load_table
 from sessionizer.settings import SessionizerSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,6 +31,12 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beepgpt conversations", description=__doc__)
     parser.add_argument("source", type=Path, help="message table (.parquet/.jsonl) or Slack export (dir/zip)")
     parser.add_argument("--out", type=Path, help="write JSON lines here instead of stdout")
+    parser.add_argument(
+        "--mode",
+        choices=("gap", "linked"),
+        default="gap",
+        help="gap: the 10-minute rule (default, as live); linked: the reply linker (history only)",
+    )
     parser.add_argument("--gap", type=float, default=defaults.gap_s, help="seconds of channel silence (600)")
     parser.add_argument(
         "--thread-idle",
@@ -56,7 +70,7 @@ def main(argv: list[str]) -> int:
     except (TableError, ValueError, OSError) as error:
         print(f"beepgpt conversations: {error}", file=sys.stderr)
         return 2
-    found = conversations(table, settings)
+    found = conversations(table, settings) if args.mode == "gap" else linked_conversations(table)
     if args.out is not None:
         with args.out.open("w", encoding="utf-8") as out:
             _write(found, out)
@@ -70,6 +84,49 @@ def main(argv: list[str]) -> int:
     where = f" to {args.out}" if args.out is not None else ""
     print(f"{len(found)} conversations from {len(table)} messages{where}", file=sys.stderr)
     return 0
+
+
+def linked_conversations(table: pd.DataFrame) -> list[ConversationEvent]:
+    """The reply linker's conversations as closed events (whole: every message), in the order
+    their first messages were written."""
+    from sessionizer.evaluation.modes import linked
+
+    found = linked(table)
+    assert found.members is not None
+    rows = {
+        conversation_id(str(r.channel), str(r.slack_ts)): r
+        for r in table.itertuples(index=False)
+    }
+    events = []
+    for conversation, ids in found.members.items():
+        first = rows[ids[0]]
+        thread = str(first.slack_thread_ts) if conversation.endswith("/thread") else None
+        messages = [
+            ConversationMessage(
+                ts=str(rows[m].slack_ts),
+                user=str(rows[m].user),
+                text=str(rows[m].text),
+                thread_ts=thread,
+                reactions=int(rows[m].reactions or 0),
+            )
+            for m in ids
+        ]
+        events.append(
+            ConversationEvent(
+                kind="closed",
+                conversation_id=conversation,
+                channel=str(first.channel),
+                thread_ts=thread,
+                first_ts=messages[0].ts,
+                last_ts=messages[-1].ts,
+                version=1,
+                messages=messages,
+                participants=list(dict.fromkeys(m.user for m in messages)),
+                message_count=len(messages),
+                reaction_count=sum(m.reactions for m in messages),
+            )
+        )
+    return events
 
 
 def _write(found: list[ConversationEvent], out: TextIO) -> None:
