@@ -5,6 +5,10 @@
   figure is compared with;
 - `train_seconds`: `beepgpt train data/slack-generation.parquet` end to end in-process (read, shared
   query, embed every message once, fit, write the model directory), model loading excluded;
+- `scale_fit_seconds` / `scale_peak_rss`: the pair model's fit on a generated workspace of
+  200,000 messages and 5,000 people (`bench/workspace.py`; vectors given, as from the cache);
+- `elmlang_*`: where `../shared/data/real-chat/elmlang-general` is beside the checkout, the fit
+  on that real chat with its vectors cached (the first run embeds and fills the cache);
 - the evaluation figures of `beepgpt eval interest` (default 80/20 time split) and
   `beepgpt eval topics` on the committed development set (default threshold, best thresholds,
   5 feedback shots), computed on the same embedded history so each message is embedded once.
@@ -34,14 +38,15 @@ def run() -> list[dict[str, Any]]:
     from scorer.evaluation.cli import split_time
     from scorer.model_dir import shared_local_embedder
     from scorer.topics.matcher import TopicMatcher
-    from scorer.training.local import InterestSettings, train_interest
+    from scorer.training.pairs import fit
     from scorer.training.pipeline import (
         conversation_texts,
         conversation_vectors,
         prepare,
+        replay_stream,
         workspace_lexicon,
         workspace_space,
-        write_local_model,
+        write_pair_model,
     )
 
     records = []
@@ -60,25 +65,22 @@ def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         prepared = prepare(DATA, embedder, progress=False, say=lambda _: None)
-        _, metrics = write_local_model(prepared, Path(tmp) / "bench")
+        _, metrics = write_pair_model(prepared, Path(tmp) / "bench", say=None)
         records.append(record("train_seconds", time.perf_counter() - started, "s"))
-    records.append(record("train_examples", float(metrics["examples"]), "examples"))
+    records.append(record("train_examples", float(metrics["examples"]["fit"]), "examples"))
 
+    records.extend(scale_records())
+    records.extend(elmlang_records(embedder))
+
+    stream = replay_stream(prepared)
     cut = split_time([e.ts for e in prepared.examples], None, 0.2)
-    report = interest_eval.evaluate(
-        prepared.examples,
-        prepared.prompt_vectors,
-        prepared.vocab,
-        cut,
-        lambda examples: train_interest(
-            examples, prepared.prompt_vectors, prepared.vocab, prepared.dimension, InterestSettings()
-        ),
-    )
+    model, _ = fit(stream, prepared.vectors, end=cut, names=dict(prepared.vocab.names))
+    report = interest_eval.evaluate_pairs(stream, prepared.vectors, model, cut, sorted(set(stream.users)))
     for ranker in report.rankers:
         name = ranker.name.replace(" ", "_")
         records.append(record(f"interest_mrr_{name}", ranker.all.mrr, "MRR"))
         records.append(record(f"interest_top1_{name}", ranker.all.top1, "share"))
-    records.append(record("interest_nobody_brier", report.nobody.brier, "Brier"))
+    records.append(record("interest_join_probability_ece", report.nobody.ece, "ECE"))
 
     # the product's matcher: embeddings and the workspace's words, as the scorer loads it
     matcher = TopicMatcher(embedder, workspace_space(prepared), lexicon=workspace_lexicon(prepared))
@@ -99,3 +101,53 @@ def run() -> list[dict[str, Any]]:
     if topic_report.few_shot is not None:
         records.append(record("topics_macro_f1_5_feedback_shots", topic_report.few_shot.macro_f1, "F1"))
     return records
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scale_records() -> list[dict[str, Any]]:
+    """The pair model's fit on 200,000 generated messages of 5,000 people (target < 5 minutes)."""
+    from bench.workspace import generate
+    from scorer.training.pairs import fit
+
+    stream, vectors = generate()
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    _, metrics = fit(stream, vectors, say=lambda line: print(line, flush=True))
+    return [
+        record("scale_fit_seconds", time.perf_counter() - started, "s"),
+        record("scale_examples_seconds", metrics["timings"]["examples_seconds"], "s"),
+        record("scale_people", float(len(set(stream.users))), "people"),
+        record("scale_messages", float(len(stream.users)), "messages"),
+        record("scale_peak_rss", max(before, peak_rss_mb()), "MB"),
+    ]
+
+
+def elmlang_records(embedder: Any) -> list[dict[str, Any]]:
+    """The fit on real chat with its vectors cached (target < 20 s); nothing without the data."""
+    from scorer.training.pairs import fit
+    from scorer.training.pipeline import prepare, replay_stream
+
+    data = ROOT.parent / "shared" / "data" / "real-chat" / "elmlang-general"
+    if not data.is_dir():
+        return []
+    from scorer.embeddings import MessageEmbeddings
+    from scorer.vector_cache import cache_from_environment
+
+    def store() -> MessageEmbeddings:  # a new store each time: only the on-disk cache carries over
+        return MessageEmbeddings(embedder, cache_from_environment(embedder))
+
+    prepare(data, embedder, progress=False, say=lambda _: None, store=store())  # fills the cache
+    started = time.perf_counter()
+    prepared = prepare(data, embedder, progress=False, say=lambda _: None, store=store())
+    prepare_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    fit(replay_stream(prepared), prepared.vectors)
+    return [
+        record("elmlang_prepare_cached_seconds", prepare_seconds, "s"),
+        record("elmlang_fit_seconds", time.perf_counter() - started, "s"),
+    ]

@@ -75,6 +75,10 @@ class Tally:
     waiting: dict[tuple[str, str], Notification] = field(default_factory=dict)
     """DMs whose candidate (and so explanation) has not been read yet."""
     last_change: float = field(default_factory=time.monotonic)
+    alerted: dict[str, set[str]] = field(default_factory=dict)
+    """conversation id → who got a real-time DM about it"""
+    joined_after_dm: set[tuple[str, str]] = field(default_factory=set)
+    """(person, conversation) pairs where the person posted in it after their DM"""
 
     def name(self, user: str) -> str:
         return self.names.get(user, user)
@@ -82,6 +86,8 @@ class Tally:
     def on_notification(self, note: Notification) -> None:
         self.outcomes[note.outcome] += 1
         self.last_change = time.monotonic()
+        if note.outcome == "sent":
+            self.alerted.setdefault(note.conversation_id, set()).add(note.user)
         if note.outcome in ("sent", "digest"):
             if note.latest_ts:
                 # Until Slack has the DM: its ts is Slack's clock at chat.postMessage (the
@@ -93,6 +99,15 @@ class Tally:
                 self._print(note, self.explanations[key])
             else:  # its candidate is on another topic, not read yet: print once it is
                 self.waiting[key] = note
+
+    def on_conversation(self, event: ConversationEvent) -> None:
+        """A DM went only to someone not in the conversation: if they are in it now, they joined."""
+        if event.kind == "closed":
+            self.conversations_closed.add(event.conversation_id)
+        else:
+            self.conversations_updated += 1
+        for user in self.alerted.get(event.conversation_id, set()) & set(event.participants):
+            self.joined_after_dm.add((user, event.conversation_id))
 
     def on_candidate(self, candidate: Candidate) -> None:
         key = (candidate.user, candidate.conversation_id)
@@ -128,6 +143,7 @@ class Tally:
             f"  conversations closed   {len(self.conversations_closed)}",
             f"  candidates             {self.candidates}",
             f"  DMs sent               {self.outcomes['sent']}",
+            f"  ... then joined        {len(self.joined_after_dm)} (the person posted in that conversation after the DM)",
             f"  deduplicated           {self.outcomes['deduplicated']}",
             f"  held / rate limited    {self.outcomes['held']} / {self.outcomes['rate_limited']}",
             # Waiting for the person's digest time (09:00, 13:00, 17:00 in their zone by default).
@@ -159,11 +175,7 @@ async def follow_topics(kafka: KafkaSettings, tally: Tally) -> None:
             elif record.topic == topics.CANDIDATES.name:
                 tally.on_candidate(topics.CANDIDATES.decode(record.value))
             else:
-                event: ConversationEvent = topics.CONVERSATIONS.decode(record.value)
-                if event.kind == "closed":
-                    tally.conversations_closed.add(event.conversation_id)
-                else:
-                    tally.conversations_updated += 1
+                tally.on_conversation(topics.CONVERSATIONS.decode(record.value))
             tally.last_change = time.monotonic()
     finally:
         await consumer.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from beepgpt.contracts import Notification
+from beepgpt.contracts import ConversationEvent, ConversationMessage, Notification
 from devstack.demo import Tally, demo_daily_budget
 
 
@@ -49,3 +49,31 @@ def test_each_replayed_day_gets_the_default_budget() -> None:
     assert demo_daily_budget(1) == 3
     assert demo_daily_budget(2) == 6
     assert demo_daily_budget(0) == demo_daily_budget(40) == 50  # the highest a person may choose
+
+
+def test_the_summary_counts_dms_followed_by_the_person_joining() -> None:
+    def update(conversation: str, participants: list[str], version: int) -> ConversationEvent:
+        message = ConversationMessage(ts="100.000000", user=participants[0], text="hi")
+        return ConversationEvent(
+            kind="updated",
+            conversation_id=conversation,
+            channel="C1",
+            first_ts="100.000000",
+            last_ts="100.000000",
+            version=version,
+            messages=[message],
+            participants=participants,
+            message_count=1,
+        )
+
+    tally = Tally(names={})
+    for user, conversation in [("U2", "C1:1.000000"), ("U3", "C1:1.000000"), ("U2", "C1:2.000000")]:
+        tally.on_notification(
+            Notification(user=user, conversation_id=conversation, outcome="sent", decided_at=100.0)
+        )
+    tally.on_conversation(update("C1:1.000000", ["U1", "U2"], 2))  # U2 joined after the DM
+    tally.on_conversation(update("C1:1.000000", ["U1", "U2"], 3))  # counted once
+    tally.on_conversation(update("C1:2.000000", ["U1"], 2))  # U2 did not join this one
+    tally.on_conversation(update("C1:3.000000", ["U3"], 1))  # never DMed about it
+    assert tally.joined_after_dm == {("U2", "C1:1.000000")}
+    assert "  ... then joined        1 " in tally.summary(messages=3)

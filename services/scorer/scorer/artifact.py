@@ -6,7 +6,11 @@
       labels.json     the label map: user ids (with names) in class order, then "nobody"
       settings.json   the settings training used (so a rerun can reproduce it)
       metrics.json    training and validation figures
-      interest.npz    local kind: the classifier's weights
+      pairs.lgb.txt   pairs kind: the pair interest model (LightGBM's text format)
+      pairs.npz       pairs kind: its calibration, threshold and feature names
+      activity.json   pairs kind: the workspace's activity at the end of training
+      profiles.npz    pairs kind: each person's profile vector then
+      interest.npz    local kind (formats 1-2): the per-person classifier's weights
       openai.json     openai kind: the fine-tuning files, job id and resulting model id
       space.npz       the embedding space's workspace statistics the topic matcher uses
       lexicon.json    format 2: the workspace's word statistics the topic matcher uses
@@ -20,7 +24,8 @@ Versions: 1 had no `lexicon.json` (topic scores from embeddings alone, with that
 threshold recorded in `settings.json`); 2 adds it (embeddings and words, `scorer.topics.lexical`).
 This code reads both: a version-1 directory keeps scoring topics the way it was measured. A
 scorer that only knows version 1 refuses a version-2 directory, rather than applying its
-threshold to the other score.
+threshold to the other score. 3 adds the `pairs` kind (`scorer.interest.pairs`, what `beepgpt
+train` writes); a scorer that knows only 1 and 2 refuses it rather than guessing at its files.
 """
 
 from __future__ import annotations
@@ -38,11 +43,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 FORMAT = "beepgpt-model"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 """Versions this code loads (see the module's docstring for what changed)."""
 
-ModelKind = Literal["local", "openai"]
+ModelKind = Literal["pairs", "local", "openai"]
 
 MANIFEST = "manifest.json"
 LABELS = "labels.json"
@@ -164,7 +169,7 @@ def read_manifest(directory: Path) -> Manifest:
     if found not in READABLE_VERSIONS:
         raise ModelFormatError(
             f"{directory} holds model format version {found}, but this scorer reads version "
-            f"{' or '.join(map(str, READABLE_VERSIONS))}; retrain it with this version's `beepgpt train`, or run the scorer "
+            f"{', '.join(map(str, READABLE_VERSIONS[:-1]))} or {READABLE_VERSIONS[-1]}; retrain it with this version's `beepgpt train`, or run the scorer "
             "version that wrote it"
         )
     try:

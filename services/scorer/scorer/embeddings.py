@@ -2,9 +2,10 @@
 
 Both scorers read message vectors, never raw texts a second time: a message is embedded once,
 when it first arrives (the service's `MessageCache`, or `MessageEmbeddings` below for a history
-table), and every later decision reuses the vector. `beepgpt_scorer_embeddings_computed_total`
-counts texts that actually went through a model, so "each message embedded once" is something
-a dashboard and a test can check rather than a promise.
+table, backed on disk by `scorer.vector_cache` across runs), and every later decision reuses the
+vector. `beepgpt_scorer_embeddings_computed_total` counts texts that actually went through a
+model, so "each message embedded once" is something a dashboard and a test can check rather than
+a promise.
 
 Vectors are L2-normalised float32 rows, so a dot product is a cosine similarity whichever model
 made them. `name` identifies the vector space: vectors of two names must never be compared.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
 
     from scorer.openai_api import Backoff
+    from scorer.vector_cache import VectorCache
 
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float32]
@@ -168,6 +172,14 @@ class LocalEmbedder:
     def name(self) -> str:
         return f"local:{LOCAL_MODEL}"
 
+    @property
+    def cache_variant(self) -> str:
+        """The on-disk vector cache keeps bfloat16 and float32 vectors apart (`name` does not:
+        they are one vector space for models and thresholds). They differ by a cosine of about
+        2e-5, harmless to compare, but a warm run should reproduce the cold run it replaces
+        bit for bit whatever precision ran first; a switch costs one cold run."""
+        return self.precision
+
     def embed(self, texts: list[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -210,6 +222,14 @@ class OpenAIEmbedder:
     def name(self) -> str:
         return f"openai:{self.model}"
 
+    @property
+    def cache_variant(self) -> str:
+        """The endpoint's host: vectors of a stand-in or a proxy never reach a cache of
+        api.openai.com's (the port is left out so a test stand-in on a random port keeps one file)."""
+        base_url = getattr(self.client, "base_url", None)
+        host = getattr(base_url, "host", None)
+        return str(host) if host else "api.openai.com"
+
     def embed(self, texts: list[str]) -> Matrix:
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
@@ -230,21 +250,70 @@ MessageKey = tuple[str, str]
 """(channel, Slack ts): a message's identity in a workspace."""
 
 
+@dataclass
+class EmbeddingRun:
+    """Where one `MessageEmbeddings.vectors` call found its vectors, for the progress line and
+    for tests: `messages` = `stored` + `repeated` + `cached` + `computed`."""
+
+    messages: int = 0
+    stored: int = 0
+    """messages already in this store with the same text"""
+    repeated: int = 0
+    """messages whose text another message of the same call also has (embedded once for all)"""
+    cached: int = 0
+    """distinct texts read from the on-disk vector cache"""
+    computed: int = 0
+    """distinct texts run through the embedding model"""
+    seconds: float = 0.0
+
+    def summary(self, seconds: float | None = None, where: str = "") -> str:
+        """One progress line: "embeddings: 14,510 messages, 14,200 cached, 310 computed in 2.1 s"."""
+        line = (
+            f"embeddings: {self.messages:,} messages, {self.cached:,} cached, "
+            f"{self.computed:,} computed in {self.seconds if seconds is None else seconds:.1f} s"
+        )
+        extra = [f"{self.repeated:,} repeated texts"] if self.repeated else []
+        if self.stored:
+            extra.append(f"{self.stored:,} already in memory")
+        if where:
+            extra.append(where)
+        return f"{line} ({'; '.join(extra)})" if extra else line
+
+
 class MessageEmbeddings:
-    """Vectors of a workspace's history keyed by message, each message embedded at most once.
+    """Vectors of a workspace's history keyed by message, each text embedded at most once.
 
     Training, evaluation and the topic matcher's workspace statistics all ask for vectors of the
     same messages; this store makes the second ask free. An edited message (same key, new text)
-    is embedded again, as the live cache does.
+    is embedded again, as the live cache does. Within one call, messages with the same text
+    ("thanks!") share one embedding.
+
+    With a `VectorCache` the texts are also looked up on disk (one bulk read) before anything
+    reaches the model, and every computed batch is written back in one transaction, so the next
+    process that embeds the same history (a second `beepgpt train`, an `eval`) computes nothing.
+    Without one (the default) nothing touches the disk: library callers and benchmarks keep
+    measuring the model, and the CLIs opt in.
     """
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, cache: VectorCache | None = None) -> None:
         self.embedder = embedder
+        self.cache = cache
         self._vectors: dict[MessageKey, tuple[str, Vector]] = {}
+        self._prefetched: dict[str, Vector] = {}
         self.computed = 0
+        self.cached = 0
+        self.last_run = EmbeddingRun()
 
     def __len__(self) -> int:
         return len(self._vectors)
+
+    @property
+    def cache_note(self) -> str:
+        """Where vectors are cached, for the progress line."""
+        if self.cache is None:
+            return "vector cache off"
+        state = "" if self.cache.usable else "unusable, ignored: "
+        return f"vector cache {state}{self.cache.path}"
 
     def vectors(
         self,
@@ -254,34 +323,106 @@ class MessageEmbeddings:
         batch: int = 256,
         progress: Callable[[int], None] | None = None,
     ) -> Matrix:
-        """Rows for `keys` in order; only messages not stored yet go to the embedder."""
+        """Rows for `keys` in order; only texts neither stored nor cached go to the embedder."""
         if len(keys) != len(texts):
             raise ValueError(f"{len(keys)} keys for {len(texts)} texts")
-        todo: dict[MessageKey, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            known = self._vectors.get(key)
-            if known is None or known[0] != text:
-                todo[key] = text
-        # similar lengths side by side: a batch is padded to its longest text
-        pending = sorted(todo.items(), key=lambda item: len(item[1]))
-        for start in range(0, len(pending), batch):
-            chunk = pending[start : start + batch]
-            matrix = self.embedder.embed([text for _, text in chunk])
-            for (key, text), vector in zip(chunk, matrix, strict=True):
-                self._vectors[key] = (text, vector)
-            self.computed += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
+        started = time.perf_counter()
+        needed, stored = self._needed(keys, texts)
+        distinct = list(dict.fromkeys(needed.values()))
+        found = self._cached(distinct)
+        run = EmbeddingRun(messages=len(keys), stored=stored, cached=len(found))
+        run.repeated = len(keys) - stored - len(distinct)
+        computed = self._compute([text for text in distinct if text not in found], batch, progress)
+        stale = self._other_dimension(found, computed)
+        if stale:
+            computed.update(self._compute(stale, batch, progress))
+            run.cached -= len(stale)
+        found.update(computed)
+        for key, text in needed.items():
+            self._vectors[key] = (text, found[text])
+        run.computed = len(computed)
+        run.seconds = time.perf_counter() - started
+        self.computed += run.computed
+        self.cached += run.cached
+        self.last_run = run
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._vectors[key][1] for key in keys]).astype(np.float32)
 
     def missing(self, keys: Sequence[MessageKey], texts: Sequence[str]) -> int:
-        """How many of these messages a `vectors` call would embed (for progress bars)."""
-        return len(
-            {
-                key
-                for key, text in zip(keys, texts, strict=True)
-                if key not in self._vectors or self._vectors[key][0] != text
-            }
-        )
+        """How many texts a `vectors` call would embed (for progress bars): not stored, not
+        repeated, not cached. The cache rows it reads are kept for that call, not read twice."""
+        distinct = list(dict.fromkeys(self._needed(keys, texts)[0].values()))
+        self._prefetched = self._cached(distinct)
+        return len(distinct) - len(self._prefetched)
+
+    def _needed(self, keys: Sequence[MessageKey], texts: Sequence[str]) -> tuple[dict[MessageKey, str], int]:
+        """Messages whose vector this store does not hold for their current text, and how many
+        of the given messages it does hold."""
+        needed: dict[MessageKey, str] = {}
+        stored = 0
+        for key, text in zip(keys, texts, strict=True):
+            known = self._vectors.get(key)
+            if known is None or known[0] != text:
+                needed[key] = text
+            else:
+                stored += 1
+        return needed, stored
+
+    def _dimension(self) -> int | None:
+        dimension = getattr(self.embedder, "dimension", None)
+        return int(dimension) if isinstance(dimension, int) else None
+
+    def _cached(self, texts: list[str]) -> dict[str, Vector]:
+        if self.cache is None or not texts:
+            return {}
+        prefetched, self._prefetched = self._prefetched, {}
+        found = {text: prefetched[text] for text in texts if text in prefetched}
+        rest = [text for text in texts if text not in found]
+        if rest:
+            found.update(self.cache.get_many(rest, self._dimension()))
+        return found
+
+    def _compute(
+        self, texts: list[str], batch: int, progress: Callable[[int], None] | None
+    ) -> dict[str, Vector]:
+        # similar lengths side by side: a batch is padded to its longest text
+        pending = sorted(texts, key=len)
+        computed: dict[str, Vector] = {}
+        for start in range(0, len(pending), batch):
+            chunk = pending[start : start + batch]
+            matrix = self.embedder.embed(chunk)
+            if self.cache is not None:
+                self.cache.put_many(chunk, matrix)
+            computed.update(zip(chunk, matrix, strict=True))
+            if progress is not None:
+                progress(len(chunk))
+        return computed
+
+    def _other_dimension(self, found: dict[str, Vector], computed: dict[str, Vector]) -> list[str]:
+        """Cached texts to recompute because their dimension is not this embedder's.
+
+        Reads already filter by dimension when the embedder states one (the local model); an
+        OpenAI endpoint's dimension is only known from its answers, so cached rows are checked
+        against what it computed, or against each other when it computed nothing.
+        """
+        if self._dimension() is not None or not found:
+            return []
+        if computed:
+            dims = {len(next(iter(computed.values())))}
+        else:
+            dims = {len(vector) for vector in found.values()}
+        if len(dims) == 1:
+            dim = dims.pop()
+            stale = [text for text, vector in found.items() if len(vector) != dim]
+        else:
+            stale = list(found)
+        if stale:
+            log.warning(
+                "embedding cache %s: %d vectors of another dimension ignored (recomputed)",
+                getattr(self.cache, "path", "?"),
+                len(stale),
+            )
+            for text in stale:
+                del found[text]
+        return stale

@@ -25,6 +25,7 @@ from scorer.embeddings import LOCAL_MODEL, Embedder, LocalEmbedder, OpenAIEmbedd
 from scorer.interest.features import Vocabulary
 from scorer.interest.model import InterestModel
 from scorer.interest.openai_model import OpenAIInterestModel
+from scorer.interest.pairs import PairModel
 from scorer.topics.lexical import Lexicon
 from scorer.topics.matcher import EmbeddingSpace, TopicMatcher
 
@@ -37,7 +38,7 @@ class LoadedModels:
     path: Path
     manifest: Manifest
     embedder: Embedder
-    interest: InterestModel | OpenAIInterestModel | None
+    interest: PairModel | InterestModel | OpenAIInterestModel | None
     topics: TopicMatcher
 
     @property
@@ -77,8 +78,10 @@ def load_models(
     if used.name != manifest.embedder:
         raise ModelFormatError(f"{path} was trained with {manifest.embedder}, not {used.name}")
     vocab = Vocabulary.from_json(read_json(path / LABELS))
-    interest: InterestModel | OpenAIInterestModel
-    if manifest.kind == "local":
+    interest: PairModel | InterestModel | OpenAIInterestModel
+    if manifest.kind == "pairs":
+        interest = PairModel.load(path, vocab.names)
+    elif manifest.kind == "local":
         interest = InterestModel.load(path, vocab)
     elif manifest.kind == "openai":
         interest = OpenAIInterestModel.load(path, vocab, client=openai_client)

@@ -141,14 +141,12 @@ def explain_topic(match: TopicMatch) -> str:
 
 
 def explain_interest(interest: InterestScore) -> str:
-    """Why: the model's probability against its threshold, and the signals it offers."""
-    text = (
-        f"You are likely to want to join in: the interest model gives {interest.probability:.0%} "
-        f"(alerts from {interest.threshold:.0%})"
-    )
+    """Why, strongest signal first, in words ("you answered Ana 14 times this month"), then the
+    model's calibrated chance that the person joins, against the line it alerts from."""
+    odds = f"{interest.probability:.0%} likely you join; alerts from {interest.threshold:.0%}"
     if interest.signals:
-        text += "; " + "; ".join(interest.signals)
-    return text
+        return f"You may want to join: {'; '.join(interest.signals)} ({odds})"
+    return f"You may want to join this conversation ({odds})"
 
 
 def preview_of(conversation: ConversationEvent, lines: int) -> list[PreviewLine]:

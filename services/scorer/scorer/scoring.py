@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -49,7 +49,20 @@ class InterestModel(Protocol):
     @property
     def threshold(self) -> float: ...
 
-    def probabilities(self, conversation: ConversationEvent, vectors: Matrix) -> Mapping[str, float]: ...
+    def observe(self, conversation: ConversationEvent, vectors: Matrix | None = None) -> None:
+        """Learn from the conversation's messages (who posts where, answering whom) without scoring
+        it: called for conversations nobody may hear of, so the model's memory stays complete."""
+        ...
+
+    def probabilities(
+        self, conversation: ConversationEvent, vectors: Matrix, audience: Collection[str] | None = None
+    ) -> Mapping[str, float]:
+        """Probabilities for the people the model finds plausible (within `audience` if given)."""
+        ...
+
+    def forget(self, conversation_id: str) -> None:
+        """The conversation closed: drop what is kept about it as an open conversation."""
+        ...
 
     def signals(self, conversation: ConversationEvent, user: str, probability: float) -> tuple[str, ...]: ...
 
@@ -121,6 +134,9 @@ class ModelScorer:
 
     def forget(self, conversation_id: str) -> None:
         self.cache.evict(conversation_id)
+        interest = self.models.current.interest
+        if interest is not None:
+            interest.forget(conversation_id)
 
     async def aclose(self) -> None:
         if self._feedback_reader is not None:
@@ -144,6 +160,10 @@ class ModelScorer:
         bots = self.settings.bot_users
         audiences = [eligible_users(c, preferences, bots) for c in conversations]
         todo = [(c, a) for c, a in zip(conversations, audiences, strict=True) if a]
+        if bundle.interest is not None:
+            for conversation, audience in zip(conversations, audiences, strict=True):
+                if not audience:
+                    bundle.interest.observe(conversation)
         refs = [MessageRef(c.conversation_id, m.ts, m.text) for c, _ in todo for m in c.messages]
         vectors = self.cache.embed(refs, lambda texts: list(bundle.embedder.embed(texts)))
         candidates: list[Candidate] = []
@@ -201,7 +221,7 @@ class ModelScorer:
                 if self.settings.interest_threshold is None
                 else self.settings.interest_threshold
             )
-            for user, probability in model.probabilities(conversation, vectors).items():
+            for user, probability in model.probabilities(conversation, vectors, audience).items():
                 if user in audience and probability >= threshold:
                     signals = model.signals(conversation, user, probability)
                     interest.append(InterestScore(user, probability, threshold, signals))

@@ -9,7 +9,7 @@ import pytest
 
 from beepgpt.cli import main as beepgpt
 from scorer.embeddings import LocalEmbedder
-from scorer.interest.model import InterestModel
+from scorer.interest.pairs import PairModel
 from scorer.model_dir import load_models
 
 DEVSET = Path(__file__).resolve().parents[3] / "services" / "scorer" / "devset"
@@ -24,13 +24,15 @@ def test_train_writes_a_model_the_scorer_loads(
     assert "version" in printed
     assert "alert threshold" in printed
     models = load_models(out, embedder=embedder)
-    assert isinstance(models.interest, InterestModel)
+    assert isinstance(models.interest, PairModel)
     assert models.version.startswith("small@")
     labels = json.loads((out / "labels.json").read_text())
     assert {u["name"] for u in labels["users"]} == {"UserA", "UserB", "UserC", "UserD", "UserE", "UserF"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["examples"] > 200
-    assert 0 < metrics["threshold"] < 1
+    assert metrics["kind"] == "pairs"
+    assert metrics["examples"]["fit"] > 200
+    assert metrics["examples"]["calibration"] > 0
+    assert 0 < metrics["threshold"]["value"] < 1
     assert json.loads((out / "manifest.json").read_text())["data"]["messages"] == 320
 
 
@@ -62,7 +64,7 @@ def test_eval_interest_compares_with_both_baselines(
     printed = capsys.readouterr().out
     assert "most active overall" in printed
     assert "most active in channel" in printed
-    assert "nobody" in printed
+    assert "P(join)" in printed
     report = json.loads((out / "report.json").read_text())
     assert set(report["rankers"]) == {"model", "most active overall", "most active in channel"}
     for figures in report["rankers"].values():
@@ -121,3 +123,34 @@ def test_eval_topics_rejects_a_malformed_labels_file(
     ]
     assert beepgpt(args) == 2
     assert "labels.jsonl:1: not a label line" in capsys.readouterr().err
+
+
+def test_eval_alerts_replays_the_test_period_against_the_baselines(
+    small_history: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "alerts"
+    args = ["eval", "alerts", "--data", str(small_history), "--test-fraction", "0.4", "--out", str(out)]
+    assert beepgpt([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "recently active in channel" in printed
+    report = json.loads((out / "report.json").read_text())
+    default = report["default"]
+    assert 0 <= default["precision"] <= 1
+    assert 0 <= default["join_recall"] <= 1
+    assert default["most_in_one_day"] <= 3  # the default budget
+    assert set(report["baselines"]) == {
+        "most active in channel",
+        "recently active in channel",
+        "answers the first author",
+    }
+    for figures in report["baselines"].values():
+        assert figures["dms"] <= max(default["dms"] * 2, 5)  # run at the model's volume
+    assert "model, budget 3" in report["curve"]
+    assert (out / "precision_volume.png").stat().st_size > 1000
+
+
+def test_eval_alerts_refuses_a_negative_budget(
+    small_history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert beepgpt(["eval", "alerts", "--data", str(small_history), "--daily-budget", "-1"]) == 2
+    assert "--daily-budget" in capsys.readouterr().err

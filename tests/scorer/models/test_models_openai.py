@@ -17,6 +17,7 @@ from scorer.artifact import MANIFEST, fingerprint_rows, read_manifest
 from scorer.embeddings import LocalEmbedder
 from scorer.interest.finetune import build_files, estimate_tokens, example_line
 from scorer.interest.openai_model import OpenAIInterestModel, OpenAIState, probabilities_from_logprobs
+from scorer.interest.pairs import PairModel
 from scorer.interest.prompt import Prompt, PromptMessage
 from scorer.model_dir import load_models
 from scorer.openai_api import Backoff
@@ -238,4 +239,10 @@ def test_openai_embeddings_for_both_models(
     event = conversation([("U605AEB3E", "Kafka partitions and consumer lag on the inventory stream")])
     vectors = models.embedder.embed([event.messages[0].text])
     assert vectors.shape == (1, 64)
-    assert set(models.interest.probabilities(event, vectors)) == set(models.interest.vocab.users)
+    assert isinstance(models.interest, PairModel)
+    probabilities = models.interest.probabilities(event, vectors)
+    assert probabilities
+    assert set(probabilities) <= set(models.interest.activity.people)
+    assert all(0 <= p <= 1 for p in probabilities.values())
+    profiles = [p.profile for p in models.interest.activity.people.values() if p.profile is not None]
+    assert {len(p) for p in profiles} == {64}  # the people's profiles live in OpenAI's space

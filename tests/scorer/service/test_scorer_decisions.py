@@ -65,7 +65,7 @@ def test_interest_candidates_explain_the_score_and_are_capped_per_conversation()
     assert [(c.user, c.reason) for c in decided] == [("U2", "interest"), ("U3", "interest")]
     assert decided[0].score_space is None  # a probability, not a score in an embedding space
     assert decided[0].explanation == (
-        "You are likely to want to join in: the interest model gives 80% (alerts from 40%); active in #C1"
+        "You may want to join: active in #C1 (80% likely you join; alerts from 40%)"
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +67,21 @@ class FixedInterest:
 
     def __init__(self, table: Mapping[str, float]) -> None:
         self.table = table
+        self.observed: list[str] = []
+        self.forgotten: list[str] = []
+        self.audiences: list[set[str]] = []
 
-    def probabilities(self, conversation: ConversationEvent, vectors: Matrix) -> Mapping[str, float]:
+    def observe(self, conversation: ConversationEvent, vectors: Matrix | None = None) -> None:
+        self.observed.append(conversation.conversation_id)
+
+    def forget(self, conversation_id: str) -> None:
+        self.forgotten.append(conversation_id)
+
+    def probabilities(
+        self, conversation: ConversationEvent, vectors: Matrix, audience: Collection[str] | None = None
+    ) -> Mapping[str, float]:
         assert vectors.shape == (len(conversation.messages), DIM)
+        self.audiences.append(set(audience or ()))
         return self.table
 
     def signals(self, conversation: ConversationEvent, user: str, probability: float) -> tuple[str, ...]:
@@ -164,3 +176,17 @@ async def test_a_new_model_version_with_another_embedder_starts_a_fresh_cache(tm
     assert [t for t in second.calls if t == ["kafka partitions"]]  # re-embedded in the new space
     assert scorer.feedback.space == "space-b"  # clicks on space-a scores no longer count
     await scorer.aclose()
+
+
+async def test_the_interest_model_learns_from_every_conversation_and_hears_of_closes(tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    bundle = _bundle("v1", embedder, {"UCAT": 0.7})
+    scorer = await _scorer(tmp_path, {"v1": bundle})
+    everyone_in = conversation("C1:1.000000", [("UANA", "kafka"), ("UCAT", "yes"), ("UDAN", "ok")])
+    open_to_some = conversation("C2:1.000000", [("UBEN", "how many kafka partitions")], channel="C2")
+    await scorer.score([everyone_in, open_to_some], PREFS)
+    # nobody may hear of the first (all three opted-in people are in it): still learnt from
+    assert bundle.interest.observed == ["C1:1.000000"]
+    assert bundle.interest.audiences == [{"UANA", "UCAT", "UDAN"}]  # scored within its audience
+    scorer.forget("C2:1.000000")
+    assert bundle.interest.forgotten == ["C2:1.000000"]

@@ -91,7 +91,8 @@ async def test_trained_models_explain_topic_and_interest_candidates_and_skip_par
     for candidate in found:
         assert candidate.conversation_id == talk.conversation_id
         if candidate.reason == "interest":
-            assert "the interest model gives" in candidate.explanation
+            assert candidate.explanation.startswith("You may want to join")
+            assert "likely you join" in candidate.explanation
     assert scorer.cache.stats.misses == len(talk.messages)
 
 

@@ -44,7 +44,7 @@ async def test_conversations_in_explained_candidates_out_and_none_for_participan
     assert topic.topic_id == "UANA-t0"
     assert '"kafka streaming decisions"' in topic.explanation
     assert [line.user for line in topic.preview] == ["UBEN", "UEVE"]
-    assert "interest model gives 90%" in by_user["UCAT"].explanation
+    assert "(90% likely you join" in by_user["UCAT"].explanation
     assert all(c.model_version == "keywords-1" for c in found)
 
 

@@ -4,6 +4,7 @@
         --topics services/scorer/devset/topics.json --labels services/scorer/devset/labels.jsonl \\
         [--feedback-shots 5] [--out reports/topics]
     beepgpt eval interest --data data/slack-generation.parquet [--split-at 2023-08-10 | --test-fraction 0.2]
+    beepgpt eval alerts --data path/to/export [--split-at 2019-10-01 | --test-fraction 0.3] [--out reports/alerts]
 
 Each prints a table and writes `report.json` and a PNG plot into `--out`.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from scorer.evaluation.topics import LabelsError
 from scorer.training.history import HistoryError
+from scorer.vector_cache import add_cache_arguments, cached_store
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--out", type=Path, default=Path("reports/topics"))
     t.add_argument("--no-progress", action="store_true")
+    add_cache_arguments(t)
     i = sub.add_parser("interest", help="interest model vs baselines on a time split")
     i.add_argument("--data", type=Path, required=True, help="message table or Slack export")
     split = i.add_mutually_exclusive_group()
@@ -68,13 +71,29 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--users", type=Path, help="Slack users.json for display names")
     i.add_argument("--out", type=Path, default=Path("reports/interest"))
     i.add_argument("--no-progress", action="store_true")
+    add_cache_arguments(i)
+    a = sub.add_parser(
+        "alerts", help="replay the history after a split: DMs per person per day, precision, join recall"
+    )
+    a.add_argument("--data", type=Path, required=True, help="message table or Slack export")
+    cut = a.add_mutually_exclusive_group()
+    cut.add_argument("--split-at", help="replay messages from this UTC date/time on (ISO format)")
+    cut.add_argument(
+        "--test-fraction", type=float, default=0.3, help="replay the latest share of messages (default 0.3)"
+    )
+    a.add_argument("--users", type=Path, help="Slack users.json for display names")
+    a.add_argument("--daily-budget", type=int, default=3, help="real-time DMs per person per day (default 3)")
+    a.add_argument("--out", type=Path, default=Path("reports/alerts"))
+    a.add_argument("--no-progress", action="store_true")
+    add_cache_arguments(a)
     return p
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        return topics(args) if args.what == "topics" else interest(args)
+        commands = {"topics": topics, "interest": interest, "alerts": alerts}
+        return commands[args.what](args)
     except (HistoryError, LabelsError, ValueError) as error:
         print(f"beepgpt eval {args.what}: {error}", file=sys.stderr)
         return 2
@@ -96,7 +115,7 @@ def topics(args: argparse.Namespace) -> int:
     topic_texts = read_topics(args.topics)
     labels = read_labels(args.labels)
     embedder = choose_embedder(args.embeddings, args.embedding_model, 0.0)
-    prepared = prepare(args.data, embedder, progress=not args.no_progress)
+    prepared = prepare(args.data, embedder, progress=not args.no_progress, store=cached_store(args, embedder))
     threshold = args.threshold
     if args.model is not None:
         from scorer.model_dir import load_models
@@ -154,24 +173,76 @@ def split_time(examples_ts: list[float], split_at: str | None, test_fraction: fl
 
 
 def interest(args: argparse.Namespace) -> int:
-    from scorer.evaluation.interest import evaluate
+    from scorer.evaluation.interest import evaluate_pairs
     from scorer.evaluation.report import interest_table, plot_interest, write_json
     from scorer.model_dir import shared_local_embedder
-    from scorer.training.local import InterestSettings, train_interest
-    from scorer.training.pipeline import prepare
+    from scorer.training.history import progress_note
+    from scorer.training.pairs import fit
+    from scorer.training.pipeline import prepare, replay_stream
 
     embedder = shared_local_embedder()
-    prepared = prepare(args.data, embedder, users_file=args.users, progress=not args.no_progress)
+    prepared = prepare(
+        args.data,
+        embedder,
+        users_file=args.users,
+        progress=not args.no_progress,
+        store=cached_store(args, embedder),
+    )
+    stream = replay_stream(prepared)
     cut = split_time([e.ts for e in prepared.examples], args.split_at, args.test_fraction)
-    settings = InterestSettings()
-
-    def train(examples):  # type: ignore[no-untyped-def]
-        return train_interest(examples, prepared.prompt_vectors, prepared.vocab, prepared.dimension, settings)
-
-    report = evaluate(prepared.examples, prepared.prompt_vectors, prepared.vocab, cut, train)
+    say = None if args.no_progress else progress_note
+    started = time.perf_counter()
+    model, metrics = fit(stream, prepared.vectors, end=cut, names=dict(prepared.vocab.names), say=say)
+    seconds = time.perf_counter() - started
+    users = sorted(set(stream.users))
+    report = evaluate_pairs(
+        stream, prepared.vectors, model, cut, users, train_seconds=seconds, settings=metrics["settings"]
+    )
     print(f"split at {datetime.fromtimestamp(cut, UTC).isoformat()}")
     print(interest_table(report))
     write_json(args.out / "report.json", {"data": str(args.data), **report.to_json()})
     plot_interest(report, args.out / "interest.png")
     print(f"report: {args.out / 'report.json'}, plot: {args.out / 'interest.png'}")
+    return 0
+
+
+def alerts(args: argparse.Namespace) -> int:
+    from scorer.evaluation.alerts import alerts_table, evaluate, plot_alerts
+    from scorer.evaluation.policy import PolicySettings
+    from scorer.evaluation.report import write_json
+    from scorer.model_dir import shared_local_embedder
+    from scorer.training.history import progress_note
+    from scorer.training.pairs import fit
+    from scorer.training.pipeline import prepare, replay_stream
+
+    if args.daily_budget < 0:
+        raise ValueError("--daily-budget must be 0 or more")
+    embedder = shared_local_embedder()
+    prepared = prepare(
+        args.data,
+        embedder,
+        users_file=args.users,
+        progress=not args.no_progress,
+        store=cached_store(args, embedder),
+    )
+    stream = replay_stream(prepared)
+    cut = split_time([stream.times[r] for r in stream.order], args.split_at, args.test_fraction)
+    say = None if args.no_progress else progress_note
+    started = time.perf_counter()
+    model, metrics = fit(stream, prepared.vectors, end=cut, names=dict(prepared.vocab.names), say=say)
+    metrics["timings"]["train_seconds"] = round(time.perf_counter() - started, 3)
+    report = evaluate(
+        stream,
+        prepared.vectors,
+        model,
+        cut,
+        policy=PolicySettings(daily_budget=args.daily_budget),
+        training=metrics,
+        say=say,
+    )
+    print(f"split at {datetime.fromtimestamp(cut, UTC).isoformat()}")
+    print(alerts_table(report))
+    write_json(args.out / "report.json", {"data": str(args.data), **report.to_json()})
+    plot_alerts(report, args.out / "precision_volume.png")
+    print(f"report: {args.out / 'report.json'}, plot: {args.out / 'precision_volume.png'}")
     return 0

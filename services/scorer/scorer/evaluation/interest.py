@@ -24,7 +24,10 @@ import numpy.typing as npt
 from scorer.evaluation.metrics import Calibration, Ranking, calibration, ranking, ranks
 from scorer.interest.features import Vocabulary
 from scorer.interest.model import NOBODY, InterestModel
+from scorer.interest.pairs import Moment, PairModel, candidates, features
+from scorer.interest.prompt import PROMPT_MESSAGES
 from scorer.training.examples import Example
+from scorer.training.replay import Stream, replay
 
 Probabilities = npt.NDArray[np.float32]
 
@@ -70,6 +73,9 @@ class InterestReport:
     nobody: Calibration
     train_seconds: float
     settings: dict[str, Any]
+    calibrated: str = "nobody"
+    """what `nobody` measures the calibration of: the seed model's P(nobody), or the pair
+    model's join probability"""
 
     def to_json(self) -> dict[str, Any]:
         def fig(r: Ranking) -> dict[str, float]:
@@ -81,7 +87,8 @@ class InterestReport:
             "test_examples": self.test_examples,
             "users": self.users,
             "rankers": {r.name: {"all": fig(r.all), "joining": fig(r.joining)} for r in self.rankers},
-            "nobody": {
+            "calibration": {
+                "of": self.calibrated,
                 "rate": self.nobody_rate,
                 "brier": self.nobody.brier,
                 "ece": self.nobody.ece,
@@ -159,3 +166,108 @@ def evaluate(
         train_seconds=seconds,
         settings=metrics.get("settings", {}),
     )
+
+
+# --- the pair model ---------------------------------------------------------------------------
+
+
+def evaluate_pairs(
+    stream: Stream,
+    vectors: npt.NDArray[np.float32],
+    model: PairModel,
+    split: float,
+    users: Sequence[str],
+    *,
+    train_seconds: float = 0.0,
+    settings: dict[str, Any] | None = None,
+) -> InterestReport:
+    """Who writes next, ranked by the pair model on the replay after `split`.
+
+    An example is a test message by U in a conversation with an earlier message by someone
+    else; the ranking is made just before U's message, over every user but the prompt's
+    authors (the latest five earlier messages by others). The model ranks the people it finds
+    plausible by their probability and everyone else after them by their activity in the
+    channel; the baselines are the two activity counts of the messages before the split. The
+    calibration reported is that of the join probability (alerted pairs: did they join?)."""
+    index = {u: i for i, u in enumerate(users)}
+    overall: Counter[str] = Counter()
+    per_channel: dict[str, Counter[str]] = {}
+    for row in stream.order:
+        if stream.times[row] >= split:
+            break
+        overall[stream.users[row]] += 1
+        per_channel.setdefault(stream.channels[row], Counter())[stream.users[row]] += 1
+    following: dict[int, int] = {}
+    for conversation in stream.conversations:
+        for earlier, later in zip(conversation.rows, conversation.rows[1:], strict=False):
+            following[earlier] = later
+    total = max(1, sum(overall.values()))
+    base_overall = np.array([overall[u] for u in users], dtype=np.float64)
+    so_far: dict[int, list[int]] = {}
+    rows: dict[str, list[npt.NDArray[np.float64]]] = {name: [] for name in RANKERS}
+    answers: list[int] = []
+    allowed: list[npt.NDArray[np.bool_]] = []
+    joining: list[bool] = []
+    predicted: list[float] = []
+    joined: list[bool] = []
+    for step in replay(stream, vectors, model.activity, start=split, counted=True):
+        history = so_far.setdefault(step.conversation, [])
+        history.append(step.row)
+        people, probs, _ = model.score_moment(step.moment)
+        for user, p in zip(people, probs, strict=True):
+            predicted.append(float(p))
+            joined.append(stream.joined_after(step.conversation, user, step.moment.now))
+        after = following.get(step.row)
+        if after is None or stream.users[after] not in index:
+            continue
+        author = stream.users[after]
+        prompt = [r for r in history if stream.users[r] != author][-PROMPT_MESSAGES:]
+        if not prompt:
+            continue
+        excluded = {stream.users[r] for r in prompt}
+        channel = per_channel.get(step.moment.channel, Counter())
+        by_channel = np.array([channel[u] + overall[u] / (total + 1) for u in users], dtype=np.float64)
+        scored = dict(
+            zip(
+                *model_ranking(model, step.moment, excluded),
+                strict=True,
+            )
+        )
+        fallback = by_channel / (by_channel.max() + 1)
+        mine = np.array([1 + scored[u] if u in scored else fallback[i] for i, u in enumerate(users)])
+        rows["model"].append(mine)
+        rows["most active overall"].append(base_overall + 0.0)
+        rows["most active in channel"].append(by_channel)
+        answers.append(index[author])
+        allowed.append(np.array([u not in excluded for u in users]))
+        joining.append(author not in step.moment.authors)
+    if not answers:
+        raise ValueError("the split leaves no test messages to rank")
+    joins = [i for i, j in enumerate(joining) if j]
+    rankers = []
+    for name in RANKERS:
+        every = ranks(rows[name], answers, allowed)
+        rankers.append(RankerFigures(name, ranking(every), ranking(every[joins])))
+    truth = np.array(joined, dtype=bool)
+    return InterestReport(
+        split_at=split,
+        train_examples=sum(1 for r in stream.order if stream.times[r] < split),
+        test_examples=len(answers),
+        users=len(users),
+        rankers=rankers,
+        nobody_rate=float(truth.mean()) if len(truth) else 0.0,
+        nobody=calibration(np.array(predicted, dtype=np.float64), truth),
+        train_seconds=train_seconds,
+        settings=dict(settings or {}),
+        calibrated="join",
+    )
+
+
+RANKERS = ("model", "most active overall", "most active in channel")
+
+
+def model_ranking(model: PairModel, moment: Moment, excluded: set[str]) -> tuple[list[str], list[float]]:
+    """The model's plausible people (participants other than `excluded` included) and their
+    probabilities."""
+    people = candidates(model.activity, moment, limit=model.limit, exclude=excluded)
+    return people, [float(p) for p in model.predict(features(model.activity, moment, people))]

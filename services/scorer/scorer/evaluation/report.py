@@ -104,13 +104,17 @@ def interest_table(report: InterestReport) -> str:
         f"train {report.train_examples} examples, test {report.test_examples} "
         f"({model.all.examples} with an author, {model.joining.examples} joining), {report.users} users",
         table(["ranker", "top-1", "top-3", "MRR", "join top-1", "join top-3", "join MRR"], rows),
-        f'"nobody": {report.nobody_rate:.1%} of test prompts; Brier {report.nobody.brier:.4f}, '
-        f"ECE {report.nobody.ece:.4f}",
+        (
+            f'"nobody": {report.nobody_rate:.1%} of test prompts; '
+            if report.calibrated == "nobody"
+            else f"P(join): {report.nobody_rate:.1%} of the scored pairs joined; "
+        )
+        + f"Brier {report.nobody.brier:.4f}, ECE {report.nobody.ece:.4f}",
     ]
     if report.nobody.bins:
         lines.append(
             table(
-                ["P(nobody)", "count", "predicted", "observed"],
+                [f"P({report.calibrated})", "count", "predicted", "observed"],
                 [
                     [
                         f"{b['from']:.1f}-{b['to']:.1f}",
@@ -174,9 +178,9 @@ def plot_interest(report: InterestReport, path: Path) -> None:
     bins = report.nobody.bins
     right.plot([0, 1], [0, 1], "--", color="gray")
     right.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-")
-    right.set_xlabel("predicted P(nobody)")
-    right.set_ylabel("observed share of no-substance prompts")
-    right.set_title("'nobody' calibration")
+    right.set_xlabel(f"predicted P({report.calibrated})")
+    right.set_ylabel("observed share")
+    right.set_title(f"calibration of P({report.calibrated})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -13,7 +13,7 @@ engage with, so a content-free exchange yields low probabilities for everyone.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,9 +82,18 @@ class InterestModel:
         probs = self.predict(row[None, :])[0]
         return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
 
-    def probabilities(self, conversation: ConversationEvent, vectors: Matrix) -> dict[str, float]:
+    def forget(self, conversation_id: str) -> None:
+        """Nothing is kept per conversation beyond the explanation cache."""
+
+    def observe(self, conversation: ConversationEvent, vectors: Matrix | None = None) -> None:
+        """Nothing to learn live: the classes are the people of its training."""
+
+    def probabilities(
+        self, conversation: ConversationEvent, vectors: Matrix, audience: Collection[str] | None = None
+    ) -> dict[str, float]:
         """Probability that each known user engages next; `vectors` has one row per message of
-        `conversation.messages`. "nobody" is left out (see `nobody`)."""
+        `conversation.messages`. "nobody" is left out (see `nobody`); all known users are scored
+        in one product, whatever the audience."""
         scores = self._score_conversation(conversation, vectors)
         return {u: p for u, p in scores.items() if u != NOBODY}
 

@@ -12,7 +12,7 @@ more than 19 users the long tail is cut, which is also what the model would say.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,8 +160,17 @@ class OpenAIInterestModel:
             return {label: (1.0 if label == NOBODY else 0.0) for label in self.codes.values()}
         return found
 
-    def probabilities(self, conversation: ConversationEvent, vectors: Matrix) -> dict[str, float]:
-        """Per-user probabilities; `vectors` is unused (the fine-tuned model reads the text)."""
+    def forget(self, conversation_id: str) -> None:
+        """Nothing is kept per conversation beyond the explanation cache."""
+
+    def observe(self, conversation: ConversationEvent, vectors: Matrix | None = None) -> None:
+        """Nothing to learn live: the fine-tuned model knows the people of its training."""
+
+    def probabilities(
+        self, conversation: ConversationEvent, vectors: Matrix, audience: Collection[str] | None = None
+    ) -> dict[str, float]:
+        """Per-user probabilities; `vectors` is unused (the fine-tuned model reads the text), and
+        every known user is scored at once (one API call), whatever the audience."""
         scores = self.score_prompt(prompt_of(conversation))
         self._last = {(conversation.conversation_id, conversation.version): scores}
         return {label: p for label, p in scores.items() if label != NOBODY}

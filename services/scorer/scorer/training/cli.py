@@ -1,7 +1,9 @@
 """`beepgpt train <messages.parquet|export> --out models/<name> [--openai]`
 
 Local (default): examples from the shared conversation query, local embeddings, a classifier over
-users plus "nobody", written to a versioned model directory. `--openai`: the same examples as a
+users plus "nobody", written to a versioned model directory. Message vectors are cached on disk by
+text (`--embedding-cache DIR`, `BEEPGPT_EMBEDDING_CACHE`, off with `--no-embedding-cache`), so a second
+run on the same history embeds nothing. `--openai`: the same examples as a
 chat fine-tuning file, validated, uploaded and run as an OpenAI fine-tuning job that is followed to
 the end; the job id is recorded in the directory first, so rerunning the same command after an
 interruption resumes following the job instead of starting another.
@@ -19,8 +21,8 @@ from scorer.artifact import ModelFormatError
 from scorer.embeddings import Embedder
 from scorer.openai_api import OpenAIUnavailable
 from scorer.training.history import HistoryError
-from scorer.training.local import InterestSettings
 from scorer.training.openai_run import FineTuneFailed
+from scorer.vector_cache import add_cache_arguments, cached_store
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
         help="embedding model: the packaged all-MiniLM-L6-v2 (default) or OpenAI's (needs OPENAI_API_KEY)",
     )
     p.add_argument("--embedding-model", default="text-embedding-3-small", help="OpenAI embedding model")
+    add_cache_arguments(p)
     p.add_argument(
         "--topic-threshold",
         type=float,
@@ -87,14 +90,19 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        from scorer.training.pipeline import prepare, write_local_model
+        from scorer.training.pipeline import prepare, write_pair_model
 
         embedder = choose_embedder(args.embeddings, args.embedding_model, args.topic_threshold)
-        prepared = prepare(args.data, embedder, users_file=args.users, progress=not args.no_progress)
+        prepared = prepare(
+            args.data,
+            embedder,
+            users_file=args.users,
+            progress=not args.no_progress,
+            store=cached_store(args, embedder),
+        )
         fraction = (
             {} if args.validation_fraction is None else {"validation_fraction": args.validation_fraction}
         )
-        settings = InterestSettings(**fraction)
         if args.openai:
             from scorer.training.openai_run import OpenAIRunSettings, run_openai
 
@@ -112,8 +120,8 @@ def main(argv: list[str]) -> int:
                 return 0
             manifest, metrics = result
         else:
-            manifest, metrics = write_local_model(
-                prepared, args.out, name=args.name, settings=settings, topic_threshold=args.topic_threshold
+            manifest, metrics = write_pair_model(
+                prepared, args.out, name=args.name, topic_threshold=args.topic_threshold
             )
     except (HistoryError, ModelFormatError, ValueError) as error:
         print(f"beepgpt train: {error}", file=sys.stderr)
@@ -145,12 +153,22 @@ def choose_embedder(kind: str, model: str, topic_threshold: float | None) -> Emb
 def print_summary(out: Path, version: str, metrics: dict[str, Any], seconds: float) -> None:
     from scorer.evaluation.report import table
 
-    rows = [
-        ("model directory", str(out)),
-        ("version", version),
-        ("examples", f"{metrics.get('examples', 0)} ({metrics.get('nobody_examples', 0)} nobody)"),
-        ("users", str(metrics.get("users", ""))),
-    ]
+    rows = [("model directory", str(out)), ("version", version)]
+    if metrics.get("kind") == "pairs":
+        examples, chosen = metrics["examples"], metrics["threshold"]
+        rows += [
+            ("people", str(metrics["people"])),
+            ("pair examples (fit / calibration)", f"{examples['fit']:,} / {examples['calibration']:,}"),
+            (
+                "alert threshold (calibration precision / recall)",
+                f"{chosen['value']:.3f} ({chosen.get('precision', 0):.2f} / {chosen.get('recall', 0):.2f})",
+            ),
+        ]
+    else:
+        rows += [
+            ("examples", f"{metrics.get('examples', 0)} ({metrics.get('nobody_examples', 0)} nobody)"),
+            ("users", str(metrics.get("users", ""))),
+        ]
     chosen = metrics.get("validation", {}).get(str(metrics.get("chosen_c")))
     if chosen:
         rows.append(
@@ -159,7 +177,7 @@ def print_summary(out: Path, version: str, metrics: dict[str, Any], seconds: flo
                 f"{chosen['mrr']:.3f} / {chosen['top1']:.3f} / {chosen['top3']:.3f}",
             )
         )
-    if "threshold" in metrics:
+    if isinstance(metrics.get("threshold"), float):
         alerts = metrics.get("validation_alerts_at_threshold", {})
         rows.append(
             (

@@ -35,6 +35,9 @@ from scorer.topics.matcher import CONVERSATION_WEIGHT, LEXICAL_WEIGHT, Embedding
 from scorer.training import history
 from scorer.training.examples import Example, build_examples
 from scorer.training.local import InterestSettings, train_interest, vocabulary_of
+from scorer.training.pairs import PairSettings
+from scorer.training.pairs import fit as fit_pairs
+from scorer.training.replay import Stream, stream_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,11 +121,14 @@ def prepare(
     )
     keys = list(zip(table["channel"].astype(str), table["slack_ts"].astype(str), strict=True))
     texts = table["text"].astype(str).tolist()
-    embeddings = store or MessageEmbeddings(embedder)
+    # `is None`, not `or`: an empty store (a fresh one carrying a vector cache) is falsy
+    embeddings = MessageEmbeddings(embedder) if store is None else store
     started = time.perf_counter()
-    with _bar(embeddings.missing(keys, texts), "embedding messages", progress) as advance:
+    to_compute = embeddings.missing(keys, texts)  # texts neither stored nor in the vector cache
+    with _bar(to_compute, "embedding messages", progress and to_compute > 0) as advance:
         vectors = embeddings.vectors(keys, texts, batch=256, progress=advance)
     timings["embed_seconds"] = time.perf_counter() - started
+    say(embeddings.last_run.summary(timings["embed_seconds"], embeddings.cache_note))
     rows = zip(
         [channel for channel, _ in keys],
         [ts for _, ts in keys],
@@ -133,6 +139,61 @@ def prepare(
     data = fingerprint_rows(rows, source=str(source))
     vocab = vocabulary_of(table, read_user_names(source, users_file))
     return Prepared(source, table, examples, vectors, vocab, embedder, data, found.conversations, timings)
+
+
+def replay_stream(prepared: Prepared) -> Stream:
+    """The history as the pair model's training and `beepgpt eval alerts` replay it."""
+    table = prepared.table
+    threads = table["slack_thread_ts"].tolist()
+    slack_ts = table["slack_ts"].astype(str).tolist()
+    return stream_of(
+        table["user"].astype(str).tolist(),
+        table["channel"].astype(str).tolist(),
+        table["ts"].astype(float).tolist(),
+        table["text"].astype(str).tolist(),
+        [isinstance(t, str) and t != s for t, s in zip(threads, slack_ts, strict=True)],
+        prepared.conversations,
+    )
+
+
+def write_pair_model(
+    prepared: Prepared,
+    out: Path,
+    *,
+    name: str | None = None,
+    settings: PairSettings | None = None,
+    topic_threshold: float | None = None,
+    say: Callable[[str], None] | None = history.progress_note,
+) -> tuple[Manifest, dict[str, Any]]:
+    """Train the pair interest model on the whole history and write the model directory."""
+    settings = settings or PairSettings()
+    started = time.perf_counter()
+    model, metrics = fit_pairs(
+        replay_stream(prepared),
+        prepared.vectors,
+        settings=settings,
+        names=dict(prepared.vocab.names),
+        say=say,
+    )
+    metrics["timings"] = {
+        **{k: round(v, 3) for k, v in prepared.timings.items()},
+        **metrics["timings"],
+        "train_seconds": round(time.perf_counter() - started, 3),
+    }
+    manifest = Manifest(
+        version=new_version(name or out.name, prepared.data),
+        kind="pairs",
+        embedder=prepared.embedder.name,
+        data=prepared.data,
+        created_at=utc_now(),
+    )
+    with staged_directory(out) as stage:
+        save_common(
+            stage, prepared, {"interest": settings.to_json()}, metrics, topic_threshold=topic_threshold
+        )
+        model.save(stage)
+        write_manifest(stage, manifest)
+    return manifest, metrics
 
 
 def write_local_model(

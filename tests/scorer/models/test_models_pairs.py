@@ -1,0 +1,132 @@
+"""The pair interest model: trained on a replayed workspace whose answers are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pair_fixtures import DAY, START, workspace
+
+from beepgpt.contracts import ConversationEvent, ConversationMessage
+from scorer.artifact import ModelFormatError
+from scorer.interest.pairs import PAIRS_FILE, PairModel
+from scorer.training.pairs import PairSettings, fit
+
+NAMES = {"UANA": "Ana", "UBO": "Bob", "UCYD": "Cyd", "UDEE": "Dee", "UEVE": "Eve"}
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[PairModel, dict]:  # type: ignore[type-arg]
+    stream, vectors = workspace(days=30)
+    return fit(stream, vectors, settings=PairSettings(rounds=60, min_child_samples=5), names=NAMES)
+
+
+def question(
+    channel: str, user: str, ts: float, version: int = 1, text: str = "how do I fix the setup?"
+) -> ConversationEvent:
+    message = ConversationMessage(ts=f"{ts:.6f}", user=user, text=text)
+    return ConversationEvent(
+        kind="updated",
+        conversation_id=f"{channel}:{ts:.6f}",
+        channel=channel,
+        first_ts=message.ts,
+        last_ts=message.ts,
+        version=version,
+        messages=[message],
+        participants=[user],
+        message_count=1,
+    )
+
+
+LATER = START + 30 * DAY + 9 * 3600  # the next morning, as live scoring goes on from training
+
+
+def test_the_usual_answerer_is_the_likeliest(trained: tuple[PairModel, dict]) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    infra = model.probabilities(question("CINFRA", "UANA", LATER), np.eye(3, dtype=np.float32)[[0]])
+    assert max(infra, key=infra.__getitem__) == "UBO"
+    assert infra["UBO"] > model.threshold
+    assert infra.get("UEVE", 0.0) < model.threshold  # nobody ever hears back from her, nor she from others
+    food = model.probabilities(question("CFOOD", "UCYD", LATER + 60), np.eye(3, dtype=np.float32)[[1]])
+    assert max(food, key=food.__getitem__) == "UDEE"
+    assert "UANA" not in model.probabilities(
+        question("CINFRA", "UANA", LATER + 120), np.eye(3, dtype=np.float32)[[0]]
+    )  # the asker is in the conversation: never a candidate
+
+
+def test_the_explanation_names_who_they_answer(trained: tuple[PairModel, dict]) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    event = question("CINFRA", "UANA", LATER + 300)
+    probs = model.probabilities(event, np.eye(3, dtype=np.float32)[[0]])
+    signals = model.signals(event, "UBO", probs["UBO"])
+    assert signals, "an alert says why"
+    assert any("Ana" in s for s in signals) or any("<#CINFRA>" in s for s in signals)
+    assert model.signals(question("CINFRA", "UANA", LATER + 301), "UBO", 0.5) == ()  # another version
+
+
+def test_someone_new_is_scored_from_their_first_messages(trained: tuple[PairModel, dict]) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    t = LATER + DAY
+    for i in range(4):  # Fay, new since training, answers Ana's questions live
+        first = ConversationMessage(ts=f"{t + i * 3600:.6f}", user="UANA", text="the setup is broken?")
+        reply = ConversationMessage(ts=f"{t + i * 3600 + 60:.6f}", user="UFAY", text="try restarting it")
+        event = ConversationEvent(
+            kind="closed",
+            conversation_id=f"CINFRA:{first.ts}",
+            channel="CINFRA",
+            first_ts=first.ts,
+            last_ts=reply.ts,
+            version=2,
+            messages=[first, reply],
+            participants=["UANA", "UFAY"],
+            message_count=2,
+        )
+        model.observe(event, np.eye(3, dtype=np.float32)[[0, 0]])
+    probs = model.probabilities(question("CINFRA", "UANA", t + 5 * 3600), np.eye(3, dtype=np.float32)[[0]])
+    assert "UFAY" in probs
+
+
+def test_audience_limits_who_is_scored(trained: tuple[PairModel, dict]) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    probs = model.probabilities(
+        question("CINFRA", "UANA", LATER + 2 * DAY), np.eye(3, dtype=np.float32)[[0]], audience={"UDEE"}
+    )
+    assert set(probs) <= {"UDEE"}
+
+
+def test_a_saved_model_scores_the_same(trained: tuple[PairModel, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
+    model, metrics = trained
+    assert metrics["kind"] == "pairs"
+    assert 0 < metrics["threshold"]["value"] < 1
+    model.save(tmp_path)
+    loaded = PairModel.load(tmp_path, NAMES)
+    event = question("CINFRA", "UANA", LATER + 3 * DAY)
+    vectors = np.eye(3, dtype=np.float32)[[0]]
+    assert loaded.threshold == model.threshold
+    assert loaded.probabilities(event, vectors) == pytest.approx(model.probabilities(event, vectors))
+
+
+def test_a_model_of_other_features_is_refused(trained: tuple[PairModel, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    model.save(tmp_path)
+    with np.load(tmp_path / PAIRS_FILE) as arrays:
+        stored = dict(arrays)
+    stored["features"] = np.array(["something", "else"])
+    np.savez(tmp_path / PAIRS_FILE, **stored)
+    with pytest.raises(ModelFormatError, match="retrain"):
+        PairModel.load(tmp_path)
+
+
+def test_too_little_history_is_a_clear_error() -> None:
+    stream, vectors = workspace(days=1)
+    with pytest.raises(ValueError, match=r"no joins|too few"):
+        fit(stream, vectors, end=START + 3600)
+
+
+def test_a_conversation_older_than_what_was_seen_is_still_scored(trained: tuple[PairModel, dict]) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    # a redelivered or late event: its time is before the activity's latest message
+    probs = model.probabilities(question("CINFRA", "UANA", START + 5 * DAY), np.eye(3, dtype=np.float32)[[0]])
+    assert probs
+    assert all(0 <= p <= 1 for p in probs.values())
