@@ -53,7 +53,7 @@ class Offers:
     """Per method, per replayed message: (person, score) of the best-scored eligible people."""
 
     steps: list[tuple[int, str, float]] = field(default_factory=list)
-    """(conversation, unused, time) of each replayed message"""
+    """(conversation, author, time) of each replayed message"""
     by_method: dict[str, list[list[tuple[str, float]]]] = field(default_factory=dict)
 
 

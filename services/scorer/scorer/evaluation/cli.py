@@ -14,12 +14,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from scorer.evaluation.topics import LabelsError
 from scorer.training.history import HistoryError
 from scorer.vector_cache import add_cache_arguments, cached_store
+
+if TYPE_CHECKING:
+    from scorer.interest.pairs import PairModel
+    from scorer.training.pipeline import Prepared
+    from scorer.training.replay import Stream
 
 
 def parser() -> argparse.ArgumentParser:
@@ -172,9 +179,20 @@ def split_time(examples_ts: list[float], split_at: str | None, test_fraction: fl
     return ordered[min(len(ordered) - 1, int(len(ordered) * (1 - test_fraction)))]
 
 
-def interest(args: argparse.Namespace) -> int:
-    from scorer.evaluation.interest import evaluate_pairs
-    from scorer.evaluation.report import interest_table, plot_interest, write_json
+@dataclass
+class SplitRun:
+    """A history read, embedded and replayable, and the pair model trained before the split."""
+
+    prepared: Prepared
+    stream: Stream
+    cut: float
+    model: PairModel
+    metrics: dict[str, Any]
+
+
+def train_before_split(args: argparse.Namespace) -> SplitRun:
+    """What `eval interest` and `eval alerts` share: the model of the history before the split
+    (the latest `--test-fraction` of the messages, or `--split-at`)."""
     from scorer.model_dir import shared_local_embedder
     from scorer.training.history import progress_note
     from scorer.training.pairs import fit
@@ -189,16 +207,34 @@ def interest(args: argparse.Namespace) -> int:
         store=cached_store(args, embedder),
     )
     stream = replay_stream(prepared)
-    cut = split_time([e.ts for e in prepared.examples], args.split_at, args.test_fraction)
-    say = None if args.no_progress else progress_note
+    cut = split_time([stream.times[r] for r in stream.order], args.split_at, args.test_fraction)
     started = time.perf_counter()
-    model, metrics = fit(stream, prepared.vectors, end=cut, names=dict(prepared.vocab.names), say=say)
-    seconds = time.perf_counter() - started
-    users = sorted(set(stream.users))
-    report = evaluate_pairs(
-        stream, prepared.vectors, model, cut, users, train_seconds=seconds, settings=metrics["settings"]
+    model, metrics = fit(
+        stream,
+        prepared.vectors,
+        end=cut,
+        names=dict(prepared.vocab.names),
+        say=None if args.no_progress else progress_note,
     )
+    metrics["timings"]["train_seconds"] = round(time.perf_counter() - started, 3)
     print(f"split at {datetime.fromtimestamp(cut, UTC).isoformat()}")
+    return SplitRun(prepared, stream, cut, model, metrics)
+
+
+def interest(args: argparse.Namespace) -> int:
+    from scorer.evaluation.interest import evaluate_pairs
+    from scorer.evaluation.report import interest_table, plot_interest, write_json
+
+    run = train_before_split(args)
+    report = evaluate_pairs(
+        run.stream,
+        run.prepared.vectors,
+        run.model,
+        run.cut,
+        sorted(set(run.stream.users)),
+        train_seconds=run.metrics["timings"]["train_seconds"],
+        settings=run.metrics["settings"],
+    )
     print(interest_table(report))
     write_json(args.out / "report.json", {"data": str(args.data), **report.to_json()})
     plot_interest(report, args.out / "interest.png")
@@ -210,37 +246,21 @@ def alerts(args: argparse.Namespace) -> int:
     from scorer.evaluation.alerts import alerts_table, evaluate, plot_alerts
     from scorer.evaluation.policy import PolicySettings
     from scorer.evaluation.report import write_json
-    from scorer.model_dir import shared_local_embedder
-    from scorer.training.history import progress_note
-    from scorer.training.pairs import fit
-    from scorer.training.pipeline import prepare, replay_stream
 
     if args.daily_budget < 0:
         raise ValueError("--daily-budget must be 0 or more")
-    embedder = shared_local_embedder()
-    prepared = prepare(
-        args.data,
-        embedder,
-        users_file=args.users,
-        progress=not args.no_progress,
-        store=cached_store(args, embedder),
-    )
-    stream = replay_stream(prepared)
-    cut = split_time([stream.times[r] for r in stream.order], args.split_at, args.test_fraction)
-    say = None if args.no_progress else progress_note
-    started = time.perf_counter()
-    model, metrics = fit(stream, prepared.vectors, end=cut, names=dict(prepared.vocab.names), say=say)
-    metrics["timings"]["train_seconds"] = round(time.perf_counter() - started, 3)
+    from scorer.training.history import progress_note
+
+    run = train_before_split(args)
     report = evaluate(
-        stream,
-        prepared.vectors,
-        model,
-        cut,
+        run.stream,
+        run.prepared.vectors,
+        run.model,
+        run.cut,
         policy=PolicySettings(daily_budget=args.daily_budget),
-        training=metrics,
-        say=say,
+        training=run.metrics,
+        say=None if args.no_progress else progress_note,
     )
-    print(f"split at {datetime.fromtimestamp(cut, UTC).isoformat()}")
     print(alerts_table(report))
     write_json(args.out / "report.json", {"data": str(args.data), **report.to_json()})
     plot_alerts(report, args.out / "precision_volume.png")

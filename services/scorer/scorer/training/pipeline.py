@@ -34,7 +34,7 @@ from scorer.topics.lexical import Lexicon
 from scorer.topics.matcher import CONVERSATION_WEIGHT, LEXICAL_WEIGHT, EmbeddingSpace, default_threshold
 from scorer.training import history
 from scorer.training.examples import Example, build_examples
-from scorer.training.local import InterestSettings, train_interest, vocabulary_of
+from scorer.training.local import vocabulary_of
 from scorer.training.pairs import PairSettings
 from scorer.training.pairs import fit as fit_pairs
 from scorer.training.replay import Stream, stream_of
@@ -183,46 +183,6 @@ def write_pair_model(
     manifest = Manifest(
         version=new_version(name or out.name, prepared.data),
         kind="pairs",
-        embedder=prepared.embedder.name,
-        data=prepared.data,
-        created_at=utc_now(),
-    )
-    with staged_directory(out) as stage:
-        save_common(
-            stage, prepared, {"interest": settings.to_json()}, metrics, topic_threshold=topic_threshold
-        )
-        model.save(stage)
-        write_manifest(stage, manifest)
-    return manifest, metrics
-
-
-def write_local_model(
-    prepared: Prepared,
-    out: Path,
-    *,
-    name: str | None = None,
-    settings: InterestSettings | None = None,
-    topic_threshold: float | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[Manifest, dict[str, Any]]:
-    """Train the local interest model on everything and write the model directory."""
-    settings = settings or InterestSettings()
-    started = time.perf_counter()
-    model, metrics = train_interest(
-        prepared.examples,
-        prepared.prompt_vectors,
-        prepared.vocab,
-        prepared.dimension,
-        settings,
-        progress=progress,
-    )
-    metrics["timings"] = {
-        **{k: round(v, 3) for k, v in prepared.timings.items()},
-        "fit_seconds": round(time.perf_counter() - started, 3),
-    }
-    manifest = Manifest(
-        version=new_version(name or out.name, prepared.data),
-        kind="local",
         embedder=prepared.embedder.name,
         data=prepared.data,
         created_at=utc_now(),
