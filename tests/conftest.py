@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +25,16 @@ from devstack.local_stack import Broker, RedisServer, forget_keys, redis_answers
 pytest_plugins = ["devstack.slack_standin.pytest_plugin"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's embedding vectors go to a cache of its own (the CLIs and the services' training
+    subprocesses inherit it): a test embeds what it says it embeds, not what an earlier run on
+    this machine left in `~/.cache`, and the developer's cache is left alone."""
+    if "BEEPGPT_EMBEDDING_CACHE" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="beepgpt-test-vectors-")
+        os.environ["BEEPGPT_EMBEDDING_CACHE"] = directory
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
 
 
 @pytest.fixture

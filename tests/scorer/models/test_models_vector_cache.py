@@ -52,7 +52,8 @@ class HashingEmbedder:
             for word in re.findall(r"\w+", text.lower()) or [""]:
                 digest = hashlib.blake2b(f"{self.name}:{word}".encode(), digest_size=4).digest()
                 out[row, int.from_bytes(digest, "big") % self.dimension] += 1.0
-        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+        unit: Matrix = (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+        return unit
 
 
 def keyed(texts: list[str]) -> list[tuple[str, str]]:

@@ -1,10 +1,10 @@
 """`beepgpt train <messages.parquet|export> --out models/<name> [--openai]`
 
 Local (default): examples from the shared conversation query, local embeddings, a classifier over
-users plus "nobody", written to a versioned model directory. Message vectors are cached on disk by
-text (`--embedding-cache DIR`, `BEEPGPT_EMBEDDING_CACHE`, off with `--no-embedding-cache`), so a second
-run on the same history embeds nothing. `--openai`: the same examples as a
-chat fine-tuning file, validated, uploaded and run as an OpenAI fine-tuning job that is followed to
+users plus "nobody", written to a versioned model directory. Message vectors are cached on disk
+by text (`--embedding-cache DIR`, `BEEPGPT_EMBEDDING_CACHE`; off with `--no-embedding-cache`), so
+a second run on the same history embeds nothing. `--openai`: the same examples as a chat
+fine-tuning file, validated, uploaded and run as an OpenAI fine-tuning job that is followed to
 the end; the job id is recorded in the directory first, so rerunning the same command after an
 interruption resumes following the job instead of starting another.
 """
