@@ -28,11 +28,14 @@ def generate(
     seed: int = 11,
 ) -> tuple[Stream, npt.NDArray[np.float32]]:
     rng = np.random.default_rng(seed)
-    activity = rng.zipf(1.6, people).astype(np.float64).clip(1, 500)
-    members: list[npt.NDArray[np.int64]] = []
-    for _ in range(channels):
-        size = int(rng.integers(20, 200))
-        members.append(rng.choice(people, size=size, replace=False, p=activity / activity.sum()))
+    # heavy-tailed activity (a few regulars, many occasional posters), every person in 3 channels
+    activity = (rng.pareto(1.5, people) + 1.0).clip(1, 200)
+    joined = [rng.choice(channels, size=3, replace=False) for _ in range(people)]
+    crowds: list[list[int]] = [[] for _ in range(channels)]
+    for person, chosen in enumerate(joined):
+        for channel in chosen:
+            crowds[int(channel)].append(person)
+    members = [np.array(c or [0], dtype=np.int64) for c in crowds]
     subjects = rng.normal(size=(channels, dimension)).astype(np.float32)
     users: list[str] = []
     chans: list[str] = []

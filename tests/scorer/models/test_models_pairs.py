@@ -130,3 +130,43 @@ def test_a_conversation_older_than_what_was_seen_is_still_scored(trained: tuple[
     probs = model.probabilities(question("CINFRA", "UANA", START + 5 * DAY), np.eye(3, dtype=np.float32)[[0]])
     assert probs
     assert all(0 <= p <= 1 for p in probs.values())
+
+
+def naive_threshold(probabilities, times, pairs, joins, beta):  # type: ignore[no-untyped-def]
+    """The definition, pair by pair: alerted at the first crossing, useful if the join is later."""
+    grid = np.unique(np.round(np.quantile(probabilities, np.linspace(0.5, 0.9995, 150)), 4))
+    best = (0.5, 0.0)
+    for threshold in grid[grid > 0]:
+        first: dict[tuple[int, str], float] = {}
+        for p, t, pair in zip(probabilities, times, pairs, strict=True):
+            if p >= threshold:
+                first[pair] = min(t, first.get(pair, t))
+        useful = sum(1 for pair, t in first.items() if pair in joins and joins[pair] > t)
+        if not first:
+            continue
+        precision, recall = useful / len(first), useful / len(joins)
+        b2 = beta * beta
+        f = (1 + b2) * precision * recall / (b2 * precision + recall) if useful else 0.0
+        if f > best[1]:
+            best = (float(threshold), f)
+    return best
+
+
+def test_the_threshold_is_the_best_f_beta_over_alerts() -> None:
+    from scorer.training.pairs import choose_threshold
+
+    stream, _ = workspace(days=6)
+    rng = np.random.default_rng(3)
+    joins = {(c, u): t for c, u, t in stream.joins(-np.inf)}
+    people = sorted({u for _, u in joins} | {"UEVE"})
+    pairs = [(int(rng.integers(len(stream.conversations))), str(rng.choice(people))) for _ in range(400)]
+    times = np.sort(rng.uniform(stream.times[0], stream.times[-1], 400))
+    probabilities = rng.random(400)
+    for c, u in list(joins)[:10]:  # some pairs really are the joins, scored before and after them
+        pairs += [(c, u), (c, u)]
+        times = np.append(times, [joins[(c, u)] - 60, joins[(c, u)] + 60])
+        probabilities = np.append(probabilities, [0.9, 0.95])
+    threshold, chosen = choose_threshold(probabilities, times, pairs, stream, -np.inf, np.inf, 0.35)
+    expected, f = naive_threshold(probabilities, times, pairs, joins, 0.35)
+    assert threshold == expected
+    assert chosen["f"] == pytest.approx(f)

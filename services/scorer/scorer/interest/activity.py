@@ -26,6 +26,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class Activity:
         """person → the people they answered → growing weight"""
         self.answerers: dict[str, dict[str, float]] = {}
         """the same graph the other way: person → who answered them"""
+        self._channel_totals: dict[str, float] = {}
+        """channel → the sum of its `channel_counts` (kept, not summed per question)"""
         self._recent: dict[str, Window] = {}
         """channel → who posted there lately"""
         self._recent_joins: dict[str, Window] = {}
@@ -129,6 +132,8 @@ class Activity:
         for table in (*self.channel_counts.values(), *self.answered.values(), *self.answerers.values()):
             for key in table:
                 table[key] *= factor
+        for channel in self._channel_totals:
+            self._channel_totals[channel] *= factor
         for person in self.people.values():
             person.joins *= factor
         self.origin = ts
@@ -158,6 +163,7 @@ class Activity:
             self._profile(person, vector)
         counts = self.channel_counts.setdefault(channel, {})
         counts[user] = counts.get(user, 0.0) + weight
+        self._channel_totals[channel] = self._channel_totals.get(channel, 0.0) + weight
         self.channel_last.setdefault(channel, {})[user] = ts
         self._recent.setdefault(channel, Window()).add(ts, user)
         authors = self._conversations.setdefault(conversation_id, [])
@@ -204,7 +210,7 @@ class Activity:
         return self.channel_counts.get(channel, {}).get(user, 0.0) * self.decay(now)
 
     def channel_total(self, channel: str, now: float) -> float:
-        return sum(self.channel_counts.get(channel, {}).values()) * self.decay(now)
+        return self._channel_totals.get(channel, 0.0) * self.decay(now)
 
     def answers(self, user: str, other: str, now: float) -> float:
         """How often `user` answered `other`, as a count of about the last month."""
@@ -222,8 +228,16 @@ class Activity:
     def top_in_channel(self, channel: str, count: int, now: float) -> list[str]:
         """The channel's most active members (decayed), at most `count`."""
         counts = self.channel_counts.get(channel, {})
-        members = self.members(channel, now)
-        return heapq.nlargest(count, members, key=lambda u: counts.get(u, 0.0))
+        last = self.channel_last.get(channel, {})
+        since = now - MEMBER_S
+        # the most active are nearly always members still: look at a few more than asked, and
+        # only when too many of them have gone quiet, at everyone
+        for wanted in (2 * count, len(counts)):
+            ranked = heapq.nlargest(wanted, counts.items(), key=itemgetter(1))
+            chosen = [user for user, _ in ranked if last.get(user, -math.inf) >= since][:count]
+            if len(chosen) == count or wanted >= len(counts):
+                return chosen
+        return chosen
 
     def authors_of(self, conversation_id: str) -> Sequence[str]:
         return self._conversations.get(conversation_id, ())
@@ -276,6 +290,7 @@ class Activity:
                 profiled=int(p["profiled"]),
             )
         out.channel_counts = {c: dict(v) for c, v in raw["channel_counts"].items()}
+        out._channel_totals = {c: sum(v.values()) for c, v in out.channel_counts.items()}
         out.channel_last = {c: dict(v) for c, v in raw["channel_last"].items()}
         out.answered = {u: dict(v) for u, v in raw["answered"].items()}
         for user, given in out.answered.items():

@@ -175,7 +175,7 @@ def features(activity: Activity, moment: Moment, people: Sequence[str]) -> Matri
     channel = moment.channel
     counts = activity.channel_counts.get(channel, {})
     last_in = activity.channel_last.get(channel, {})
-    total = sum(counts.values()) * decay
+    total = activity.channel_total(channel, now)
     recent = activity.recent_in_channel(channel, now)
     crowd = float(len(recent))
     answering = activity.recent_joins(channel, now)

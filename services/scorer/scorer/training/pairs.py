@@ -45,6 +45,7 @@ class PairSettings:
     rounds: int = 200
     learning_rate: float = 0.05
     num_leaves: int = 31
+    max_bin: int = 255
     min_child_samples: int = 100
     beta: float = 0.35
     seed: int = 7
@@ -153,6 +154,7 @@ def fit(
         "deterministic": True,
         "num_threads": 2,
         "verbose": -1,
+        "max_bin": settings.max_bin,
     }
     data = lightgbm.Dataset(examples.rows[early], label=examples.labels[early], feature_name=list(FEATURES))
     booster = lightgbm.train(params, data, num_boost_round=settings.rounds)
@@ -198,29 +200,37 @@ def choose_threshold(
     end: float,
     beta: float,
 ) -> tuple[float, dict[str, float]]:
-    """The threshold of best F-beta over (person, conversation) alerts in [start, end)."""
-    best: dict[tuple[int, str], list[tuple[float, float]]] = {}
-    for p, t, pair in zip(probabilities.tolist(), times.tolist(), pairs, strict=True):
-        best.setdefault(pair, []).append((t, p))
+    """The threshold of best F-beta over (person, conversation) alerts in [start, end).
+
+    A pair is alerted at threshold t when its probability ever reaches t, and the alert is
+    useful when that happened before the person joined: when the highest probability *before
+    the join* reaches t. So two maxima per pair answer every threshold at once."""
     joins = {(c, u): ts for c, u, ts in stream.joins(start, end)}
-    grid = sorted({round(float(x), 4) for x in np.quantile(probabilities, np.linspace(0.5, 0.9995, 150))})
-    top = (0.5, {"precision": 0.0, "recall": 0.0, "f": 0.0, "alerts": 0.0})
-    for threshold in grid:
-        if threshold <= 0:
-            continue
-        alerts = useful = 0
-        for pair, series in best.items():
-            first = next((t for t, p in series if p >= threshold), None)
-            if first is None:
-                continue
-            alerts += 1
-            joined = joins.get(pair)
-            useful += joined is not None and joined > first
-        if alerts == 0:
-            continue
-        precision, recall = useful / alerts, useful / max(1, len(joins))
-        b2 = beta * beta
-        f = (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall else 0.0
-        if f > top[1]["f"]:
-            top = (threshold, {"precision": precision, "recall": recall, "f": f, "alerts": float(alerts)})
-    return top
+    highest: dict[tuple[int, str], float] = {}
+    before_join: dict[tuple[int, str], float] = {}
+    for p, t, pair in zip(probabilities.tolist(), times.tolist(), pairs, strict=True):
+        if p > highest.get(pair, -1.0):
+            highest[pair] = p
+        joined = joins.get(pair)
+        if joined is not None and t < joined and p > before_join.get(pair, -1.0):
+            before_join[pair] = p
+    alerted = np.sort(np.fromiter(highest.values(), dtype=np.float64))
+    useful = np.sort(np.fromiter(before_join.values(), dtype=np.float64))
+    grid = np.unique(np.round(np.quantile(probabilities, np.linspace(0.5, 0.9995, 150)), 4))
+    grid = grid[grid > 0]
+    alerts = len(alerted) - np.searchsorted(alerted, grid, side="left")
+    hits = len(useful) - np.searchsorted(useful, grid, side="left")
+    precision = np.divide(hits, alerts, out=np.zeros(len(grid)), where=alerts > 0)
+    recall = hits / max(1, len(joins))
+    b2 = beta * beta
+    denominator = b2 * precision + recall
+    f = np.divide((1 + b2) * precision * recall, denominator, out=np.zeros(len(grid)), where=denominator > 0)
+    if len(grid) == 0 or f.max() <= 0:
+        return 0.5, {"precision": 0.0, "recall": 0.0, "f": 0.0, "alerts": 0.0}
+    best = int(np.argmax(f))  # the lowest threshold among equals, as the loop it replaces chose
+    return float(grid[best]), {
+        "precision": float(precision[best]),
+        "recall": float(recall[best]),
+        "f": float(f[best]),
+        "alerts": float(alerts[best]),
+    }
