@@ -34,10 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from beepgpt.contracts import conversation_id
-from sessionizer.evaluation.data import Annotated, load_annotated, split
+from sessionizer.evaluation.data import Annotated, load_annotated, people_messages, split
 from sessionizer.evaluation.metrics import Scores, score
 from sessionizer.linker import PAIR_FEATURES, SELF_FEATURES, Linker, LinkerModel
-from sessionizer.rules import CONVERSATIONAL_SUBTYPES
 
 MAX_WINDOW_MESSAGES = 80
 MAX_WINDOW_S = 7_200.0
@@ -69,17 +68,7 @@ def collect(data: Annotated) -> list[Example]:
     linker = Linker(zero)
     examples: list[Example] = []
     table = data.table
-    for channel, ts, thread_ts, user, text, subtype in zip(
-        table["channel"],
-        table["slack_ts"],
-        table["slack_thread_ts"],
-        table["user"],
-        table["text"],
-        table["subtype"],
-        strict=True,
-    ):
-        if user is None or (subtype is not None and subtype not in CONVERSATIONAL_SUBTYPES):
-            continue
+    for channel, ts, thread_ts, user, text in people_messages(table):
         if thread_ts is not None and thread_ts != ts:
             continue  # a thread reply: its thread, never the linker
         sent = float(ts)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from beepgpt.contracts import conversation_id
 from sessionizer.history import load_table
+from sessionizer.rules import CONVERSATIONAL_SUBTYPES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,3 +125,21 @@ def split(annotated: Annotated) -> dict[str, Annotated]:
     for channel in annotated.table["channel"].unique():
         parts[split_of(annotated.channel_names.get(str(channel), str(channel)))].add(str(channel))
     return {name: annotated.subset(channels) for name, channels in parts.items()}
+
+
+def people_messages(table: pd.DataFrame) -> Iterator[tuple[Any, Any, Any, Any, Any]]:
+    """(channel, slack_ts, slack_thread_ts, user, text) of the table's people's messages, in table
+    order: rows with an author whose subtype, if any, is conversational (the sessionizer's rule,
+    `rules.CONVERSATIONAL_SUBTYPES`). The linker's evaluation and its training read the same rows."""
+    for channel, ts, thread_ts, user, text, subtype in zip(
+        table["channel"],
+        table["slack_ts"],
+        table["slack_thread_ts"],
+        table["user"],
+        table["text"],
+        table["subtype"],
+        strict=True,
+    ):
+        if user is None or (subtype is not None and subtype not in CONVERSATIONAL_SUBTYPES):
+            continue
+        yield channel, ts, thread_ts, user, text

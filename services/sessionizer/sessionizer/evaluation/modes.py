@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from beepgpt.contracts import conversation_id
+from sessionizer.evaluation.data import people_messages
 from sessionizer.history import conversations
 from sessionizer.linker import Linker, LinkerModel
-from sessionizer.rules import CONVERSATIONAL_SUBTYPES
 from sessionizer.settings import SessionizerSettings
 
 if TYPE_CHECKING:
@@ -71,17 +71,7 @@ def linked(table: pd.DataFrame, model: LinkerModel | None = None) -> Assignment:
     parents: dict[str, str | None] = {}
     members: dict[str, list[str]] = {}
     seen: set[str] = set()
-    for channel, ts, thread_ts, user, text, subtype in zip(
-        table["channel"],
-        table["slack_ts"],
-        table["slack_thread_ts"],
-        table["user"],
-        table["text"],
-        table["subtype"],
-        strict=True,
-    ):
-        if user is None or (subtype is not None and subtype not in CONVERSATIONAL_SUBTYPES):
-            continue
+    for channel, ts, thread_ts, user, text in people_messages(table):
         message = conversation_id(str(channel), str(ts))
         if message in seen:
             continue  # a duplicate, as the feeder drops it
