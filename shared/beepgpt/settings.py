@@ -1,4 +1,4 @@
-"""Configuration read from `BEEPGPT_*` environment variables, validated at start-up (DESIGN.md §7).
+"""Configuration read from `BEEPGPT_*` environment variables, validated at start-up (docs/operations.md).
 
 Secrets keep Slack's and OpenAI's usual names (`SLACK_BOT_TOKEN`, ...) and may also come from
 files in a mounted secrets directory; they are `SecretStr`, so they never print in logs or reprs.

@@ -18,7 +18,7 @@ still in flight *on another instance* (or a process that dies between Kafka's ac
 passes the check too and publishes a second, identical record. Within one instance the
 publisher folds concurrent copies of an event_id into one record, so this needs two instances or
 a crash. Duplicates are acceptable where losses are not: downstream consumers are idempotent on
-(channel, ts), and the notifier's DMs are deduplicated on their own (DESIGN.md §5).
+(channel, ts), and the notifier's DMs are deduplicated on their own (docs/notifications.md).
 
 Marks live in Redis, so they hold across instances and restarts — an in-process set would let a
 retry that lands on another pod, or arrives after a deploy, through. When Redis is unreachable

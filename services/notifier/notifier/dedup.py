@@ -7,7 +7,7 @@ about the same opening message, and a DM for one already points the person at th
 
 The key is taken *before* the send and says who took it and how far they got, so that a batch
 redone after a Redis outage, a crash or a rebalance can tell "my own unfinished work" from "a
-duplicate" (DESIGN.md §5):
+duplicate" (docs/notifications.md):
 
     claim|<record>|<owner>                  taken by <owner> while deciding/sending <record>
     done|<record>|<outcome>|<channel>|<ts>  decided: sent (with the DM's ts), held or queued

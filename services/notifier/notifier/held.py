@@ -9,7 +9,7 @@ instance can deliver them.
 
 A digest is taken atomically (held -> inflight) before it is sent, and the inflight record is
 dropped only after the send; an instance that dies in between leaves it for the next sweep,
-which first asks Slack whether the digest was posted (DESIGN.md §5: never lost or duplicated).
+which first asks Slack whether the digest was posted (docs/notifications.md: never lost or duplicated).
 """
 
 from __future__ import annotations

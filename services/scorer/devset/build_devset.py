@@ -6,7 +6,7 @@ and it rewrites `topics.json` / `labels.jsonl` (the five evaluation topics, mode
 example's) and `calibration/topics.json` / `calibration/labels.jsonl` (five other topics, used
 only to choose the product's default threshold and feedback settings).
 
-Conversations are those of the sessionizer's shared query (DESIGN.md §3), keyed as the labels
+Conversations are those of the sessionizer's shared query (docs/conversations.md), keyed as the labels
 format wants: `{"channel": ..., "thread": <float ts of the first message>}`.
 
 The rule (weak labels from `slack-generation/schedule.jsonl`, which says which project and which

@@ -1,4 +1,4 @@
-"""BeepGPT's scorer: who should hear about a conversation, and why (DESIGN.md §4).
+"""BeepGPT's scorer: who should hear about a conversation, and why (docs/scoring.md).
 
 The models (`scorer.interest`, `scorer.topics`, `scorer.embeddings`, `scorer.artifact`) are
 plain libraries the service (`scorer.service`) and the trainer (`scorer.training`,

@@ -1,4 +1,4 @@
-"""Who may be a candidate for a conversation at all (DESIGN.md §4): a pure rule, no I/O.
+"""Who may be a candidate for a conversation at all (docs/scoring.md): a pure rule, no I/O.
 
 Decided before any model runs, so that models only ever score people the product may alert:
 nobody is told about a conversation they are already in, bots are never an audience, and only

@@ -1,4 +1,4 @@
-"""Embeddings of the messages of open conversations, so each message is embedded once (DESIGN.md §4).
+"""Embeddings of the messages of open conversations, so each message is embedded once (docs/scoring.md).
 
 Every `updated` event repeats up to MAX_MESSAGES messages of which usually only one is new; the
 cache makes scoring cost one embedding per new message instead of twenty. Entries are grouped by

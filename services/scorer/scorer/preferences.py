@@ -1,4 +1,4 @@
-"""Every scorer instance's own copy of the whole `user.preferences` table (DESIGN.md §2).
+"""Every scorer instance's own copy of the whole `user.preferences` table (docs/topics-and-contracts.md).
 
 The shared `CompactedTable` does the reading (why a plain aiokafka reader of the compacted topic
 and not faust's GlobalTable is said there): every partition assigned, read from the beginning

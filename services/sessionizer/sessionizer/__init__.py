@@ -1,1 +1,1 @@
-"""BeepGPT sessionizer: Slack messages into conversations with one Kaskada query (DESIGN.md §3)."""
+"""BeepGPT sessionizer: Slack messages into conversations with one Kaskada query (docs/conversations.md)."""

@@ -1,6 +1,6 @@
 """The conversation query running live: rows go in as Kafka delivers them, outputs stream out.
 
-Kaskada 0.6.1 facts this wrapper is built around (measured, DESIGN.md §3):
+Kaskada 0.6.1 facts this wrapper is built around (measured, docs/conversations.md):
 
 - A live source needs rows in time order; one older row ends the result iterator without an
   error, and a row at the same time as a row of an earlier `add` fails the query ("invalid

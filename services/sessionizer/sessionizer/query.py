@@ -1,4 +1,4 @@
-"""The one conversation query (DESIGN.md §3), written with Kaskada timestreams.
+"""The one conversation query (docs/conversations.md), written with Kaskada timestreams.
 
 History (training, evaluation, `beepgpt conversations`) and the live service both run
 `conversation_query` over rows shaped by `INPUT_SCHEMA`; only the source differs (a table added

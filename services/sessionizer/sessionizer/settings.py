@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SessionizerSettings(BaseSettings):
-    """Conversation rules (DESIGN.md §3) and how the live service drives and checkpoints them."""
+    """Conversation rules (docs/conversations.md) and how the live service drives and checkpoints them."""
 
     model_config = SettingsConfigDict(env_prefix="BEEPGPT_SESSIONIZER_")
 

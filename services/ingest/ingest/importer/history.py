@@ -4,7 +4,7 @@ Every line goes through `ingest.normalize.normalize_event` — the function the 
 so an import keeps and drops exactly what ingest would have kept and dropped: bots, joins and
 other housekeeping are skipped by the same reasons, texts are cut at the same limit, and an
 edit (`message_changed`) replaces the text of the message it names while a deletion removes it,
-as the sessionizer does with the live stream (DESIGN.md §3). Exports normally hold the final
+as the sessionizer does with the live stream (docs/conversations.md). Exports normally hold the final
 version of each message already (with an `edited` marker); the fold matters for exports and
 tables that carry the change events themselves.
 """

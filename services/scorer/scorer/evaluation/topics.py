@@ -2,7 +2,7 @@
 
 Inputs are the formats the issue fixes: `topics.json` maps topic ids to sentences; each line of
 `labels.jsonl` is `{"id": {"channel": ..., "thread": <float ts of the first message>},
-"result": {"ID1": true, ...}}`, keyed by the conversation ids of DESIGN.md §3.
+"result": {"ID1": true, ...}}`, keyed by the conversation ids of docs/conversations.md.
 
 Figures:
 

@@ -1,5 +1,5 @@
 """The interest model: given the latest messages of a conversation written by others, how likely
-is each member to engage? (DESIGN.md §4)
+is each member to engage? (docs/scoring.md)
 
 - `prompt`: what the model reads (the same shape in training and live scoring);
 - `substance`: the documented rule that turns content-free prompts into "nobody" examples;

@@ -1,6 +1,6 @@
 """What the interest model reads: a few recent messages of a conversation and where it happens.
 
-Training and live scoring must show the model the same thing (DESIGN.md §3, §4). In training,
+Training and live scoring must show the model the same thing (docs/conversations.md, docs/scoring.md). In training,
 the prompt for a message by U is the up-to-5 messages before it in its conversation written by
 others than U (the sessionizer's shared query picks them). Live, the people who already take part
 are never candidates, so the prompt is simply the conversation's latest 5 messages: they were all

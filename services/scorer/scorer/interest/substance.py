@@ -1,4 +1,4 @@
-"""Which prompts have no substance: the rule that makes "nobody" examples (DESIGN.md §4).
+"""Which prompts have no substance: the rule that makes "nobody" examples (docs/scoring.md).
 
 A prompt like "good morning!", "thanks" or "standup?" predicts nothing about who will engage:
 people answer it out of politeness or habit, and an alert about it would be noise. Training

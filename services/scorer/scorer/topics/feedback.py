@@ -1,4 +1,4 @@
-"""Learning a topic's line from "useful / not useful" feedback (DESIGN.md §5), a few clicks at a time.
+"""Learning a topic's line from "useful / not useful" feedback (docs/notifications.md), a few clicks at a time.
 
 What a handful of clicks can teach, measured on the calibration topics of the development set
 (`services/scorer/devset/README.md`, never on the topics `beepgpt eval topics` reports):

@@ -1,4 +1,4 @@
-"""Training examples for the interest model (DESIGN.md §4), from the shared query's contexts.
+"""Training examples for the interest model (docs/scoring.md), from the shared query's contexts.
 
 For each message by user U, the up-to-5 earlier messages of its conversation written by others
 are the prompt and U is the label. A prompt without substance (`interest.substance`) is labelled

@@ -1,5 +1,5 @@
 """A workspace's history as training and evaluation see it: the message table, its conversations
-and each message's context — all from the sessionizer's one Kaskada query (DESIGN.md §3).
+and each message's context — all from the sessionizer's one Kaskada query (docs/conversations.md).
 
 This module is the adapter between `sessionizer.history` (the shared query on a table) and the
 models: it turns what the query produces into row indexes of one message table, so examples,
