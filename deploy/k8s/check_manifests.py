@@ -9,7 +9,8 @@ kubernetes-validate knows the built-in kinds only. This script
   3. checks how the pieces fit together: every service has probes, resources, a PDB, exactly one
      autoscaler, a scraped Service; every KEDA Kafka trigger reads env vars the pod really has,
      watches a topic that exists, and cannot scale past that topic's partitions; the topics are
-     those of shared/beepgpt/topics.py, each with its DLQ.
+     those of shared/beepgpt/topics.py, each with its DLQ, with its retention or compaction and
+     no more partitions than it says.
 
     python deploy/k8s/check_manifests.py rendered.yaml --builtin-out builtin.yaml
 """
@@ -20,10 +21,13 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import yaml
+
+if TYPE_CHECKING:
+    from beepgpt.topics import TopicSettings
 
 Doc = dict[str, Any]
 
@@ -405,23 +409,52 @@ class Manifests:
                         f"mounts missing PVC {claim['claimName']}",
                     )
 
-    # the topics are the product's topics (shared/beepgpt/topics.py), each with its dead-letter topic
+    # the topics are the product's topics (shared/beepgpt/topics.py), each with its dead-letter topic,
+    # created as topics.py says: the same retention or compaction, never more partitions
     def check_topics(self) -> None:
         try:
-            from beepgpt.topics import ALL_TOPICS
+            from beepgpt.topics import all_topic_settings
         except ImportError:
             self.fail("KafkaTopic", "cannot import beepgpt.topics: run with the repository's .venv python")
             return
         defined = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in self.of("KafkaTopic")}
-        wanted = {t.name for t in ALL_TOPICS} | {t.dlq for t in ALL_TOPICS}
-        for missing in sorted(wanted - set(defined)):
+        wanted = all_topic_settings()
+        for missing in sorted(set(wanted) - set(defined)):
             self.fail("KafkaTopic", f"{missing} (shared/beepgpt/topics.py) has no KafkaTopic")
-        for extra in sorted(set(defined) - wanted):
+        for extra in sorted(set(defined) - set(wanted)):
             self.fail("KafkaTopic", f"{extra} is not a topic of shared/beepgpt/topics.py")
-        for topic in ALL_TOPICS:
-            config = defined.get(topic.name, {}).get("spec", {}).get("config", {})
-            if topic.compacted and config.get("cleanup.policy") != "compact":
-                self.fail(f"KafkaTopic/{topic.name}", "is compacted in topics.py but not here")
+        for name, settings in wanted.items():
+            if name in defined:
+                self._check_topic(defined[name], settings)
+
+    def _check_topic(self, doc: Doc, settings: TopicSettings) -> None:
+        """One KafkaTopic against its `beepgpt.topics.TopicSettings`."""
+        where = f"KafkaTopic/{settings.name}"
+        spec = doc["spec"]
+        config = {k: str(v) for k, v in (spec.get("config") or {}).items()}
+        # Partitions only grow (and growing moves keys): above topics.py's size is a mistake;
+        # below is a smaller environment's choice (the dev overlay).
+        if spec.get("partitions", 0) > settings.partitions:
+            self.fail(
+                where, f"{spec['partitions']} partitions, more than the {settings.partitions} of topics.py"
+            )
+        for key, value in settings.configs().items():
+            if config.get(key) != value:
+                self.fail(where, f"{key} is {config.get(key)!r}, topics.py says {value!r}")
+        # What topics.py leaves unset must stay unset: a retention on a compacted topic would
+        # delete preferences, a compaction on another would keep only each key's latest record.
+        if settings.compacted and "retention.ms" in config:
+            self.fail(where, "is compacted in topics.py: no retention.ms")
+        if not settings.compacted and config.get("cleanup.policy", "delete") != "delete":
+            self.fail(
+                where, f"cleanup.policy {config['cleanup.policy']!r}, topics.py deletes after retention"
+            )
+        insync = config.get("min.insync.replicas")
+        if insync is not None and int(insync) > spec.get("replicas", 1):
+            self.fail(
+                where,
+                f"min.insync.replicas {insync} > {spec.get('replicas')} replicas: no write would succeed",
+            )
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""The events services exchange over Kafka: the one definition of every contract (DESIGN.md §2).
+"""The events services exchange over Kafka: the one definition of every contract (docs/topics-and-contracts.md).
 
 Every value on a topic is JSON made from one of these pydantic models. Each carries a
 `schema_version` so a consumer can refuse (and dead-letter) a record written by a newer producer
@@ -12,10 +12,12 @@ they are message identities, and a float would lose the microseconds that make t
 
 from __future__ import annotations
 
+import json
+import math
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal, TypeGuard, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
 
@@ -108,7 +110,7 @@ class ConversationMessage(BaseModel):
 
 
 def conversation_id(channel: str, first_ts: str, thread_ts: str | None = None) -> str:
-    """`channel:first_ts` for a channel's flow (DESIGN.md §3), `channel:thread_ts/thread` for a thread.
+    """`channel:first_ts` for a channel's flow (docs/conversations.md), `channel:thread_ts/thread` for a thread.
 
     Stable, readable and unique per workspace. A thread needs its own form: live, its parent
     arrives before anyone replies and may start a flow conversation, whose id is
@@ -169,7 +171,7 @@ class PreviewLine(BaseModel):
 
 
 class Candidate(Event):
-    """Someone who may want to hear about a conversation, and why (DESIGN.md §4)."""
+    """Someone who may want to hear about a conversation, and why (docs/scoring.md)."""
 
     user: str
     conversation_id: str
@@ -200,6 +202,14 @@ NotificationOutcome = Literal[
 """`over_budget`: the person had their real-time DMs for the day; the alert waits for their next
 digest time. (Added after the others: a reader older than it skips such records as invalid,
 which the notifier's readers — App Home's recent alerts, the demo — can afford.)"""
+
+NOTIFICATION_OUTCOMES: Final[tuple[NotificationOutcome, ...]] = get_args(NotificationOutcome)
+"""Every outcome, in the order above: metric labels, dashboards and checks read this list."""
+
+
+def is_notification_outcome(value: object) -> TypeGuard[NotificationOutcome]:
+    """Whether `value` (read back from Redis, a log, a label) is one of the outcomes."""
+    return value in NOTIFICATION_OUTCOMES
 
 
 class Notification(Event):
@@ -334,3 +344,114 @@ class Feedback(Event):
         ),
     )
     at: float = Field(default_factory=now)
+
+
+# --- DM buttons (notifier → Slack → ingest) -------------------------------------------------------
+
+USEFUL_ACTION: Final = "beepgpt_feedback_useful"
+NOT_USEFUL_ACTION: Final = "beepgpt_feedback_not_useful"
+FEEDBACK_ACTIONS: Final[tuple[str, str]] = (USEFUL_ACTION, NOT_USEFUL_ACTION)
+"""The `action_id`s of an alert's "Useful" / "Not useful" buttons; both carry a `FeedbackButton`."""
+OPEN_ACTION: Final = "beepgpt_open_conversation"
+"""The `action_id` of the link button: Slack opens the URL and still reports the click."""
+
+CARRIED_FIELDS: Final[frozenset[str]] = frozenset({"score", "space"})
+"""Fields of a button value a click can do without: when one cannot be right, it is dropped and the
+click still counts (the others are what the click is about; without them it means nothing)."""
+
+
+class UnreadableButton(ValueError):
+    """A button value that is not one the notifier wrote (nor could have)."""
+
+
+class FeedbackButton(BaseModel):
+    """The JSON `value` of an alert's feedback buttons: the `Feedback` fields the DM knows.
+
+    The notifier writes it into the DM (`from_candidate`, then `encode`); Slack hands it back
+    unchanged on a click, and ingest reads it (`decode`) into a `Feedback` (`feedback`). It lives
+    in people's DMs for as long as they keep them, so the wire form never changes meaning: the
+    keys are `Feedback`'s own names except `space` (for `score_space`, short because a value
+    holds at most 2,000 characters), new keys are optional, and no `schema_version` is written
+    (the DMs sent so far have none). Anyone who can reach the app's endpoint can send any value,
+    so nothing in it is trusted beyond this shape: the score must be a real number (not a bool,
+    not a string) that is finite and in [-1, 1] (`FeedbackScore`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    conversation_id: str
+    reason: CandidateReason | None = None
+    topic_id: str | None = None
+    score: Annotated[FeedbackScore, Field(strict=True)] | None = Field(
+        default=None, description="the alerted candidate's score (a topic alert's: its topic score)"
+    )
+    score_space: str | None = Field(
+        default=None,
+        alias="space",
+        min_length=1,
+        max_length=200,
+        description="the embedding model `score` was measured in",
+    )
+
+    @classmethod
+    def from_candidate(cls, candidate: Candidate) -> FeedbackButton:
+        """What an alert's buttons carry for `candidate`.
+
+        The score travels so that a click teaches the scorer's topic line even when no scorer
+        instance still remembers it (scored before a restart, or elsewhere), rounded to 6
+        decimals (far finer than a line is learnt at) to stay short; it is left out, with its
+        space, when it is not a finite number in [-1, 1], which `decode` would drop anyway.
+        """
+        score = round(candidate.score, 6)
+        carried = math.isfinite(score) and -1.0 <= score <= 1.0
+        return cls(
+            conversation_id=candidate.conversation_id,
+            reason=candidate.reason,
+            topic_id=candidate.topic_id,
+            score=score if carried else None,
+            score_space=candidate.score_space if carried and candidate.score_space else None,
+        )
+
+    def encode(self) -> str:
+        """The compact JSON for the button's `value`, absent fields left out.
+
+        ASCII-only (`json.dumps`' escapes), as the DMs sent so far were written: any text, lone
+        surrogates included, encodes, and the length Slack counts is the length of this string."""
+        fields = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return json.dumps(fields, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str) -> tuple[FeedbackButton, frozenset[str]]:
+        """The value a click sent back, and which `CARRIED_FIELDS` were dropped as impossible.
+
+        Raises `UnreadableButton` when it is not a value of ours: not a JSON object, no
+        `conversation_id`, a field of the wrong type (other than the carried ones)."""
+        try:
+            value: Any = json.loads(raw)
+        except (ValueError, RecursionError) as error:  # RecursionError: "[[[[…" nested too deep
+            raise UnreadableButton(f"not JSON: {type(error).__name__}") from error
+        if not isinstance(value, dict):
+            raise UnreadableButton(f"a JSON {type(value).__name__}, not an object")
+        try:
+            return cls.model_validate(value), frozenset()
+        except ValidationError as error:
+            wrong = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+            if not wrong or not wrong <= CARRIED_FIELDS:
+                raise UnreadableButton(str(error)) from error
+        kept = {k: v for k, v in value.items() if k not in wrong}
+        try:
+            return cls.model_validate(kept), frozenset(wrong)
+        except ValidationError as error:
+            raise UnreadableButton(str(error)) from error
+
+    def feedback(self, user: str, action_id: str) -> Feedback:
+        """The `Feedback` a click on the button `action_id` by `user` means."""
+        return Feedback(
+            user=user,
+            conversation_id=self.conversation_id,
+            useful=action_id == USEFUL_ACTION,
+            reason=self.reason,
+            topic_id=self.topic_id,
+            score=self.score,
+            score_space=self.score_space,
+        )

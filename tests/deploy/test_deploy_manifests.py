@@ -7,15 +7,18 @@ what the services really read — a misspelt BEEPGPT_* variable is valid YAML th
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import re
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from deploy_helpers import DEPLOY, REPO, load_script
 
-from beepgpt.topics import ALL_TOPICS
+from beepgpt.topics import all_topic_settings
 
 SERVICES = ("ingest", "sessionizer", "scorer", "notifier")
 # Read with os.environ directly, not through a settings class (shared/beepgpt/settings.py).
@@ -73,19 +76,43 @@ def test_compose_talks_to_the_slack_standin_when_no_tokens_are_given(compose_con
             assert env["SLACK_APP_TOKEN"] == identity.DEFAULT_APP_TOKEN
 
 
-def test_compose_topic_init_creates_every_topic_and_dlq() -> None:
-    script = (DEPLOY / "compose" / "create-topics.sh").read_text()
-    loop = re.search(r"for topic in ([^;]+);", script)
-    assert loop is not None
-    created = set(loop.group(1).split()) | {f"{t}.dlq" for t in loop.group(1).split()}
-    created |= set(re.findall(r"^create (\S+)", script, flags=re.MULTILINE))
-    wanted = {t.name for t in ALL_TOPICS} | {t.dlq for t in ALL_TOPICS}
-    assert created == wanted
-    for topic in ALL_TOPICS:
-        if topic.compacted:
-            assert re.search(
-                rf"^create {re.escape(topic.name)} .*cleanup.policy=compact", script, re.MULTILINE
-            )
+def _created_by_compose(tmp_path: Path, partitions_cap: int) -> dict[str, tuple[int, dict[str, str]]]:
+    """Run create-topics.sh against a stand-in for kafka-topics.sh that records its arguments:
+    name -> (partitions, configs) of every topic the script creates."""
+    tmp_path.mkdir()
+    calls = tmp_path / "calls"
+    recorder = tmp_path / "kafka-topics.sh"
+    recorder.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')
+    recorder.chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(DEPLOY / "compose" / "create-topics.sh")],
+        env={**os.environ, "KAFKA_TOPICS": str(recorder), "PARTITIONS": str(partitions_cap)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    created: dict[str, tuple[int, dict[str, str]]] = {}
+    for call in calls.read_text().splitlines():
+        args = call.split()
+        if "--create" not in args:
+            continue
+        options: dict[str, list[str]] = {}
+        for flag, value in itertools.pairwise(args):
+            if flag.startswith("--"):
+                options.setdefault(flag, []).append(value)
+        configs = dict(c.split("=", 1) for c in options.get("--config", []))
+        created[options["--topic"][0]] = (int(options["--partitions"][0]), configs)
+    return created
+
+
+def test_compose_topic_init_creates_every_topic_as_topics_py_defines_it(tmp_path: Path) -> None:
+    wanted = all_topic_settings()
+    uncapped = _created_by_compose(tmp_path / "uncapped", 1_000)
+    assert uncapped == {name: (s.partitions, s.configs()) for name, s in wanted.items()}
+    # PARTITIONS caps them for one local broker (compose's 6); the settings stay those of topics.py
+    capped = _created_by_compose(tmp_path / "capped", 6)
+    assert capped == {name: (min(s.partitions, 6), s.configs()) for name, s in wanted.items()}
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------------
@@ -181,6 +208,50 @@ def test_manifest_checker_catches_the_mistakes_it_is_for(
     assert "'lagTreshold' is not one of" in errors
     assert "notifier.readinessProbe must GET /readyz" in errors
     assert "feedback.dlq (shared/beepgpt/topics.py) has no KafkaTopic" in errors
+
+
+def _kafka_topics(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["spec"]["topicName"]: d for d in docs if d["kind"] == "KafkaTopic"}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_every_overlay_creates_the_topics_as_topics_py_defines_them(
+    rendered_overlays: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    checker = load_script(DEPLOY / "k8s" / "check_manifests.py")
+    manifests = checker.Manifests(rendered_overlays[overlay])
+    manifests.check_topics()
+    assert manifests.errors == []
+    defined = _kafka_topics(rendered_overlays[overlay])
+    for name, settings in all_topic_settings().items():
+        config = defined[name]["spec"]["config"]
+        assert {k: str(config.get(k)) for k in settings.configs()} == settings.configs(), name
+    if overlay == "prod":  # production is sized as topics.py says; dev runs smaller
+        assert {n: d["spec"]["partitions"] for n, d in defined.items()} == {
+            n: s.partitions for n, s in all_topic_settings().items()
+        }
+
+
+def test_manifest_checker_catches_topics_that_disagree_with_topics_py(
+    rendered_overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    checker = load_script(DEPLOY / "k8s" / "check_manifests.py")
+    docs = copy.deepcopy(rendered_overlays["prod"])
+    defined = _kafka_topics(docs)
+    defined["slack.messages"]["spec"]["config"]["retention.ms"] = "3600000"  # an hour: replays break
+    defined["conversations"]["spec"]["partitions"] = 24
+    del defined["user.preferences"]["spec"]["config"]["cleanup.policy"]
+    defined["feedback.dlq"]["spec"]["config"]["cleanup.policy"] = "compact"
+    defined["notifications.sent"]["spec"]["config"]["min.insync.replicas"] = "4"
+    manifests = checker.Manifests(docs)
+    manifests.check_topics()
+    errors = "\n".join(manifests.errors)
+    assert "KafkaTopic/slack.messages: retention.ms is '3600000', topics.py says '604800000'" in errors
+    assert "KafkaTopic/conversations: 24 partitions, more than the 12 of topics.py" in errors
+    assert "KafkaTopic/user.preferences: cleanup.policy is None, topics.py says 'compact'" in errors
+    assert "KafkaTopic/feedback.dlq: cleanup.policy 'compact'" in errors
+    assert "KafkaTopic/notifications.sent: min.insync.replicas 4 > 3 replicas" in errors
+    assert len(manifests.errors) == 5
 
 
 # ---- images -----------------------------------------------------------------------------------------

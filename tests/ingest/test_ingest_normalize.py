@@ -109,6 +109,12 @@ ACCEPTED: list[tuple[str, Any, dict[str, Any]]] = [
         message(subtype="thread_broadcast", thread_ts="1690400000.000001", root={"ts": "1690400000.000001"}),
         {"action": "new", "subtype": "thread_broadcast", "thread_ts": "1690400000.000001", "in_thread": True},
     ),
+    (
+        # thread_broadcast's older name ("also send to #channel"), still in exports of that time
+        "reply_broadcast",
+        message(subtype="reply_broadcast", thread_ts="1690400000.000001"),
+        {"action": "new", "subtype": "reply_broadcast", "thread_ts": "1690400000.000001", "in_thread": True},
+    ),
     ("file share with text", message(subtype="file_share", files=[{"id": "F1"}]), {"subtype": "file_share"}),
     ("file share without text", message(subtype="file_share", text=None), {"text": ""}),
     ("/me message", message(subtype="me_message", text="waves"), {"subtype": "me_message"}),

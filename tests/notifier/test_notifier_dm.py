@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from beepgpt.contracts import Candidate, PreviewLine
+from beepgpt.contracts import Candidate, FeedbackButton, PreviewLine
 from devstack.slack_standin.blocks import block_problems
+from ingest.commands.feedback_buttons import feedback_from
 from notifier import dm, mrkdwn
 
 USERS = {"U1": "alice", "U2": "bob"}
@@ -144,6 +145,31 @@ def test_feedback_buttons_carry_the_score_compactly_and_never_an_impossible_one(
     digest = dm.digest([dm.DigestEntry(candidate(score=0.33), None, "m1")], "d1", dm.Names(), "quiet hours")
     buttons = [e for b in digest.blocks if b["type"] == "actions" for e in b["elements"]]
     assert [json.loads(e["value"])["score"] for e in buttons] == [0.33, 0.33]
+
+
+def test_ingest_reads_every_button_the_notifier_writes_through_the_one_contract() -> None:
+    """Both sides speak `FeedbackButton`: what ingest makes of a click is what the alert carried,
+    also for the cut-down values of absurdly long ids."""
+    for alert, whole in (
+        (candidate(), True),
+        (candidate(reason="interest", topic_id=None, score_space=None), True),
+        (candidate(topic_id="t" * 3_000), False),  # the topic id goes
+        (candidate(conversation_id="\x01" * 1_900), False),  # only a cut id stays
+    ):
+        actions = dm.alert(alert, dm.Names(), "https://l", "m").blocks[-1]
+        for button in actions["elements"][1:]:
+            feedback = feedback_from({"user": {"id": "U3"}}, button)
+            assert feedback is not None
+            assert feedback.useful == (button["action_id"] == dm.USEFUL_ACTION)
+            carried = FeedbackButton.decode(button["value"])[0]
+            assert (feedback.conversation_id, feedback.topic_id, feedback.score, feedback.score_space) == (
+                carried.conversation_id, carried.topic_id, carried.score, carried.score_space,
+            )  # fmt: skip
+            assert alert.conversation_id.startswith(feedback.conversation_id)
+            if whole:
+                assert (feedback.reason, feedback.topic_id, feedback.score, feedback.score_space) == (
+                    alert.reason, alert.topic_id, round(alert.score, 6), alert.score_space,
+                )  # fmt: skip
 
 
 def test_huge_and_odd_text_stays_within_slack_limits() -> None:

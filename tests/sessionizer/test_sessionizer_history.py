@@ -17,7 +17,7 @@ GENERATED = DATA / "slack-generation.parquet"
 
 
 def reference_members(table: pd.DataFrame, gap: float = 600) -> dict[tuple[str, float], list[float]]:
-    """The rules of DESIGN.md §3 written the plain way: every message with a thread_ts (the
+    """The rules of docs/conversations.md written the plain way: every message with a thread_ts (the
     parent too) belongs to its thread, the others are split per channel by the gap."""
     table = table.sort_values("ts", kind="stable")
     members: dict[tuple[str, float], list[float]] = {}
@@ -70,6 +70,33 @@ def test_duplicates_bots_and_housekeeping_form_no_conversation() -> None:
     table["subtype"] = [None, None, "channel_join", None]
     found = conversations(table)
     assert [c.message_count for c in found] == [1]
+
+
+def test_people_s_messages_form_conversations_whatever_their_subtype_and_nothing_else_does() -> None:
+    """`reply_broadcast` (thread_broadcast's older name) is a person's thread reply also sent to the
+    channel: it belongs to its thread, as ingest keeps it. Bots, housekeeping, edits recorded as
+    rows and unknown subtypes form nothing (beepgpt.person_messages)."""
+    rows: list[tuple[float, float | None, str | None]] = [
+        (1000.0, 1000.0, None),  # a thread's parent
+        (1010.0, 1000.0, "reply_broadcast"),
+        (1020.0, 1000.0, "thread_broadcast"),
+        (1030.0, None, "file_share"),
+        (1040.0, None, "me_message"),
+        (1050.0, None, "bot_message"),
+        (1060.0, None, "slackbot_response"),
+        (1070.0, None, "channel_join"),
+        (1080.0, None, "message_replied"),
+        (1090.0, None, "message_changed"),
+        (1100.0, None, "huddle_started_v9"),
+    ]
+    table = _table([("C", ts) for ts, _, _ in rows])
+    table["thread_ts"] = [thread for _, thread, _ in rows]
+    table["subtype"] = [subtype for _, _, subtype in rows]
+    members = {c.conversation_id: [m.ts for m in c.messages] for c in conversations(table)}
+    assert members == {
+        "C:1000.000000/thread": ["1000.000000", "1010.000000", "1020.000000"],
+        "C:1030.000000": ["1030.000000", "1040.000000"],
+    }
 
 
 def test_channels_and_gap_settings_are_independent() -> None:

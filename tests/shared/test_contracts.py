@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+from typing import Any, get_args
+
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from beepgpt import topics
 from beepgpt.contracts import (
+    FEEDBACK_ACTIONS,
     MAX_DAILY_BUDGET,
     MAX_DIGEST_TIMES,
+    NOT_USEFUL_ACTION,
+    NOTIFICATION_OUTCOMES,
+    OPEN_ACTION,
+    USEFUL_ACTION,
     Candidate,
     ConversationEvent,
     ConversationMessage,
+    Feedback,
+    FeedbackButton,
+    Notification,
+    NotificationOutcome,
     Preferences,
     QuietHours,
     SlackMessage,
     SlackReaction,
+    UnreadableButton,
     conversation_id,
+    is_notification_outcome,
     split_conversation_id,
 )
 
@@ -109,6 +124,166 @@ def test_budget_and_digest_times_are_bounded_and_have_one_spelling() -> None:
 def test_every_topic_has_a_dead_letter_twin() -> None:
     assert {t.dlq for t in topics.ALL_TOPICS} == {f"{t.name}.dlq" for t in topics.ALL_TOPICS}
     assert topics.PREFERENCES.compacted
+    settings = topics.all_topic_settings()
+    assert set(settings) == {t.name for t in topics.ALL_TOPICS} | {t.dlq for t in topics.ALL_TOPICS}
+    for topic in topics.ALL_TOPICS:
+        dlq = settings[topic.dlq]
+        assert (dlq.partitions, dlq.configs()) == (3, {"retention.ms": str(14 * 24 * 3600 * 1000)})
+        assert dlq.partitions <= topic.partitions
+
+
+def test_topics_are_created_with_their_retention_or_compaction() -> None:
+    assert topics.SLACK_MESSAGES.settings.configs() == {"retention.ms": "604800000"}
+    assert topics.PREFERENCES.settings.configs() == {"cleanup.policy": "compact"}
+    # a topic without retention would get the broker's default; a compacted one with one would
+    # lose people's preferences: neither can be defined
+    with pytest.raises(ValueError, match="retention"):
+        topics.TopicSettings("t", 1, "delete", None)
+    with pytest.raises(ValueError, match="retention"):
+        topics.TopicSettings("t", 1, "compact", timedelta(days=1))
+    with pytest.raises(ValueError, match="partitions"):
+        topics.TopicSettings("t", 0, "delete", timedelta(days=1))
+
+
+KEYED: list[tuple[topics.Topic, BaseModel, str]] = [
+    (topics.SLACK_MESSAGES, SlackMessage(channel="C1", ts="1.1", user="U1"), "C1"),
+    (topics.SLACK_MESSAGES, SlackReaction(channel="C1", item_ts="1.1", user="U2", reaction="eyes"), "C1"),
+    (
+        topics.CONVERSATIONS,
+        ConversationEvent(
+            kind="updated", conversation_id="C1:1.1", channel="C1", first_ts="1.1", last_ts="1.1",
+            version=1, messages=[], participants=[], message_count=0,
+        ),
+        "C1:1.1",
+    ),
+    (
+        topics.CANDIDATES,
+        Candidate(
+            user="U3", conversation_id="C1:1.1", version=1, channel="C1", latest_ts="1.1", score=0.5,
+            reason="interest", explanation="x",
+        ),
+        "U3",
+    ),
+    (topics.SENT, Notification(user="U3", conversation_id="C1:1.1", outcome="sent"), "U3"),
+    (topics.PREFERENCES, Preferences(user="U3"), "U3"),
+    (topics.FEEDBACK, Feedback(user="U3", conversation_id="C1:1.1", useful=True), "U3"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("topic", "value", "key"), KEYED, ids=lambda v: getattr(v, "name", ""))
+def test_every_topic_keys_its_records_by_its_key_field(
+    topic: topics.Topic, value: BaseModel, key: str
+) -> None:
+    assert topic.key_of(value) == key
+    assert topic.decode(topics.encode(value)) == value
+
+
+def test_every_topic_has_a_keyed_example() -> None:
+    assert {t.name for t, _, _ in KEYED} == {t.name for t in topics.ALL_TOPICS}
+
+
+# --- notification outcomes ----------------------------------------------------------------------
+
+
+def test_the_outcome_list_is_the_contract_s() -> None:
+    assert get_args(NotificationOutcome) == NOTIFICATION_OUTCOMES
+    assert "over_budget" in NOTIFICATION_OUTCOMES
+    assert all(is_notification_outcome(o) for o in NOTIFICATION_OUTCOMES)
+    assert not is_notification_outcome("unknown")
+    with pytest.raises(ValidationError):
+        Notification(user="U1", conversation_id="C1:1.1", outcome="unknown")  # type: ignore[arg-type]
+
+
+# --- DM buttons -----------------------------------------------------------------------------------
+
+
+def _candidate(**overrides: Any) -> Candidate:
+    fields: dict[str, Any] = {
+        "user": "U3",
+        "conversation_id": "C9:1700000000.000100",
+        "version": 1,
+        "channel": "C9",
+        "latest_ts": "1700000000.000100",
+        "score": 0.87654321,
+        "score_space": "all-MiniLM-L6-v2",
+        "reason": "topic",
+        "topic_id": "t-1",
+        "explanation": "x",
+    }
+    return Candidate.model_validate({**fields, **overrides})
+
+
+def test_a_button_value_round_trips_from_candidate_to_feedback() -> None:
+    value = FeedbackButton.from_candidate(_candidate()).encode()
+    # the wire form DMs already in people's Slack carry: Feedback's names, `space` for the model
+    assert json.loads(value) == {
+        "conversation_id": "C9:1700000000.000100",
+        "reason": "topic",
+        "topic_id": "t-1",
+        "score": 0.876543,
+        "space": "all-MiniLM-L6-v2",
+    }
+    assert " " not in value
+    button, dropped = FeedbackButton.decode(value)
+    assert dropped == frozenset()
+    feedback = button.feedback("U3", NOT_USEFUL_ACTION)
+    assert (feedback.user, feedback.conversation_id, feedback.useful) == ("U3", "C9:1700000000.000100", False)
+    assert (feedback.reason, feedback.topic_id, feedback.score, feedback.score_space) == (
+        "topic", "t-1", 0.876543, "all-MiniLM-L6-v2",
+    )  # fmt: skip
+    assert button.feedback("U3", USEFUL_ACTION).useful
+    assert set(FEEDBACK_ACTIONS) == {USEFUL_ACTION, NOT_USEFUL_ACTION}
+    assert OPEN_ACTION not in FEEDBACK_ACTIONS
+
+
+def test_a_button_never_carries_an_impossible_score() -> None:
+    for impossible in (float("nan"), float("inf"), 1.5, -3.0):
+        value = json.loads(FeedbackButton.from_candidate(_candidate(score=impossible)).encode())
+        assert "score" not in value
+        assert "space" not in value  # a space says what a score was measured in: none, no space
+    interest = FeedbackButton.from_candidate(_candidate(reason="interest", topic_id=None, score_space=None))
+    assert json.loads(interest.encode()) == {
+        "conversation_id": "C9:1700000000.000100", "reason": "interest", "score": 0.876543,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "dropped"),
+    [
+        ('{"conversation_id":"C:1.1","score":NaN}', {"score"}),
+        ('{"conversation_id":"C:1.1","score":1e400}', {"score"}),
+        ('{"conversation_id":"C:1.1","score":7}', {"score"}),
+        ('{"conversation_id":"C:1.1","score":"0.5"}', {"score"}),
+        ('{"conversation_id":"C:1.1","score":true}', {"score"}),
+        ('{"conversation_id":"C:1.1","score":0.5,"space":["x"]}', {"space"}),
+        ('{"conversation_id":"C:1.1","score":0.5,"space":""}', {"space"}),
+        ('{"conversation_id":"C:1.1","score":"x","space":' + json.dumps("m" * 201) + "}", {"score", "space"}),
+        ('{"conversation_id":"C:1.1","score":1,"later":{"x":1}}', set()),  # a key added later: ignored
+    ],
+)
+def test_a_tampered_score_or_space_is_dropped_and_the_click_still_counts(raw: str, dropped: set[str]) -> None:
+    button, lost = FeedbackButton.decode(raw)
+    assert button.conversation_id == "C:1.1"
+    assert lost == dropped
+    assert (button.score is None) == ("score" in dropped)
+    assert button.score_space is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{not json",
+        "[" * 1_999,  # deeper than json.loads can recurse
+        '["conversation_id"]',
+        '{"reason":"topic","topic_id":"t-1"}',  # no conversation
+        '{"conversation_id":5}',
+        '{"conversation_id":"C:1.1","reason":"gossip"}',
+        '{"conversation_id":"C:1.1","topic_id":["t"]}',
+    ],
+)
+def test_a_value_that_is_not_ours_is_unreadable(raw: str) -> None:
+    with pytest.raises(UnreadableButton):
+        FeedbackButton.decode(raw)
 
 
 def test_candidate_requires_an_explanation() -> None:

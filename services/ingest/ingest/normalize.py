@@ -21,30 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beepgpt.contracts import SlackMessage, SlackReaction
+from beepgpt.person_messages import SubtypeKind, subtype_kind
+from beepgpt.topics import SLACK_MESSAGES
 from ingest.settings import SLACK_MAX_TEXT_CHARS
 
-# Subtypes that carry something a person said.
-CONTENT_SUBTYPES: frozenset[str | None] = frozenset(
-    {None, "thread_broadcast", "reply_broadcast", "file_share", "me_message"}
-)
-
-# Written by a bot or by Slack itself: never part of a conversation between people.
-BOT_SUBTYPES = frozenset({"bot_message", "slackbot_response"})
-
-# Slack's own notices about a channel; DESIGN.md §3: they never form conversations.
-HOUSEKEEPING_SUBTYPES = frozenset(
-    {
-        "channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_name",
-        "channel_archive", "channel_unarchive", "channel_posting_permissions",
-        "channel_convert_to_private", "channel_convert_to_public", "channel_canvas_updated",
-        "group_join", "group_leave", "group_topic", "group_purpose", "group_name",
-        "group_archive", "group_unarchive", "pinned_item", "unpinned_item", "reminder_add",
-        "bot_add", "bot_remove", "bot_enable", "bot_disable", "ekm_access_denied",
-        "file_comment", "file_mention", "sh_room_created", "huddle_thread", "message_replied",
-        "app_conversation_join", "app_conversation_leave", "joiner_notification",
-        "joiner_notification_for_inviter",
-    }
-)  # fmt: skip
+# Which subtypes are a person's, a bot's, Slack's housekeeping or a change: `beepgpt.person_messages`,
+# the rule the sessionizer applies too.
 
 # DMs with the bot are not workspace conversations (and are nobody else's business).
 PRIVATE_CHANNEL_TYPES = frozenset({"im", "mpim", "app_home"})
@@ -70,8 +52,9 @@ class Accepted:
 
     @property
     def key(self) -> str:
-        """`slack.messages` is keyed by channel (DESIGN.md §2): one channel, one partition, in order."""
-        return self.event.channel
+        """The record key on `slack.messages`: the channel (docs/topics-and-contracts.md), one channel, one
+        partition, in order (`beepgpt.topics.SLACK_MESSAGES.key`)."""
+        return SLACK_MESSAGES.key_of(self.event)
 
 
 @dataclass(frozen=True)
@@ -141,9 +124,10 @@ def _message(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outc
     channel = _id(event, "channel")
     _check_channel_type(event)
     _check_author(event, subtype, rules)
-    if subtype in HOUSEKEEPING_SUBTYPES:
+    kind = subtype_kind(subtype)
+    if kind is SubtypeKind.HOUSEKEEPING:
         return Dropped(subtype or "", f"{subtype} in {channel}")
-    if subtype not in CONTENT_SUBTYPES:
+    if kind is not SubtypeKind.PERSON:
         return Rejected("unknown_subtype", f"message subtype {_show(subtype)} is not handled")
     ts = _ts(event, "ts")
     text, repairs = _text(event, rules)
@@ -178,8 +162,9 @@ def _edited(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outco
             event, _ts(new, "ts"), {"thread_ts": new.get("thread_ts")}, envelope, rules, channel=channel
         )
     _check_author(new, inner_subtype, rules)
-    if inner_subtype not in CONTENT_SUBTYPES:
-        if inner_subtype in HOUSEKEEPING_SUBTYPES:
+    inner_kind = subtype_kind(inner_subtype)
+    if inner_kind is not SubtypeKind.PERSON:
+        if inner_kind is SubtypeKind.HOUSEKEEPING:
             return Dropped(inner_subtype or "", f"edit of a {inner_subtype} message")
         return Rejected("unknown_subtype", f"edited message subtype {_show(inner_subtype)} is not handled")
     ts = _ts(new, "ts")
@@ -290,7 +275,7 @@ def _check_author(message: Mapping[str, Any], subtype: str | None, rules: Rules)
     """Bots (bot_message, any bot_id, a known bot user, Slackbot) never take part in conversations."""
     user = message.get("user")
     if (
-        subtype in BOT_SUBTYPES
+        subtype_kind(subtype) is SubtypeKind.BOT
         or message.get("bot_id")
         or message.get("bot_profile")
         or user == "USLACKBOT"

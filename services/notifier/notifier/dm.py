@@ -4,8 +4,7 @@ Pure functions of the candidate and the names already looked up (see `directory`
 shows the channel and authors, a short preview, why it was sent, a link to the conversation
 and Useful / Not useful buttons; every text is escaped and cut to Slack's limits (section text
 3,000, button value 2,000, header 150, 50 blocks). The buttons' `action_id`s and JSON `value`
-(the `Feedback` contract's own field names, the alert's score included) are what ingest's button
-listeners read.
+are the `FeedbackButton` contract (beepgpt.contracts), which ingest's button listeners read.
 
 Each alert's actions block has the id `beepgpt:<marker>` (and a digest's context block
 `beepgpt:digest:<id>`), so that the notifier can recognise its own message when it reads the
@@ -14,18 +13,13 @@ DM's history to find out whether an interrupted send went through.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from beepgpt.contracts import Candidate
+from beepgpt.contracts import NOT_USEFUL_ACTION, OPEN_ACTION, USEFUL_ACTION, Candidate, FeedbackButton
 from notifier import mrkdwn
 
-USEFUL_ACTION = "beepgpt_feedback_useful"
-NOT_USEFUL_ACTION = "beepgpt_feedback_not_useful"
-OPEN_ACTION = "beepgpt_open_conversation"
 BLOCK_PREFIX = "beepgpt:"
 
 MAX_SECTION = 3_000
@@ -88,36 +82,21 @@ def mentioned(candidates: Sequence[Candidate]) -> tuple[set[str], set[str]]:
 
 
 def feedback_value(candidate: Candidate) -> str:
-    """The button value: the `Feedback` fields ingest needs, as compact JSON under 2,000 chars.
+    """The button value: the candidate's `FeedbackButton`, fitted into Slack's 2,000 characters.
 
-    The candidate's score travels too (with the embedding model it was measured in), so that a
-    click teaches the scorer's topic line even when no scorer instance still remembers the
-    score (scored before a restart, or elsewhere). It is
-    rounded to 6 decimals (far finer than a line is learnt at) to stay short, and left out when it
-    is not a finite number in [-1, 1], which ingest would refuse anyway. If the whole does not
-    fit, the topic id goes first (the click still counts for training), then the id is cut.
+    What it carries (the score, with the embedding model it was measured in, and when it is
+    left out) is the contract's rule. If the whole does not fit, the topic id goes first (the
+    click still counts for training), then the conversation id is cut.
     """
-    value: dict[str, str | float] = {"conversation_id": candidate.conversation_id, "reason": candidate.reason}
-    if candidate.topic_id is not None:
-        value["topic_id"] = candidate.topic_id
-    score = round(candidate.score, 6)
-    if math.isfinite(score) and -1.0 <= score <= 1.0:
-        value["score"] = score
-        if candidate.score_space is not None:
-            value["space"] = candidate.score_space  # the model the score was measured in
-    encoded = _compact(value)
+    button = FeedbackButton.from_candidate(candidate)
+    encoded = button.encode()
     if len(encoded) > MAX_BUTTON_VALUE:
-        value.pop("topic_id", None)
-        encoded = _compact(value)
+        encoded = button.model_copy(update={"topic_id": None}).encode()
     keep = 1_900
     while len(encoded) > MAX_BUTTON_VALUE:  # only with absurd ids (JSON escapes can grow them ×6)
-        encoded = _compact({"conversation_id": candidate.conversation_id[:keep]})
+        encoded = FeedbackButton(conversation_id=candidate.conversation_id[:keep]).encode()
         keep //= 2
     return encoded
-
-
-def _compact(value: Mapping[str, object]) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _channel(candidate: Candidate, names: Names) -> str:

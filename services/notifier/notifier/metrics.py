@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from beepgpt.contracts import NOTIFICATION_OUTCOMES
+
 DECISIONS = Counter(
     "beepgpt_notifier_decisions_total",
-    "Decisions about candidates, by outcome (sent, deduplicated, rate_limited, over_budget, held, digest,"
-    " ...)",
+    f"Decisions about candidates, by outcome ({', '.join(NOTIFICATION_OUTCOMES)})",
     ["outcome"],
 )
+# Every outcome of the contract is a series from the start, at 0: an alert on `rate(...)` or
+# `increase(...{outcome="failed"})` then sees the first failure, not a series appearing with it.
+for _outcome in NOTIFICATION_OUTCOMES:
+    DECISIONS.labels(_outcome)
 DECISION_LATENCY = Histogram(
     "beepgpt_notifier_decision_latency_seconds",
     "From reading a candidate to publishing its decision (Slack send included)",

@@ -17,7 +17,7 @@ Public API (signatures are stable; the scorer's training uses them):
         channel, ts, user, text and the up to `settings.context_messages` (5) previous messages of
         the same conversation written by others (`previous`, oldest first). They are drawn from
         the latest MAX_MESSAGES of the conversation, exactly what a live `updated` event carries,
-        so training prompts and live prompts are built the same way (DESIGN.md §4).
+        so training prompts and live prompts are built the same way (docs/scoring.md).
 
 `settings` defaults to `SessionizerSettings()` (BEEPGPT_SESSIONIZER_* or the defaults: 10-minute
 gap, 30-minute thread idle, 20 messages, 5 context messages).
@@ -175,7 +175,8 @@ def message_contexts(
 
 def table_rows(table: pd.DataFrame) -> list[Row]:
     """The query rows of a message table: one row per message, in time order, through the same
-    feeder the live service uses (duplicates and housekeeping pass without forming anything)."""
+    feeder the live service uses (duplicates and what is not a person's message, by
+    `beepgpt.person_messages` as in ingest, pass without forming anything)."""
     rows: list[Row] = []
     feeder = Feeder()
     completed = complete(table)

@@ -13,8 +13,11 @@ import enum
 import math
 from dataclasses import dataclass
 
-CONVERSATIONAL_SUBTYPES: tuple[str, ...] = ("thread_broadcast", "file_share", "me_message")
-"""Message subtypes people write; every other subtype (bot_message, channel_join, ...) is housekeeping."""
+from beepgpt.person_messages import PERSON_SUBTYPES, is_person_message
+
+CONVERSATIONAL_SUBTYPES: tuple[str, ...] = tuple(sorted(PERSON_SUBTYPES))
+"""Message subtypes people write (`beepgpt.person_messages`, the rule ingest applies too), in a
+fixed order for the query's filter; every other subtype (bot_message, channel_join, ...) is not."""
 
 NS = 1_000_000_000
 
@@ -35,11 +38,12 @@ def slack_ts_ns(ts: str) -> int:
 
 
 def is_conversational(subtype: str | None, user: str | None) -> bool:
-    """What forms conversations: people's messages, never bots or housekeeping (DESIGN.md §3).
+    """What forms conversations: people's messages, never bots or housekeeping (docs/conversations.md).
 
-    The query applies the same test (query.py); this copy lets the feeder skip rows cheaply.
+    `beepgpt.person_messages.is_person_message`, ingest's rule. The query applies the same test
+    (query.py, from `CONVERSATIONAL_SUBTYPES`); this one lets the feeder skip rows cheaply.
     """
-    return user is not None and (subtype is None or subtype in CONVERSATIONAL_SUBTYPES)
+    return is_person_message(subtype, user)
 
 
 class Lateness(enum.Enum):

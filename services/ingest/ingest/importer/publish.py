@@ -37,14 +37,17 @@ class Published:
 async def publish(
     messages: Iterable[SlackMessage], settings: KafkaSettings, *, window: int = 20_000
 ) -> Published:
-    """Send every message keyed by channel, in the given (time) order; waits for every ack."""
+    """Send every message under its topic key (the channel), in the given (time) order; waits for
+    every ack."""
     await ensure_topics(settings, [SLACK_MESSAGES])
     started = time.perf_counter()
     count = 0
     async with EventProducer(settings, SOURCE) as producer:
         in_flight: deque[asyncio.Future[RecordMetadata]] = deque()
         for message in messages:
-            in_flight.append(await producer.send_soon(SLACK_MESSAGES, message.channel, message))
+            in_flight.append(
+                await producer.send_soon(SLACK_MESSAGES, SLACK_MESSAGES.key_of(message), message)
+            )
             count += 1
             if len(in_flight) >= window:
                 await in_flight.popleft()

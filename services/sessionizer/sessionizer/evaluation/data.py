@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beepgpt.contracts import conversation_id
+from beepgpt.person_messages import is_person_message
 from sessionizer.history import load_table
-from sessionizer.rules import CONVERSATIONAL_SUBTYPES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,7 +105,9 @@ def _channel_names(data: Path) -> dict[str, str]:
     listing = data / "channels.json" if data.is_dir() else None
     if listing is None or not listing.exists():
         return {}
-    return {str(c["id"]): str(c.get("name", c["id"])) for c in json.loads(listing.read_text(encoding="utf-8"))}
+    return {
+        str(c["id"]): str(c.get("name", c["id"])) for c in json.loads(listing.read_text(encoding="utf-8"))
+    }
 
 
 SPLITS = ("train", "dev", "test")
@@ -129,8 +131,9 @@ def split(annotated: Annotated) -> dict[str, Annotated]:
 
 def people_messages(table: pd.DataFrame) -> Iterator[tuple[Any, Any, Any, Any, Any]]:
     """(channel, slack_ts, slack_thread_ts, user, text) of the table's people's messages, in table
-    order: rows with an author whose subtype, if any, is conversational (the sessionizer's rule,
-    `rules.CONVERSATIONAL_SUBTYPES`). The linker's evaluation and its training read the same rows."""
+    order: rows with an author whose subtype, if any, is a person's (`beepgpt.person_messages`, the
+    rule of ingest and the live sessionizer). The linker's evaluation and its training read the
+    same rows."""
     for channel, ts, thread_ts, user, text, subtype in zip(
         table["channel"],
         table["slack_ts"],
@@ -140,6 +143,6 @@ def people_messages(table: pd.DataFrame) -> Iterator[tuple[Any, Any, Any, Any, A
         table["subtype"],
         strict=True,
     ):
-        if user is None or (subtype is not None and subtype not in CONVERSATIONAL_SUBTYPES):
+        if not is_person_message(subtype, user):
             continue
         yield channel, ts, thread_ts, user, text
