@@ -209,10 +209,16 @@ async def slack_standin(workspace: ExampleWorkspace, folder: Path) -> AsyncItera
 
 
 def ensure_model(model_dir: Path) -> None:
-    """Train on the example workspace once; later demos reuse the model directory."""
-    if (model_dir / "model.json").exists() or (model_dir / "manifest.json").exists():
+    """Train on the example workspace once; later demos reuse the model directory, unless an
+    earlier version wrote it with features this scorer no longer computes."""
+    from scorer.interest.pairs import FEATURES, trained_features
+
+    trained = trained_features(model_dir)
+    current = trained is None or trained == FEATURES
+    if current and ((model_dir / "model.json").exists() or (model_dir / "manifest.json").exists()):
         return
-    print(f"training the interest model on the example workspace → {model_dir}", flush=True)
+    why = "" if current else " (the one there was trained on other features)"
+    print(f"training the interest model on the example workspace → {model_dir}{why}", flush=True)
     subprocess.run(
         [sys.executable, "-m", "beepgpt.cli", "train", str(MESSAGES), "--out", str(model_dir)], check=True
     )

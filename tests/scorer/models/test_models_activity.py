@@ -68,3 +68,47 @@ def test_saved_activity_loads_the_same(tmp_path: Path) -> None:
     assert loaded.recent_in_channel("CX", now) == activity.recent_in_channel("CX", now)
     assert loaded.members("CX", now) == activity.members("CX", now)
     np.testing.assert_array_equal(loaded.people["UBO"].profile, activity.people["UBO"].profile)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(loaded.people["UBO"].joined_profile, activity.people["UBO"].joined_profile)  # type: ignore[arg-type]
+    assert loaded.people["UBO"].joined_profiled == 1
+
+
+def test_what_someone_joins_is_the_subject_before_their_own_words() -> None:
+    """Bo answers questions about [1, 0] in his own words [0, 1]: his own profile says [0, 1],
+    what he joins says [1, 0]; opening a conversation adds nothing to what one joins."""
+    activity = Activity(T0)
+    question, answer = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    for i in range(3):
+        activity.observe(f"q{i}", "CX", "UANA", T0 + 100 * i, question)
+        activity.observe(f"q{i}", "CX", "UBO", T0 + 100 * i + 10, answer)
+    bo = activity.people["UBO"]
+    assert bo.joined_profiled == 3
+    np.testing.assert_allclose(bo.joined_profile, question)  # type: ignore[arg-type]
+    np.testing.assert_allclose(bo.profile, answer)  # type: ignore[arg-type]
+    assert activity.people["UANA"].joined_profile is None
+
+
+def test_a_conversation_subject_follows_its_latest_messages() -> None:
+    """Joining late, after the talk moved on, records where it is now, not how it began."""
+    activity = Activity(T0)
+    for i in range(8):
+        activity.observe(
+            "c1",
+            "CX",
+            "UANA" if i % 2 else "UBO",
+            T0 + i,
+            np.array([0.0, 1.0], np.float32) if i >= 2 else np.array([1.0, 0.0], np.float32),
+        )
+    activity.observe("c1", "CX", "UCY", T0 + 20, np.array([1.0, 0.0], np.float32))
+    joined = activity.people["UCY"].joined_profile
+    assert joined is not None and joined[1] > 0.9 > joined[0]
+
+
+def test_an_older_profiles_file_without_joined_profiles_still_loads(tmp_path: Path) -> None:
+    activity = Activity(T0)
+    activity.observe("c1", "CX", "UANA", T0, np.array([1.0, 0.0], np.float32))
+    activity.save(tmp_path)
+    with np.load(tmp_path / "profiles.npz") as arrays:
+        np.savez(tmp_path / "profiles.npz", users=arrays["users"], profiles=arrays["profiles"])
+    loaded = Activity.load(tmp_path)
+    assert loaded.people["UANA"].profile is not None
+    assert loaded.people["UANA"].joined_profile is None

@@ -10,7 +10,7 @@ from pair_fixtures import DAY, START, workspace
 
 from beepgpt.contracts import ConversationEvent, ConversationMessage
 from scorer.artifact import ModelFormatError
-from scorer.interest.pairs import PAIRS_FILE, PairModel
+from scorer.interest.pairs import FEATURES, PAIRS_FILE, PairModel, trained_features
 from scorer.training.pairs import PairSettings, fit
 
 NAMES = {"UANA": "Ana", "UBO": "Bob", "UCYD": "Cyd", "UDEE": "Dee", "UEVE": "Eve"}
@@ -116,6 +116,14 @@ def test_a_model_of_other_features_is_refused(trained: tuple[PairModel, dict], t
     np.savez(tmp_path / PAIRS_FILE, **stored)
     with pytest.raises(ModelFormatError, match="retrain"):
         PairModel.load(tmp_path)
+    assert trained_features(tmp_path) == ("something", "else")  # what the demo checks to retrain
+
+
+def test_a_saved_model_says_what_it_was_trained_on(trained: tuple[PairModel, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
+    model, _ = trained
+    assert trained_features(tmp_path) is None
+    model.save(tmp_path)
+    assert trained_features(tmp_path) == FEATURES
 
 
 def test_too_little_history_is_a_clear_error() -> None:

@@ -15,6 +15,11 @@ people needs no arithmetic per person, and an update touches one number.
 
 A person *answers* Q when they post in a conversation after Q did; each such message adds one
 answer shared among the conversation's earlier authors (the latest `ANSWER_AUTHORS`).
+
+Two profiles per person: what they write about (the mean of their own messages' vectors) and
+what they *take part in* — the subject of each conversation as it stood when they joined it,
+before their own words. In a Q&A channel the second says what someone answers; the first mixes
+in what they ask.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ MEMBER_S = 60 * 86_400.0
 
 ANSWER_AUTHORS = 3
 """A message answers at most the latest three other authors of its conversation."""
+
+SUBJECT_DECAY = 0.4
+"""A conversation's running subject: each message moves it this far towards its own vector (the
+latest five messages carry about 90 % of it)."""
 
 PROFILE_WINDOW = 50
 """A profile is the running mean of a person's first 50 messages, then a moving average of about
@@ -87,6 +96,9 @@ class Person:
     """decayed count of conversations joined (posted in after someone else)"""
     profile: Vector | None = None
     profiled: int = 0
+    joined_profile: Vector | None = None
+    """the running mean of the subjects of the conversations they joined, as they joined"""
+    joined_profiled: int = 0
 
 
 class Activity:
@@ -113,6 +125,8 @@ class Activity:
         """conversation id → its distinct authors, oldest first (for answers and joins)"""
         self._seen: dict[str, float] = {}
         """conversation id → the newest message time observed (live events repeat messages)"""
+        self._subjects: dict[str, Vector] = {}
+        """conversation id → its running subject (for the profile of what people join)"""
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -167,11 +181,21 @@ class Activity:
         self.channel_last.setdefault(channel, {})[user] = ts
         self._recent.setdefault(channel, Window()).add(ts, user)
         authors = self._conversations.setdefault(conversation_id, [])
+        subject = self._subjects.get(conversation_id)
         if user not in authors:
             if authors:
                 person.joins += weight
                 self._recent_joins.setdefault(channel, Window()).add(ts, user)
+                if subject is not None:
+                    person.joined_profiled += 1
+                    person.joined_profile = _moving(person.joined_profile, subject, person.joined_profiled)
             authors.append(user)
+        if vector is not None:
+            self._subjects[conversation_id] = (
+                vector.astype(np.float32).copy()
+                if subject is None
+                else subject + SUBJECT_DECAY * (vector.astype(np.float32) - subject)
+            )
         earlier = [a for a in authors if a != user][-ANSWER_AUTHORS:]
         for other in earlier:
             share = weight / len(earlier)
@@ -185,14 +209,11 @@ class Activity:
         """The conversation is over: forget its authors (its counts stay)."""
         self._conversations.pop(conversation_id, None)
         self._seen.pop(conversation_id, None)
+        self._subjects.pop(conversation_id, None)
 
     def _profile(self, person: Person, vector: Vector) -> None:
         person.profiled += 1
-        step = 1.0 / min(person.profiled, PROFILE_WINDOW)
-        if person.profile is None:
-            person.profile = vector.astype(np.float32).copy()
-        else:
-            person.profile += step * (vector - person.profile)
+        person.profile = _moving(person.profile, vector, person.profiled)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -247,14 +268,13 @@ class Activity:
     def save(self, directory: Path) -> None:
         """`activity.json` (counts) and `profiles.npz` (vectors): plain data, no pickle."""
         users = sorted(self.people)
-        profiled = [u for u in users if self.people[u].profile is not None]
-        dimension = len(self.people[profiled[0]].profile) if profiled else 0  # type: ignore[arg-type]
-        matrix = (
-            np.stack([self.people[u].profile for u in profiled]).astype(np.float32)  # type: ignore[misc]
-            if profiled
-            else np.zeros((0, dimension), np.float32)
+        own = {u: self.people[u].profile for u in users}
+        joined = {u: self.people[u].joined_profile for u in users}
+        np.savez(
+            directory / PROFILES_FILE,
+            **_profile_arrays("", own),
+            **_profile_arrays("joined_", joined),
         )
-        np.savez(directory / PROFILES_FILE, users=np.array(profiled, dtype=str), profiles=matrix)
         raw = {
             "origin": self.origin,
             "people": {
@@ -265,6 +285,7 @@ class Activity:
                     "hours": p.hours,
                     "joins": p.joins,
                     "profiled": p.profiled,
+                    "joined_profiled": p.joined_profiled,
                 }
                 for u, p in self.people.items()
             },
@@ -288,6 +309,7 @@ class Activity:
                 hours=[int(h) for h in p["hours"]],
                 joins=float(p["joins"]),
                 profiled=int(p["profiled"]),
+                joined_profiled=int(p.get("joined_profiled", 0)),
             )
         out.channel_counts = {c: dict(v) for c, v in raw["channel_counts"].items()}
         out._channel_totals = {c: sum(v.values()) for c, v in out.channel_counts.items()}
@@ -305,7 +327,30 @@ class Activity:
             for user, vector in zip(arrays["users"].tolist(), arrays["profiles"], strict=True):
                 if user in out.people:
                     out.people[user].profile = vector.astype(np.float32)
+            if "joined_users" in arrays:  # models of format 3 before joined profiles lack them
+                for user, vector in zip(
+                    arrays["joined_users"].tolist(), arrays["joined_profiles"], strict=True
+                ):
+                    if user in out.people:
+                        out.people[user].joined_profile = vector.astype(np.float32)
         return out
+
+
+def _profile_arrays(prefix: str, profiles: Mapping[str, Vector | None]) -> dict[str, Any]:
+    """`{prefix}users` and `{prefix}profiles` arrays of the people who have a profile."""
+    users = [u for u, v in profiles.items() if v is not None]
+    vectors = [profiles[u] for u in users]
+    dimension = len(vectors[0]) if vectors else 0  # type: ignore[arg-type]
+    matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dimension), np.float32)  # type: ignore[arg-type]
+    return {f"{prefix}users": np.array(users, dtype=str), f"{prefix}profiles": matrix}
+
+
+def _moving(mean: Vector | None, vector: Vector, count: int) -> Vector:
+    """The running mean of the first `PROFILE_WINDOW` vectors, then a moving average."""
+    if mean is None:
+        return vector.astype(np.float32).copy()
+    mean += (vector - mean) / min(count, PROFILE_WINDOW)
+    return mean
 
 
 ACTIVITY_FILE = "activity.json"

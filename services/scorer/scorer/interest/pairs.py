@@ -64,6 +64,7 @@ FEATURES = (
     "mentioned",
     "content_similarity",
     "last_message_similarity",
+    "joined_similarity",
     "hour_share",
     "joins",
     "messages",
@@ -194,6 +195,7 @@ def features(activity: Activity, moment: Moment, people: Sequence[str]) -> Matri
         min(substance(texts), 30) / 30.0,
     )
     profiles: list[npt.NDArray[np.float32] | None] = []
+    joined: list[npt.NDArray[np.float32] | None] = []
     for row, user in enumerate(people):
         person = activity.people.get(user)
         given = activity.answered.get(user, {})
@@ -222,21 +224,33 @@ def features(activity: Activity, moment: Moment, people: Sequence[str]) -> Matri
             out[row, C["joins"]] = math.log1p(person.joins * decay)
             out[row, C["messages"]] = math.log1p(person.messages)
         profiles.append(person.profile if person is not None else None)
+        joined.append(person.joined_profile if person is not None else None)
         out[row, C["conversation_messages"] :] = conversation
-    _similarities(out, profiles, moment)
+    if moment.vector is not None and moment.last_vector is not None:
+        _similarities(
+            out,
+            profiles,
+            {"content_similarity": moment.vector, "last_message_similarity": moment.last_vector},
+        )
+        _similarities(out, joined, {"joined_similarity": moment.vector})
     return out
 
 
-def _similarities(out: Matrix, profiles: Sequence[npt.NDArray[np.float32] | None], moment: Moment) -> None:
+def _similarities(
+    out: Matrix,
+    profiles: Sequence[npt.NDArray[np.float32] | None],
+    columns: Mapping[str, npt.NDArray[np.float32]],
+) -> None:
+    """Cosine of each known profile with each of the moment's vectors, into the named columns."""
     known = [i for i, p in enumerate(profiles) if p is not None]
-    if not known or moment.vector is None or moment.last_vector is None:
+    if not known:
         return
     matrix = np.stack([profiles[i] for i in known])  # type: ignore[misc]
     norms = np.linalg.norm(matrix, axis=1)
     norms[norms == 0] = 1.0
     matrix = matrix / norms[:, None]
-    out[known, INDEX["content_similarity"]] = matrix @ moment.vector
-    out[known, INDEX["last_message_similarity"]] = matrix @ moment.last_vector
+    for name, vector in columns.items():
+        out[known, INDEX[name]] = matrix @ vector
 
 
 def _unit(vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
@@ -372,6 +386,15 @@ class PairModel:
             )
 
 
+def trained_features(directory: Path) -> tuple[str, ...] | None:
+    """The features a saved pair model was trained on (None: no pair model there). A model of
+    other features cannot be served by this version and must be retrained."""
+    if not (directory / PAIRS_FILE).exists():
+        return None
+    with np.load(directory / PAIRS_FILE, allow_pickle=False) as arrays:
+        return tuple(arrays["features"].tolist())
+
+
 def log_odds(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
     return np.log(clipped / (1 - clipped))
@@ -433,6 +456,8 @@ def _sentence(
             if row[INDEX["channel_activity"]] > 0
             else ("close to what you write about")
         )
+    if feature == "joined_similarity":
+        return "like the conversations you usually join"
     if feature == "recent_in_channel" and row[INDEX["recent_in_channel"]] > 0:
         hours = int(RECENT_S // 3600)
         return f"you were active in {channel} in the last {hours} hours"
