@@ -217,7 +217,7 @@ async def test_a_thread_does_not_adopt_a_parent_older_than_threads_are_remembere
 
 
 async def test_an_ended_result_iterator_is_a_failure() -> None:
-    """One row older than the last ends Kaskada's live iterator, silently (DESIGN.md §3) or, as
+    """One row older than the last ends Kaskada's live iterator, silently (docs/conversations.md) or, as
     here, with an error from the next read; the feeder never lets that happen, so it is forced
     behind its back. Either way the partition is marked failed for the service to rebuild it."""
     async with running() as run:

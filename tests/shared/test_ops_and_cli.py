@@ -8,7 +8,7 @@ import sys
 import aiohttp
 
 from beepgpt.cli import COMMANDS
-from beepgpt.observability.http import OpsServer
+from beepgpt.runtime import OpsServer
 
 
 async def test_readiness_follows_the_service_and_metrics_are_served() -> None:

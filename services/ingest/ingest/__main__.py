@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 from beepgpt.observability.logs import configure_logging
+from beepgpt.runtime import serve as serve_runtime
 from beepgpt.settings import AlertDefaults, KafkaSettings, ServiceSettings
 from ingest.commands import SlackExperience
 from ingest.service import ConfigurationError, IngestService, tune_garbage_collector
@@ -16,25 +16,23 @@ log = logging.getLogger("ingest")
 
 
 async def serve(settings: ServiceSettings) -> int:
-    """Start the Slack experience (/beep, App Home, buttons) first: its listeners need the
-    preferences table loaded before the app takes its first command."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    """Run ingest as this process; 1 when the drain at shutdown lost events.
+
+    The Slack experience (/beep, App Home, buttons) starts first: its listeners need the
+    preferences table loaded before the app takes its first command. The runtime's grace period
+    is off (`grace=False`): each of ingest's shutdown steps bounds itself and the drain counts
+    what it could not deliver, which decides the exit code.
+    """
     # The budget and digest times people see as "the default" are the notifier's settings.
     experience = SlackExperience(KafkaSettings(), defaults=AlertDefaults())
-    await experience.start()
-    service = IngestService(service=settings, extra_listeners=[experience.register])
-    try:
-        await service.start()
+    service = IngestService(service=settings, extra_listeners=[experience.register], companions=[experience])
+
+    async def tune() -> None:
         tune_garbage_collector()
-        await stop.wait()
-        log.info("signal received; shutting down")
-        lost = await service.stop()
-    finally:
-        await experience.stop()
-    return 0 if lost == 0 else 1
+
+    service.runtime.step("gc", tune)  # after start-up: what it allocated is never garbage
+    await serve_runtime(service.runtime, settings, grace=False)
+    return 0 if service.lost == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,10 @@ day's budget twice: the budget counts records, `budget_counter`).
 
 Redis is required for every send (no dedup, no DM): when it stops answering, consumption is
 paused (the consumer keeps polling so it stays in its group) until Redis answers again.
+
+The runtime (`beepgpt.runtime`) owns start-up and shutdown, the consume loop, the commit and the
+wait for the batch in hand on rebalance; this module keeps the notifier's own step: redoing a
+batch until it is decided, and deciding it.
 """
 
 from __future__ import annotations
@@ -25,10 +29,8 @@ from typing import get_args
 
 import aiohttp
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.structs import ConsumerRecord, RecordMetadata
-from pydantic import ValidationError
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,9 +38,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from beepgpt.contracts import Candidate, Notification, NotificationOutcome, Preferences
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer, report_lag
+from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
-from beepgpt.observability.metrics import CONSUMED
+from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
 from notifier.budget import Allowance, allowance, budget_day, next_digest_at, over_budget_why
@@ -63,12 +65,12 @@ OWNER_TTL_S = 15
 Clock = Callable[[], float]
 
 
+BATCH_DRAIN_S = 30.0
+"""How long a stop waits for the batch in hand before the work is left to the next owner."""
+
+
 class OwnerBusy(Exception):
     """A live instance holds an unfinished claim on a record of this batch: wait for it."""
-
-
-class Stopped(Exception):
-    """The service is stopping while a batch waits for Redis: leave it uncommitted."""
 
 
 @dataclass
@@ -113,14 +115,9 @@ class Notifier:
         self.settings = settings or NotifierSettings()
         self.clock = clock
         self.owner = owner or uuid.uuid4().hex[:16]
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: EventProducer | None = None
+        self._producer = EventProducer(kafka, SERVICE)
         self._redis: aioredis.Redis | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
-        self._batch_done = asyncio.Event()
-        self._batch_done.set()
         self._redis_ok = False
         self._sent: dict[str, Posted] = {}
         self._claimed: dict[str, tuple[str, str]] = {}
@@ -129,23 +126,59 @@ class Notifier:
         self.decided = 0
         self.redone_batches = 0
         self.owner_waits = 0
+        runtime = self.runtime = Runtime(SERVICE, ready=self._serving, drain_timeout_s=BATCH_DRAIN_S)
+        runtime.step("log", stop=self._log_stopped)  # first registered: its undo runs last
+        runtime.step("topics", lambda: ensure_topics(kafka, [CANDIDATES, SENT, PREFERENCES, FEEDBACK]))
+        runtime.step("clients", self._connect, self._disconnect)
+        runtime.add(self._producer, "producer")
+        runtime.step("preferences", self._read_preferences, lambda: self.preferences.stop())
+        runtime.step("redis", lambda: self._wait_for_redis(None), self._retire)
+        # Let the batch in hand finish before partitions move, so claims do not change hands live.
+        self.loop: ConsumerLoop[Candidate] = ConsumerLoop(
+            runtime,
+            kafka,
+            group_id=self.settings.group_id,
+            topic=CANDIDATES,
+            producer=self._producer,
+            step=self._handle_until_done,
+            poll=Poll(timeout_ms=500, max_records=self.settings.max_batch),
+            rebalance_wait_s=kafka.session_timeout_ms / 1000,
+            consumer_options={"max_poll_records": self.settings.max_batch},
+        )
+        runtime.step("started", self._log_started)
+        runtime.task("heartbeat", self._heartbeat)
+        runtime.task("digests", self._sweep_forever)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
         """Serving: preferences read, Redis answering, consumer running."""
-        return (
-            self._consumer is not None
-            and self._redis_ok
-            and self.preferences.loaded
-            and not self._stopping.is_set()
-        )
+        return self.runtime.ready
+
+    def _serving(self) -> bool:
+        return self.loop.consuming and self._redis_ok and self.preferences.loaded
 
     async def start(self) -> None:
         """Connect everything, read the preferences table, then start consuming."""
+        await self.runtime.start()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit it, then close everything (SIGTERM path)."""
+        await self.runtime.stop()
+
+    async def _log_started(self) -> None:
+        log.info("notifier started", extra={"owner": self.owner, "group": self.settings.group_id})
+
+    async def _log_stopped(self) -> None:
+        log.info("notifier stopped", extra={"owner": self.owner, "decided": self.decided})
+
+    async def wait(self) -> None:
+        """Until the consume loop ends (it only ends by `stop` or a fatal error)."""
+        await self.runtime.wait()
+
+    async def _connect(self) -> None:
         settings = self.settings
-        await ensure_topics(self.kafka, [CANDIDATES, SENT, PREFERENCES, FEEDBACK])
         self._redis = aioredis.Redis.from_url(
             self.redis_settings.url,
             socket_timeout=settings.redis_timeout_s,
@@ -171,9 +204,14 @@ class Notifier:
             Directory(self.sender, settings.directory_ttl_s),
             preview_lines=settings.preview_lines,
         )
-        self._producer = EventProducer(self.kafka, SERVICE)
-        await self._producer.start()
-        self._dead_letters = DeadLetters(self._producer, SERVICE)
+
+    async def _disconnect(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _read_preferences(self) -> None:
         self.preferences = PreferencesTable(self.kafka, on_change=self._preferences_changed)
         await self.preferences.start()
         self.digests = DigestSweeper(
@@ -182,110 +220,55 @@ class Notifier:
             self.preferences,
             self.delivery,
             self._publish,
-            settings,
+            self.settings,
             self.owner,
             self.clock,
         )
-        await self._wait_for_redis(None)
-        self._consumer = make_consumer(self.kafka, settings.group_id, max_poll_records=settings.max_batch)
-        self._consumer.subscribe([CANDIDATES.name], listener=_Rebalance(self))
-        await self._consumer.start()
-        self._tasks = [
-            asyncio.create_task(self._consume(), name="notifier-consume"),
-            asyncio.create_task(self._heartbeat(), name="notifier-heartbeat"),
-            asyncio.create_task(self._sweep_forever(), name="notifier-digests"),
-        ]
-        log.info("notifier started", extra={"owner": self.owner, "group": settings.group_id})
 
-    async def stop(self) -> None:
-        """Finish the batch in hand, commit it, then close everything (SIGTERM path)."""
-        self._stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._batch_done.wait(), timeout=30)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._consumer is not None:
-            await self._consumer.stop()
+    async def _retire(self) -> None:
+        """This instance's claims are nobody's any more: another instance may take them over."""
         with contextlib.suppress(*REDIS_ERRORS):
-            if self._redis is not None:
-                await self.dedup.retire(self.owner)
-        with contextlib.suppress(Exception):
-            await self.preferences.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._http is not None:
-            await self._http.close()
-        if self._redis is not None:
-            await self._redis.aclose()
-        log.info("notifier stopped", extra={"owner": self.owner, "decided": self.decided})
+            await self.dedup.retire(self.owner)
 
-    async def wait(self) -> None:
-        """Until the consume loop ends (it only ends by `stop` or a fatal error)."""
-        await self._tasks[0]
+    # --- the step: a batch until it is decided ------------------------------------------------
 
-    # --- the consume loop -------------------------------------------------------------------
+    async def _handle_until_done(self, batch: RecordBatch[Candidate]) -> None:
+        """Decide a batch, redoing it after Redis or Kafka trouble, on the records still ours.
 
-    async def _consume(self) -> None:
-        assert self._consumer is not None
-        while not self._stopping.is_set():
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=self.settings.max_batch)
-            await report_lag(self._consumer, SERVICE)
-            records = [record for records in batch.values() for record in records]
-            if not records:
-                continue
-            self._batch_done.clear()
-            try:
-                CONSUMED.labels(CANDIDATES.name, SERVICE).inc(len(records))
-                done = await self._handle_until_done(records)
-                await self._commit(done)
-                self._sent.clear()
-                self._claimed.clear()
-            except Stopped:
-                return
-            finally:
-                self._batch_done.set()
-
-    async def _handle_until_done(
-        self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[ConsumerRecord[bytes, bytes]]:
-        """Decide a batch, redoing it after Redis or Kafka trouble; returns the records handled."""
-        assert self._consumer is not None
+        What the previous batch posted and claimed is forgotten here, once that batch is committed
+        (the loop committed it before polling this one).
+        """
+        self._sent.clear()
+        self._claimed.clear()
         delay = 0.2
         while True:
-            if self._stopping.is_set():
-                raise Stopped
-            records = self._still_assigned(records)
-            if not records:
-                return records
+            if self.runtime.stopping:
+                raise LeaveUncommitted
+            batch = self._still_assigned(batch)
+            if not batch.entries:
+                return
             try:
                 await self._release_orphans()
-                await self.handle(records)
-                return records
+                await self.handle(batch)
+                return
             except REDIS_ERRORS as error:
                 self.redone_batches += 1
                 await self._wait_for_redis(error)
             except OwnerBusy:
                 self.owner_waits += 1
                 log.info("waiting for another instance to finish a claim")
-                await self._idle(1.0)
+                await self.loop.idle(1.0)
             except KafkaError as error:
                 self.redone_batches += 1
                 log.warning("publishing decisions failed; redoing the batch", extra={"error": str(error)})
-                await self._idle(delay)
+                await self.loop.idle(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _still_assigned(
-        self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[ConsumerRecord[bytes, bytes]]:
+    def _still_assigned(self, batch: RecordBatch[Candidate]) -> RecordBatch[Candidate]:
         """Drop records of partitions taken away by a rebalance; their claims become orphans."""
-        assert self._consumer is not None
-        assigned = self._consumer.assignment()
-        kept = [r for r in records if TopicPartition(r.topic, r.partition) in assigned]
-        if len(kept) != len(records):
-            kept_ids = {self._rid(r) for r in kept}
+        kept = batch.only(self.loop.assignment())
+        if len(kept.entries) != len(batch.entries):
+            kept_ids = {self._rid(r) for r in kept.records}
             for rid, claim in list(self._claimed.items()):
                 if rid not in kept_ids:
                     self._orphans[rid] = claim
@@ -303,37 +286,11 @@ class Notifier:
                 await self.dedup.release(user, conversation_id, rid)
             del self._orphans[rid]
 
-    async def _commit(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        assert self._consumer is not None
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-        assigned = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as error:
-            # The new owner redoes these records and finds them recorded: no second DM.
-            log.warning("commit failed; records will be redone elsewhere", extra={"error": str(error)})
-
-    async def _idle(self, seconds: float) -> None:
-        """Wait while staying in the group: poll with every partition paused."""
-        assert self._consumer is not None
-        assigned = self._consumer.assignment()
-        self._consumer.pause(*assigned)
-        try:
-            await self._consumer.getmany(timeout_ms=int(seconds * 1000))
-        finally:
-            self._consumer.resume(*self._consumer.assignment())
-
     async def _wait_for_redis(self, error: BaseException | None) -> None:
         """Block until Redis answers PING; nothing is decided or sent meanwhile."""
         assert self._redis is not None
         first = True
-        while not self._stopping.is_set():
+        while not self.runtime.stopping:
             try:
                 await self._redis.ping()
                 break
@@ -346,11 +303,8 @@ class Notifier:
                     first = False
                 self._redis_ok = False
                 REDIS_UP.set(0)
-                if self._consumer is not None:
-                    await self._idle(self.settings.redis_probe_s)
-                else:
-                    await asyncio.sleep(self.settings.redis_probe_s)
-        if self._stopping.is_set():
+                await self.loop.idle(self.settings.redis_probe_s)  # before the consumer: a sleep
+        if self.runtime.stopping:
             return
         if not first:
             log.info("redis answers again; consumption resumes")
@@ -364,18 +318,13 @@ class Notifier:
     def _rid(self, record: ConsumerRecord[bytes, bytes]) -> str:
         return record_id(self.settings.group_id, record.topic, record.partition, record.offset)
 
-    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Decide, send and publish one batch. Raises on Redis/Kafka trouble; safe to redo."""
+    async def handle(self, batch: RecordBatch[Candidate]) -> None:
+        """Decide, send and publish one batch (decoded, its poison dead-lettered by the loop).
+        Raises on Redis/Kafka trouble; safe to redo."""
         now = self.clock()
         received = time.monotonic()
         works: list[Work] = []
-        poison: list[tuple[ConsumerRecord[bytes, bytes], ValidationError]] = []
-        for record in records:
-            try:
-                candidate: Candidate = CANDIDATES.decode(record.value or b"")
-            except ValidationError as error:
-                poison.append((record, error))
-                continue
+        for record, candidate in batch.values():
             work = Work(record, candidate, self._rid(record), received)
             work.admission = admit(self.preferences.get(candidate.user), now)
             works.append(work)
@@ -472,7 +421,7 @@ class Notifier:
             ]
         )
 
-        await self._publish_batch(works, poison)
+        await self._publish_batch(batch, works)
 
     async def _claim(self, works: list[Work], now: float) -> None:
         """Take the dedup keys; mark duplicates and already-recorded work."""
@@ -555,18 +504,12 @@ class Notifier:
         await asyncio.gather(*(one(work) for work in works))
         return releases, retries, sent
 
-    async def _publish_batch(
-        self, works: list[Work], poison: list[tuple[ConsumerRecord[bytes, bytes], ValidationError]]
-    ) -> None:
-        assert self._producer is not None
-        futures: list[asyncio.Future[RecordMetadata]] = []
+    async def _publish_batch(self, batch: RecordBatch[Candidate], works: list[Work]) -> None:
         for work in works:
             assert work.decision is not None
             trace = header(work.record.headers, TRACE_ID)
-            futures.append(await self._producer.send_soon(SENT, work.user, work.decision, trace_id=trace))
-        for record, error in poison:
-            await self._dead_letters.send(record, error)
-        await asyncio.gather(*futures)
+            await batch.send(SENT, work.user, work.decision, trace_id=trace)
+        await batch.flush()
         done = time.monotonic()
         now = self.clock()
         for work in works:
@@ -580,7 +523,6 @@ class Notifier:
 
     async def _publish(self, decisions: Sequence[Notification]) -> None:
         """Publish decisions made outside a batch (digests) and wait for the broker."""
-        assert self._producer is not None
         futures = [await self._producer.send_soon(SENT, d.user, d) for d in decisions]
         await asyncio.gather(*futures)
 
@@ -642,14 +584,13 @@ class Notifier:
     # --- background work --------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        while not self._stopping.is_set():
+        while not self.runtime.stopping:
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.dedup.heartbeat(self.owner, OWNER_TTL_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=OWNER_TTL_S / 3)
+            await self.runtime.sleep(OWNER_TTL_S / 3)
 
     async def _sweep_forever(self) -> None:
-        while not self._stopping.is_set():
+        while not self.runtime.stopping:
             if self._redis_ok:
                 try:
                     await self.digests.sweep()
@@ -657,8 +598,7 @@ class Notifier:
                     log.warning("digest sweep skipped: redis", extra={"error": str(error)[:200]})
                 except KafkaError as error:
                     log.warning("digest sweep skipped: kafka", extra={"error": str(error)[:200]})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.digest_poll_s)
+            await self.runtime.sleep(self.settings.digest_poll_s)
 
     async def _preferences_changed(
         self, user: str, before: Preferences | None, after: Preferences | None
@@ -675,18 +615,3 @@ def _utc(ts: float) -> str:
 
 
 _OUTCOMES = set(get_args(NotificationOutcome))
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Let the batch in hand finish before partitions move, so claims do not change hands live."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        with contextlib.suppress(TimeoutError):
-            timeout = self._notifier.kafka.session_timeout_ms / 1000
-            await asyncio.wait_for(self._notifier._batch_done.wait(), timeout=timeout)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None

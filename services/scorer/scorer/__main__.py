@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from beepgpt.observability.logs import configure_logging
-from beepgpt.observability.serving import serve_until_stopped
+from beepgpt.runtime import serve as serve_runtime
 from beepgpt.settings import KafkaSettings, ServiceSettings
 from scorer.pipeline import Scorer
 from scorer.service import SERVICE, ScorerService
@@ -38,7 +38,7 @@ def load_factory(path: str) -> ScorerFactory:
 async def serve(service_settings: ServiceSettings, kafka: KafkaSettings, settings: ScorerSettings) -> None:
     scorer = await load_factory(settings.factory)(settings)
     try:
-        await serve_until_stopped(SERVICE, ScorerService(kafka, settings, scorer), service_settings)
+        await serve_runtime(ScorerService(kafka, settings, scorer).runtime, service_settings)
     finally:
         await scorer.aclose()
 

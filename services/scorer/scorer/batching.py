@@ -18,6 +18,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from beepgpt.contracts import ConversationEvent
+from beepgpt.runtime.batch import decode_records, next_offsets
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Batch:
     superseded: int = 0
     not_scored: int = 0
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    """Per partition, the offset after the last record of the batch: what to commit once done."""
+    """Per partition, the offset after the last record of the batch (`next_offsets`); only `plan`
+    fills it — in the service the consume loop commits, by the same rule."""
 
 
 def plan(
@@ -54,21 +56,27 @@ def plan(
     become poison for the dead-letter topic; they never stop the batch. Without `coalesce`,
     every scored event is kept, in order.
     """
+    records = list(records)
+    entries = decode_records(records, conversation_decoder(decode))
+    batch = plan_decoded(
+        [(e.record, e.value) for e in entries if e.value is not None], scores, coalesce=coalesce
+    )
+    batch.poison = [(e.record, e.error) for e in entries if e.error is not None]
+    batch.offsets = next_offsets(records)
+    return batch
+
+
+def plan_decoded(
+    events: Iterable[tuple[ConsumerRecord[bytes, bytes], ConversationEvent]],
+    scores: Callable[[str], bool],
+    *,
+    coalesce: bool = True,
+) -> Batch:
+    """`plan` for events the consume loop already decoded (and whose poison it dead-lettered)."""
     batch = Batch()
     newest: dict[str, Work] = {}
     every: list[Work] = []
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        batch.offsets[tp] = max(batch.offsets.get(tp, 0), record.offset + 1)
-        try:
-            if record.value is None:
-                raise ValueError("record has no value")
-            event = decode(record.value)
-            if not isinstance(event, ConversationEvent):
-                raise TypeError(f"expected a ConversationEvent, got {type(event).__name__}")
-        except Exception as error:
-            batch.poison.append((record, error))
-            continue
+    for record, event in events:
         if event.kind == "closed":
             batch.closed.append(event.conversation_id)
         if not scores(event.kind):
@@ -86,3 +94,15 @@ def plan(
             batch.superseded += 1
     batch.work = list(newest.values()) if coalesce else every
     return batch
+
+
+def conversation_decoder(decode: Callable[[bytes], Any]) -> Callable[[bytes], ConversationEvent]:
+    """`decode`, refusing whatever is not a `ConversationEvent` (a record that decodes as
+    something else is poison too)."""
+    return lambda raw: _conversation_event(decode(raw))
+
+
+def _conversation_event(value: Any) -> ConversationEvent:
+    if not isinstance(value, ConversationEvent):
+        raise TypeError(f"expected a ConversationEvent, got {type(value).__name__}")
+    return value

@@ -1,4 +1,4 @@
-"""The scorer service: `conversations` in, `Candidate`s keyed by user out (DESIGN.md §1, §4).
+"""The scorer service: `conversations` in, `Candidate`s keyed by user out (docs/architecture.md, docs/scoring.md).
 
 A thin adapter around a `Scorer`. Each instance is a member of one consumer group on
 `conversations` (keyed by conversation id, so every update of a conversation reaches the same
@@ -7,9 +7,9 @@ instance and its embedding cache), and keeps its own whole copy of `user.prefere
 Delivery is at least once and nothing is lost: offsets are committed only after every candidate
 of the batch is acknowledged by Kafka (acks=all). A crash between the two re-scores that batch on
 restart; the repeated candidates have the same (user, conversation), which the notifier's
-set-if-absent dedup absorbs. A rebalance waits for the batch in hand to be committed (the
-revocation listener takes the same lock as the batch), so an ordinary scale-up or shutdown does
-not even produce those repeats.
+set-if-absent dedup absorbs. A rebalance waits (up to `rebalance_wait_s`) for the batch in hand
+to be committed (`beepgpt.runtime.ConsumerLoop`), so an ordinary scale-up or shutdown does not
+even produce those repeats.
 
 A conversation that cannot be scored is retried with backoff, then dead-lettered to
 `conversations.dlq` with the reason, and the service moves on.
@@ -17,25 +17,20 @@ A conversation that cannot be scored is retried with backoff, then dead-lettered
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord, RecordMetadata
+from aiokafka.errors import KafkaError
 
-from beepgpt.contracts import Candidate, Preferences
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer, report_lag
+from beepgpt.contracts import Candidate, ConversationEvent, Preferences
+from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
-from beepgpt.observability.metrics import CONSUMED
+from beepgpt.runtime import ConsumerLoop, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import CANDIDATES, CONVERSATIONS, PREFERENCES
-from scorer.batching import Batch, Work, plan
+from scorer.batching import Batch, Work, conversation_decoder, plan_decoded
 from scorer.eligibility import is_eligible
 from scorer.metrics import (
     BATCH_SECONDS,
@@ -57,36 +52,24 @@ log = logging.getLogger(__name__)
 SERVICE = "scorer"
 
 
-class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance waits for the batch in hand, so its offsets are committed first; the first
-    assignment is signalled (start-up is over).
+def rebalance_gave_up() -> None:
+    """Counted when a rebalance stopped waiting for the batch in hand (its candidates repeat)."""
+    ERRORS.labels("rebalance_wait").inc()
 
-    The wait is bounded: the batch's commit may itself be waiting for the group, which is
-    waiting here. Past `wait_s` the rebalance goes on; the batch's commit then fails and its
-    candidates are repeated by the next owner, which the notifier's dedup absorbs.
-    """
 
-    def __init__(self, lock: asyncio.Lock, assigned: asyncio.Event, wait_s: float) -> None:
-        self._lock = lock
-        self._assigned = assigned
-        self._wait_s = wait_s
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        try:
-            async with asyncio.timeout(self._wait_s), self._lock:
-                pass
-        except TimeoutError:
-            ERRORS.labels("rebalance_wait").inc()
-            log.warning("rebalance went on without the batch in hand", extra={"waited_s": self._wait_s})
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
-        if assigned:
-            self._assigned.set()
+def _commit_failed() -> None:
+    # The partitions moved to another instance meanwhile (or the group is mid-rebalance and
+    # aiokafka would retry the commit forever); the owner re-scores from the last commit and the
+    # notifier's dedup absorbs the repeats.
+    ERRORS.labels("commit").inc()
 
 
 class ScorerService:
-    """Consumes conversations in a group, scores them in batches, publishes candidates."""
+    """Consumes conversations in a group, scores them in batches, publishes candidates.
+
+    Its step is `handle`; the runtime owns the rest (start-up order, the consume loop, commits,
+    the wait for the batch in hand on rebalance, shutdown).
+    """
 
     def __init__(
         self,
@@ -101,120 +84,79 @@ class ScorerService:
         self.scorer = scorer
         self.preferences = preferences or PreferencesTable(kafka)
         self._producer = EventProducer(kafka, SERVICE)
-        self._dead_letters = DeadLetters(self._producer, SERVICE)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
-        self._running = False
-        self._started = asyncio.Event()
-        self._assigned = asyncio.Event()
-        self._committed: dict[TopicPartition, int] = {}
-        self._progress = asyncio.Event()
+        self.runtime = Runtime(SERVICE, ready=lambda: self.preferences.ready)
+        self.runtime.step("topics", lambda: ensure_topics(kafka, [CONVERSATIONS, CANDIDATES, PREFERENCES]))
+        self.runtime.add(self._producer, "producer")
+        # No decision before the table knows who opted in: otherwise a restart would silently
+        # skip everyone until the table caught up.
+        self.runtime.step(
+            "preferences",
+            lambda: self.preferences.start(timeout=settings.preferences_ready_timeout_s),
+            self.preferences.stop,
+        )
+        self.loop: ConsumerLoop[ConversationEvent] = ConsumerLoop(
+            self.runtime,
+            kafka,
+            group_id=settings.group_id,
+            topic=CONVERSATIONS,
+            producer=self._producer,
+            step=self.handle,
+            decode=conversation_decoder(CONVERSATIONS.decode),
+            poll=Poll(
+                timeout_ms=settings.poll_ms,
+                max_records=settings.batch_size,
+                linger_ms=settings.batch_linger_ms,
+            ),
+            commit_timeout_s=settings.commit_timeout_s,
+            on_commit_failed=_commit_failed,
+            rebalance_wait_s=settings.rebalance_wait_s,
+            on_rebalance_wait_timeout=rebalance_gave_up,
+        )
 
     @property
     def ready(self) -> bool:
-        return self._running and self.preferences.ready
+        return self.runtime.ready
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit and return (SIGTERM does this)."""
-        self._stopping.set()
+        self.runtime.request_stop()
 
     async def run(self) -> None:
         """Run until `stop()`: start everything, loop over batches, then shut down cleanly."""
-        await ensure_topics(self.kafka, [CONVERSATIONS, CANDIDATES, PREFERENCES])
-        await self._producer.start()
-        try:
-            # No decision before the table knows who opted in: otherwise a restart would
-            # silently skip everyone until the table caught up.
-            await self.preferences.start(timeout=self.settings.preferences_ready_timeout_s)
-            self._consumer = make_consumer(self.kafka, self.settings.group_id)
-            self._consumer.subscribe(
-                [CONVERSATIONS.name],
-                listener=_Rebalances(self._lock, self._assigned, self.settings.rebalance_wait_s),
-            )
-            await self._consumer.start()
-            self._running = True
-            self._started.set()
-            log.info("scorer consuming", extra={"group": self.settings.group_id})
-            await self._loop(self._consumer)
-        finally:
-            self._running = False
-            if self._consumer is not None:
-                with contextlib.suppress(Exception):
-                    await self._consumer.stop()  # leaves the group: partitions move on at once
-            await self.preferences.stop()
-            await self._producer.stop()
-            log.info("scorer stopped")
+        await self.runtime.run()
 
     async def wait_started(self, timeout: float = 60.0) -> None:
         """Until the table is loaded and the consumer started (it joins its group on its first poll)."""
-        await asyncio.wait_for(self._started.wait(), timeout)
+        await self.runtime.wait_started(timeout)
 
     async def wait_assigned(self, timeout: float = 60.0) -> None:
         """Until the group gave this instance partitions (what a benchmark's clock starts on)."""
-        await asyncio.wait_for(self._assigned.wait(), timeout)
+        await self.loop.wait_assigned(timeout)
 
     async def caught_up(self, timeout: float = 60.0) -> None:
         """Until everything on `conversations` *now* is handled and committed by this instance.
 
         A barrier for tests, the benchmark and tools; assumes this instance owns every partition.
         """
-        assert self._consumer is not None, "service not started"
-        partitions = [
-            TopicPartition(CONVERSATIONS.name, p)
-            for p in sorted(self._consumer.partitions_for_topic(CONVERSATIONS.name) or ())
-        ]
-        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(partitions)
-        deadline = time.monotonic() + timeout
-        while any(self._committed.get(tp, 0) < end for tp, end in ends.items() if end > 0):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("scorer did not catch up with conversations")
-            self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+        await self.loop.caught_up(timeout)
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        while not self._stopping.is_set():
-            records = await self._poll(consumer)
-            if records:
-                async with self._lock:
-                    batch = await self.handle(records)
-                    await self._commit(consumer, batch.offsets)
-            await report_lag(consumer, SERVICE)
-
-    async def _poll(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord[bytes, bytes]]:
-        """Up to `batch_size` records: what one poll returns, topped up for `batch_linger_ms`."""
-        size = self.settings.batch_size
-        fetched = await consumer.getmany(timeout_ms=self.settings.poll_ms, max_records=size)
-        records = [record for part in fetched.values() for record in part]
-        deadline = time.monotonic() + self.settings.batch_linger_ms / 1000
-        while records and len(records) < size and not self._stopping.is_set():
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            more = await consumer.getmany(timeout_ms=remaining_ms, max_records=size - len(records))
-            records.extend(record for part in more.values() for record in part)
-        return records
-
-    async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> Batch:
-        """Score one batch of records and publish its candidates; returns once Kafka has them."""
-        for record in records:
-            CONSUMED.labels(record.topic, SERVICE).inc()
-        batch = plan(records, CONVERSATIONS.decode, self.settings.scores, coalesce=self.settings.coalesce)
+    async def handle(self, records: RecordBatch[ConversationEvent]) -> Batch:
+        """Score one batch and publish its candidates; returns once Kafka has them."""
+        batch = plan_decoded(records.values(), self.settings.scores, coalesce=self.settings.coalesce)
         EVENTS_SKIPPED.labels("superseded").inc(batch.superseded)
         EVENTS_SKIPPED.labels("not_scored").inc(batch.not_scored)
-        for record, error in batch.poison:
+        for _ in records.poison:  # dead-lettered by the loop
             ERRORS.labels("decode").inc()
-            await self._dead_letters.send(record, error)
         if batch.work:
             started = time.monotonic()
             preferences = self.preferences.snapshot()
             decided, failed = await self._score(batch.work, preferences)
             BATCH_SECONDS.observe(time.monotonic() - started)
             for work, error in failed:
-                await self._dead_letters.send(work.record, f"scoring failed: {type(error).__name__}: {error}")
-            await self._publish(decided, preferences)
+                await self.loop.dead_letters.send(
+                    work.record, f"scoring failed: {type(error).__name__}: {error}"
+                )
+            await self._publish(records, decided, preferences)
         for conversation_id in batch.closed:
             self.scorer.forget(conversation_id)
         return batch
@@ -267,9 +209,11 @@ class ScorerService:
         return candidates
 
     async def _publish(
-        self, decided: list[tuple[Work, list[Candidate]]], preferences: Mapping[str, Preferences]
+        self,
+        records: RecordBatch[ConversationEvent],
+        decided: list[tuple[Work, list[Candidate]]],
+        preferences: Mapping[str, Preferences],
     ) -> None:
-        pending: list[asyncio.Future[RecordMetadata]] = []
         for work, candidates in decided:
             trace_id = header(work.record.headers, TRACE_ID)
             for candidate in candidates:
@@ -277,29 +221,14 @@ class ScorerService:
                 if not is_eligible(candidate.user, work.event, preferences, self.settings.bot_users):
                     CANDIDATES_DROPPED.inc()
                     continue
-                pending.append(
-                    await self._producer.send_soon(CANDIDATES, candidate.user, candidate, trace_id=trace_id)
-                )
+                await records.send(CANDIDATES, candidate.user, candidate, trace_id=trace_id)
                 CANDIDATES_PUBLISHED.labels(candidate.reason).inc()
                 SCORES.labels(candidate.reason).observe(candidate.score)
         try:
-            await asyncio.gather(*pending)
+            await records.flush()
         except KafkaError:
             ERRORS.labels("publish").inc()
             raise  # nothing is committed: the batch comes back after a restart
-
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            async with asyncio.timeout(self.settings.commit_timeout_s):
-                await consumer.commit(offsets)
-            self._committed.update(offsets)
-            self._progress.set()
-        except (CommitFailedError, IllegalStateError, KafkaError, TimeoutError) as error:
-            # The partitions moved to another instance meanwhile (or the group is mid-rebalance
-            # and aiokafka would retry the commit forever); the owner re-scores from the last
-            # commit and the notifier's dedup absorbs the repeats.
-            ERRORS.labels("commit").inc()
-            log.warning("commit failed", extra={"error": repr(error)})
 
 
 def _by_conversation(work: list[Work], candidates: list[Candidate]) -> list[tuple[Work, list[Candidate]]]:

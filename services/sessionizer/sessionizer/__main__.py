@@ -16,7 +16,7 @@ import sys
 from typing import NoReturn
 
 from beepgpt.observability.logs import configure_logging
-from beepgpt.observability.serving import serve_until_stopped
+from beepgpt.runtime import serve as serve_runtime
 from beepgpt.settings import KafkaSettings, ServiceSettings
 from sessionizer.service import SERVICE, SessionizerService
 from sessionizer.settings import SessionizerSettings
@@ -27,7 +27,7 @@ log = logging.getLogger("sessionizer")
 async def serve(
     service_settings: ServiceSettings, kafka: KafkaSettings, settings: SessionizerSettings
 ) -> None:
-    await serve_until_stopped(SERVICE, SessionizerService(kafka, settings), service_settings)
+    await serve_runtime(SessionizerService(kafka, settings).runtime, service_settings)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

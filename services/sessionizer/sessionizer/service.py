@@ -1,10 +1,11 @@
 """The sessionizer service: `slack.messages` in a consumer group → live queries → `conversations`.
 
 Kafka I/O only; the rules are in the query, the feeder and the fold. Per assigned partition a
-`PartitionSessionizer` runs its own live query. The loop here reads records, dead-letters the
-ones it cannot read, feeds the rest, sends heartbeats to partitions that have caught up (so
-quiet conversations close by the clock, while a backlog is replayed by its own times), rebuilds
-queries that failed or grew, and commits what is safe:
+`PartitionSessionizer` runs its own live query. The shared consume loop (`beepgpt.runtime`)
+reads records and dead-letters the ones it cannot read; this service feeds them all (poison as
+a skip), sends heartbeats to partitions that have caught up (so quiet conversations close by the
+clock, while a backlog is replayed by its own times), rebuilds queries that failed or grew, and
+commits what is safe, through the loop's commit hook:
 
 - a commit happens only after every event published so far is acknowledged, and only up to the
   partition's clean cut (offsets.py), so a restart or the next owner replays what it needs to
@@ -15,21 +16,18 @@ queries that failed or grew, and commits what is safe:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
-from pydantic import ValidationError
 
 from beepgpt.contracts import SlackMessage
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, make_consumer
+from beepgpt.kafka import EventProducer, committed_with_metadata, ensure_topics
 from beepgpt.kafka.headers import SOURCE, TRACE_ID, new_trace_id
-from beepgpt.observability.metrics import CONSUMED, CONSUMER_LAG
+from beepgpt.observability.metrics import CONSUMER_LAG
+from beepgpt.runtime import ConsumerLoop, Entry, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
 from sessionizer import metrics
@@ -51,7 +49,12 @@ DRAIN_TIMEOUT_S = 30.0
 
 
 class SessionizerService:
-    """One instance of the sessionizer; run several and they split the partitions."""
+    """One instance of the sessionizer; run several and they split the partitions.
+
+    Its own parts are the feed (`_feed`), the clock's heartbeats and query rebuilds (`_tick`),
+    taking partitions over and handing them on, and its commit (`_commit_due`: clean cuts with
+    replay marks, never the batch's offsets); the runtime owns start-up, the loop and shutdown.
+    """
 
     def __init__(
         self, kafka: KafkaSettings, settings: SessionizerSettings, *, clock: Clock | None = None
@@ -61,86 +64,86 @@ class SessionizerService:
         self.clock: Clock = clock or (EventClock() if settings.clock == "events" else WallClock())
         self.partitions: dict[int, PartitionSessionizer] = {}
         self._committed: dict[int, CommitPoint] = {}
-        self._stop = asyncio.Event()
-        self._running = False
-        self._producer: EventProducer | None = None  # dead letters
+        self._producer = EventProducer(kafka, SERVICE)  # dead letters
         self._publisher = BatchPublisher(kafka, CONVERSATIONS, SERVICE)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._dead_letters: DeadLetters | None = None
+        self._next_beat = 0.0
+        self._next_commit = 0.0
+        self.runtime = Runtime(SERVICE, ready=lambda: not any(p.failed for p in self.partitions.values()))
+        self.runtime.step("topics", lambda: ensure_topics(kafka, [SLACK_MESSAGES, CONVERSATIONS]))
+        self.runtime.add(self._producer, "producer")
+        self.runtime.add(self._publisher, "publisher")
+        self.loop: ConsumerLoop[SlackEvent] = ConsumerLoop(
+            self.runtime,
+            kafka,
+            group_id=settings.group_id,
+            topic=SLACK_MESSAGES,
+            producer=self._producer,
+            step=self._feed_batch,
+            poll=Poll(timeout_ms=int(settings.heartbeat_s * 1000), max_records=settings.max_batch),
+            commit=self._commit_due,
+            tick=self._tick,
+            # The lag that matters is behind the live queries, not behind the fetcher: `_heartbeat`.
+            report_lag=False,
+            on_assigned=self._acquire,
+            on_revoked=self._revoked,
+        )
+        # Last to start, first to stop: partitions are handed over (drained, committed) before
+        # the consumer leaves the group.
+        self.runtime.step("partitions", self._start_clocks, lambda: self._release(list(self.partitions)))
 
     @property
     def ready(self) -> bool:
-        return self._running and not any(p.failed for p in self.partitions.values())
+        return self.runtime.ready
 
     def stop(self) -> None:
         """Finish the batch in hand, publish and commit what it produced, leave the group."""
-        self._stop.set()
+        self.runtime.request_stop()
 
     async def run(self) -> None:
-        await ensure_topics(self.kafka, [SLACK_MESSAGES, CONVERSATIONS])
-        self._producer = EventProducer(self.kafka, SERVICE)
-        await self._producer.start()
-        await self._publisher.start()
-        self._dead_letters = DeadLetters(self._producer, SERVICE)
-        self._consumer = consumer = make_consumer(self.kafka, self.settings.group_id)
-        consumer.subscribe([TOPIC], listener=_Rebalance(self))
-        try:
-            await consumer.start()
-            self._running = True
-            await self._loop(consumer)
-        finally:
-            self._running = False
-            with contextlib.suppress(Exception):
-                await self._release(list(self.partitions))
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            await self._publisher.stop()
-            await self._producer.stop()
+        await self.runtime.run()
 
-    # --- the loop ---------------------------------------------------------------------------------
+    # --- the loop's steps -------------------------------------------------------------------------
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        next_beat = time.monotonic()
-        next_commit = time.monotonic() + self.settings.commit_interval_s
-        while not self._stop.is_set():
-            batch = await consumer.getmany(
-                timeout_ms=int(self.settings.heartbeat_s * 1000), max_records=self.settings.max_batch
-            )
-            for tp, records in batch.items():
-                partition = self.partitions.get(tp.partition)
-                if partition is not None and records:
-                    await self._feed(partition, records)
-            now = time.monotonic()
-            if now >= next_beat:
-                await self._heartbeat(consumer)
-                next_beat = now + self.settings.heartbeat_s
-            await self._recover()
-            if now >= next_commit:
-                await self._commit()
-                next_commit = now + self.settings.commit_interval_s
+    async def _start_clocks(self) -> None:
+        self._next_beat = time.monotonic()
+        self._next_commit = time.monotonic() + self.settings.commit_interval_s
 
-    async def _feed(
-        self, partition: PartitionSessionizer, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
-        assert self._dead_letters is not None
+    async def _feed_batch(self, batch: RecordBatch[SlackEvent]) -> None:
+        for tp, entries in batch.by_partition().items():
+            partition = self.partitions.get(tp.partition)
+            if partition is not None:
+                await self._feed(partition, entries)
+
+    async def _feed(self, partition: PartitionSessionizer, entries: list[Entry[SlackEvent]]) -> None:
+        """Poison (dead-lettered by the loop) is still fed, as a skip: the partition's progress
+        passes it."""
         events: list[Record] = []
         newest = 0.0
-        for record in records:
-            event: SlackEvent | None
-            try:
-                event = SLACK_MESSAGES.decode(record.value or b"")
-            except ValidationError as error:  # a newer schema_version included
-                await self._dead_letters.send(record, error)
-                event = None  # still fed, as a skip: the partition's progress passes it
+        for entry in entries:
+            event = entry.value
             if isinstance(event, SlackMessage) and event.action == "new":
                 newest = max(newest, float(event.ts))
-            events.append((record.offset, event, _trace_id(record)))
+            events.append((entry.record.offset, event, _trace_id(entry.record)))
         self.clock.observe(newest)
-        CONSUMED.labels(TOPIC, SERVICE).inc(len(records))
         await partition.feed(events)
 
-    async def _heartbeat(self, consumer: AIOKafkaConsumer) -> None:
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_beat:
+            await self._heartbeat()
+            self._next_beat = now + self.settings.heartbeat_s
+        await self._recover()
+
+    async def _commit_due(self, _: RecordBatch[SlackEvent]) -> None:
+        """Every `commit_interval_s`, each partition's clean cut (never the batch's offsets)."""
+        now = time.monotonic()
+        if now >= self._next_commit:
+            await self._commit()
+            self._next_commit = now + self.settings.commit_interval_s
+
+    async def _heartbeat(self) -> None:
         """Partitions that have caught up get the clock's time; a backlog keeps its own times."""
+        consumer = self.loop.consumer
         delay = self.settings.heartbeat_delay_s if isinstance(self.clock, WallClock) else 0.0
         now = self.clock.now() - delay
         for number, partition in self.partitions.items():
@@ -181,10 +184,8 @@ class SessionizerService:
         mine = [tp for tp in assigned if tp.topic == TOPIC and tp.partition not in self.partitions]
         if not mine:
             return
-        consumer = self._consumer
-        assert consumer is not None
-        # aiokafka's public `committed()` drops the commit metadata this needs (the replay marks).
-        committed = await consumer._coordinator.fetch_committed_offsets(mine)
+        consumer = self.loop.consumer
+        committed = await committed_with_metadata(consumer, mine)
         beginnings = await consumer.beginning_offsets(mine)
         for tp in mine:
             found = committed.get(tp)
@@ -194,7 +195,6 @@ class SessionizerService:
                 point = CommitPoint(beginnings[tp], ReplayMarks())
             self._committed[tp.partition] = point
             await self._start_partition(tp.partition, point)
-        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in mine)})
 
     async def _start_partition(self, number: int, point: CommitPoint) -> None:
         partition = PartitionSessionizer(
@@ -202,8 +202,10 @@ class SessionizerService:
         )
         await partition.start()
         self.partitions[number] = partition
-        assert self._consumer is not None
-        self._consumer.seek(TopicPartition(TOPIC, number), point.offset)
+        self.loop.consumer.seek(TopicPartition(TOPIC, number), point.offset)
+
+    async def _revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._release([tp.partition for tp in revoked if tp.topic == TOPIC])
 
     async def _release(self, numbers: list[int]) -> None:
         """Hand partitions over: publish what they owe, commit, stop their queries."""
@@ -254,12 +256,8 @@ class SessionizerService:
             TopicPartition(TOPIC, n): OffsetAndMetadata(point.offset, point.marks.encode())
             for n, (_, point) in points.items()
         }
-        assert self._consumer is not None
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as error:
-            log.warning("commit failed; it is retried with the next one", extra={"error": repr(error)})
-            return
+        if not await self.loop.commit_offsets(offsets):
+            return  # retried with the next one
         for n, (partition, point) in points.items():
             partition.committed(point.offset)
             self._committed[n] = point
@@ -270,16 +268,3 @@ def _trace_id(record: ConsumerRecord[bytes, bytes]) -> bytes | None:
         if name == TRACE_ID:
             return bytes(value)
     return None
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions are handed over drained and committed, and taken over by replaying."""
-
-    def __init__(self, service: SessionizerService) -> None:
-        self._service = service
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._service._release([tp.partition for tp in revoked if tp.topic == TOPIC])
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._service._acquire(assigned)

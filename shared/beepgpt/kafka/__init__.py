@@ -1,7 +1,7 @@
 """A thin layer over aiokafka: topic creation, producing contracts, consuming in groups, DLQs."""
 
 from beepgpt.kafka.admin import ensure_topics
-from beepgpt.kafka.consumer import make_consumer, report_lag
+from beepgpt.kafka.consumer import committed_with_metadata, make_consumer, report_lag
 from beepgpt.kafka.dlq import DeadLetters
 from beepgpt.kafka.headers import Headers, header, make_headers
 from beepgpt.kafka.producer import EventProducer
@@ -10,6 +10,7 @@ __all__ = [
     "DeadLetters",
     "EventProducer",
     "Headers",
+    "committed_with_metadata",
     "ensure_topics",
     "header",
     "make_consumer",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
+from aiokafka.structs import OffsetAndMetadata
 
 from beepgpt.observability.metrics import CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
@@ -48,3 +49,18 @@ async def report_lag(consumer: AIOKafkaConsumer, service: str) -> None:
         except (TimeoutError, IllegalStateError):
             continue
         CONSUMER_LAG.labels(tp.topic, str(tp.partition), service).set(max(0, highwater - position))
+
+
+async def committed_with_metadata(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The group's committed offsets *with their metadata*, for the partitions that have one.
+
+    aiokafka's public `committed()` returns the offset alone, one partition per request; a
+    service that keeps state in the commit metadata (the sessionizer's replay marks) needs the
+    coordinator's call, fenced here so that an aiokafka upgrade breaks one place.
+    """
+    found: dict[TopicPartition, OffsetAndMetadata] = await consumer._coordinator.fetch_committed_offsets(
+        partitions
+    )
+    return found

@@ -128,11 +128,12 @@ async def test_sigkill_and_restart_lose_nothing_and_repeat_at_most_the_last_batc
 async def test_a_rebalance_waits_for_the_batch_in_hand_but_not_forever() -> None:
     """The revocation waits on the batch lock; a batch stuck (its commit waiting for the very
     group that is rebalancing) must not hold the group forever."""
+    from beepgpt.runtime import RebalanceListener
     from scorer.metrics import ERRORS
-    from scorer.service import _Rebalances
+    from scorer.service import rebalance_gave_up
 
     lock = asyncio.Lock()
-    listener = _Rebalances(lock, asyncio.Event(), wait_s=0.2)
+    listener = RebalanceListener(lock, wait_s=0.2, gave_up=rebalance_gave_up)
     gave_up = ERRORS.labels("rebalance_wait")._value.get()
 
     async with lock:  # a batch in hand that never finishes
@@ -150,7 +151,9 @@ async def test_a_rebalance_waits_for_the_batch_in_hand_but_not_forever() -> None
 
     holder = asyncio.create_task(batch())
     await taken.wait()
-    waiting = asyncio.create_task(_Rebalances(lock, asyncio.Event(), wait_s=30).on_partitions_revoked([]))
+    waiting = asyncio.create_task(
+        RebalanceListener(lock, wait_s=30, gave_up=rebalance_gave_up).on_partitions_revoked([])
+    )
     done, _ = await asyncio.wait({waiting}, timeout=0.5)
     assert not done  # an ordinary batch is waited for
     batch_done.set()

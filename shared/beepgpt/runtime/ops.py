@@ -1,4 +1,9 @@
-"""The operator endpoints every service serves: /metrics, /healthz (alive) and /readyz (working)."""
+"""The operator endpoints every service process serves: /metrics, /healthz (alive), /readyz (working).
+
+Part of the runtime because a process serves them from before its service starts until after it
+has stopped (`beepgpt.runtime.serve`): a pod that is starting or draining still answers its probes
+and its last metrics can still be scraped.
+"""
 
 from __future__ import annotations
 
