@@ -44,6 +44,12 @@ class Event(BaseModel):
 
 MessageAction = Literal["new", "edited", "deleted"]
 
+ChannelKind = Literal["public", "private", "shared", "im", "mpim"]
+"""Who may read a channel, as Slack describes it: `public` (any full member of the workspace),
+`private` (its members: Slack's `channel_type: group`), `shared` (a Slack Connect channel, shared
+with another organization: its members), `im` / `mpim` (a DM / group DM: its members). A private
+channel that is also shared is `private`: privacy is the stricter fact."""
+
 
 class SlackMessage(Event):
     """A message as BeepGPT understands it, whatever Slack event or export line it came from.
@@ -51,6 +57,13 @@ class SlackMessage(Event):
     `action` says what happened to the message identified by (channel, ts): an edit carries the
     new text, a deletion carries none. `event_id` is Slack's delivery id, used to drop Slack's
     retries; imports have none.
+
+    `channel_kind` is who may read the channel (`ChannelKind`), so a reader that quotes the message
+    to someone can check that they may see it. It is optional with the default None, meaning
+    *unknown*, not *public*: records already on the topic were written before the field existed
+    (when ingest still took private channels), and a message table carries no kind; a reader must
+    treat None like a channel whose membership it has to check. Adding it as optional needs no new
+    schema version (older readers skip it).
     """
 
     kind: Literal["message"] = "message"
@@ -64,6 +77,9 @@ class SlackMessage(Event):
     subtype: str | None = None
     event_id: str | None = None
     event_time: float = Field(default_factory=now, description="when it happened (edit time for edits)")
+    channel_kind: ChannelKind | None = Field(
+        default=None, description="who may read the channel; None: unknown (older records, tables)"
+    )
 
     @property
     def in_thread(self) -> bool:

@@ -17,6 +17,7 @@ from ingest.normalize import (
     envelope_of,
     normalize_event,
 )
+from ingest.settings import IngestSettings
 
 CH = "C0123ABCD"
 U1 = "U0AAA1111"
@@ -118,10 +119,11 @@ ACCEPTED: list[tuple[str, Any, dict[str, Any]]] = [
     ("file share with text", message(subtype="file_share", files=[{"id": "F1"}]), {"subtype": "file_share"}),
     ("file share without text", message(subtype="file_share", text=None), {"text": ""}),
     ("/me message", message(subtype="me_message", text="waves"), {"subtype": "me_message"}),
+    ("public channel message", message(), {"channel_kind": "public"}),
     (
-        "private channel message (bot invited)",
-        message(channel="G0PRIVATE", channel_type="group"),
-        {"channel": "G0PRIVATE"},
+        "message without channel_type (an export folder with no listing): kind unknown",
+        message(channel_type=None),
+        {"channel_kind": None},
     ),
     (
         "edited via message_changed",
@@ -260,7 +262,37 @@ DROPPED: list[tuple[str, Any, str]] = [
     ("group_join", message(subtype="group_join"), "group_join"),
     ("message_replied (legacy)", message(subtype="message_replied", hidden=True), "message_replied"),
     ("direct message", message(channel="D0DIRECT1", channel_type="im"), "direct_message"),
-    ("group DM", message(channel="G0MPIM001", channel_type="mpim"), "direct_message"),
+    ("App Home message to the bot", message(channel="D0DIRECT1", channel_type="app_home"), "direct_message"),
+    ("DM id without channel_type", message(channel="D0DIRECT1", channel_type=None), "direct_message"),
+    ("group DM", message(channel="G0MPIM001", channel_type="mpim"), "group_dm"),
+    # Private channels are not read by default (the bot may be invited; a DM quoting one could
+    # reach a non-member): an intended change, formerly accepted. Rules(private_channels=True)
+    # reads them (test_private_channels_are_read_only_when_the_rules_allow_them).
+    (
+        "private channel message (bot invited)",
+        message(channel="G0PRIVATE", channel_type="group"),
+        "private_channel",
+    ),
+    (
+        "private channel with a C id (Slack's ids since 2021): channel_type decides, not the id",
+        message(channel="C0PRIVATE", channel_type="group"),
+        "private_channel",
+    ),
+    ("edit in a private channel", changed(EDITED_INNER, channel_type="group"), "private_channel"),
+    ("edit in a DM", changed(EDITED_INNER, channel="D0DIRECT1", channel_type="im"), "direct_message"),
+    (
+        "deletion in a group DM",
+        {
+            "type": "message",
+            "subtype": "message_deleted",
+            "channel": "G0MPIM001",
+            "channel_type": "mpim",
+            "deleted_ts": "1690400001.000100",
+            "event_ts": "1690400300.000400",
+        },
+        "group_dm",
+    ),
+    ("tombstone in a private channel", message(subtype="tombstone", channel_type="group"), "private_channel"),
     ("edit of a bot message", changed({**EDITED_INNER, "bot_id": "B01"}), "bot"),
     (
         "message_changed with the same text (unfurl)",
@@ -315,6 +347,8 @@ REJECTED: list[tuple[str, Any, str]] = [
     ("channel id with a lone surrogate", message(channel="C\ud800X"), "invalid_field"),
     ("channel id far too long", message(channel="C" * 500), "invalid_field"),
     ("thread_ts garbage", message(thread_ts="abc"), "invalid_field"),
+    ("channel_type Slack never documented", message(channel_type="secret_room"), "invalid_field"),
+    ("channel_type not a string", message(channel_type=["channel"]), "invalid_field"),
     ("message_changed without message", changed(EDITED_INNER) | {"message": None}, "missing_field"),
     ("message_changed with message a string", changed(EDITED_INNER) | {"message": "hi"}, "invalid_field"),
     (
@@ -404,3 +438,71 @@ def test_never_raises_on_odd_values() -> None:
     odd += [changed(EDITED_INNER) | {"previous_message": "x"}, reaction(item=[1, 2])]
     for event in odd:
         assert isinstance(normalize_event(event, ENV, RULES), Accepted | Dropped | Rejected)
+
+
+PRIVATE_EVENTS: list[tuple[str, Any, str]] = [
+    ("new", message(channel="G0PRIVATE", channel_type="group"), "new"),
+    ("edited", changed(EDITED_INNER, channel="G0PRIVATE", channel_type="group"), "edited"),
+    (
+        "deleted",
+        {
+            "type": "message",
+            "subtype": "message_deleted",
+            "channel": "G0PRIVATE",
+            "channel_type": "group",
+            "deleted_ts": "1690400001.000100",
+            "event_ts": "1690400300.000400",
+        },
+        "deleted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "event", "action"), PRIVATE_EVENTS, ids=[c[0] for c in PRIVATE_EVENTS])
+def test_private_channels_are_read_only_when_the_rules_allow_them(name: str, event: Any, action: str) -> None:
+    refused = normalize_event(event, ENV, RULES)
+    assert refused == Dropped("private_channel", "G0PRIVATE is private")
+    allowed = normalize_event(event, ENV, Rules(bot_users=RULES.bot_users, private_channels=True))
+    assert isinstance(allowed, Accepted), allowed
+    assert isinstance(allowed.event, SlackMessage)
+    assert (allowed.event.action, allowed.event.channel_kind) == (action, "private")
+    assert SLACK_MESSAGES.decode(encode(allowed.event)) == allowed.event
+
+
+def test_dms_are_never_read_even_when_private_channels_are() -> None:
+    rules = Rules(private_channels=True)
+    assert normalize_event(message(channel="D0DIRECT1", channel_type="im"), ENV, rules) == Dropped(
+        "direct_message", "D0DIRECT1 is im"
+    )
+    assert isinstance(normalize_event(message(channel="G0MPIM001", channel_type="mpim"), ENV, rules), Dropped)
+
+
+def test_a_shared_channel_is_read_and_marked_shared() -> None:
+    """Slack says a channel is shared with another organization in the envelope, not the event."""
+    body = {"team_id": "T0TEAM", "event_id": "Ev0SHR", "is_ext_shared_channel": True, "event": message()}
+    envelope = envelope_of(body)
+    assert envelope.ext_shared
+    outcome = normalize_event(body["event"], envelope, RULES)
+    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome.event, SlackMessage)
+    assert outcome.event.channel_kind == "shared"
+    edit = normalize_event(changed(EDITED_INNER, channel_type="channel"), envelope, RULES)
+    assert isinstance(edit, Accepted)
+    assert isinstance(edit.event, SlackMessage)
+    assert edit.event.channel_kind == "shared"
+    # a private channel that is shared stays private (skipped by default, "private" when allowed)
+    private = message(channel_type="group")
+    assert normalize_event(private, envelope, RULES) == Dropped("private_channel", f"{CH} is private")
+    allowed = normalize_event(private, envelope, Rules(private_channels=True))
+    assert isinstance(allowed, Accepted)
+    assert isinstance(allowed.event, SlackMessage)
+    assert allowed.event.channel_kind == "private"
+    # only a literal true counts
+    assert not envelope_of({"is_ext_shared_channel": "yes"}).ext_shared
+
+
+def test_rules_from_settings_carry_the_private_channel_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Rules.from_settings(IngestSettings()).private_channels is False
+    monkeypatch.setenv("BEEPGPT_INGEST_PRIVATE_CHANNELS", "true")
+    rules = Rules.from_settings(IngestSettings(max_text_chars=7), frozenset({BOT_USER}))
+    assert (rules.private_channels, rules.max_text_chars, rules.bot_users) == (True, 7, frozenset({BOT_USER}))

@@ -19,6 +19,7 @@ from beepgpt.contracts import (
     OPEN_ACTION,
     USEFUL_ACTION,
     Candidate,
+    ChannelKind,
     ConversationEvent,
     ConversationMessage,
     Feedback,
@@ -60,6 +61,29 @@ def test_every_topic_refuses_a_record_of_a_newer_schema_version(topic: topics.To
     # A change older code would misread comes with a new version: older consumers dead-letter it.
     with pytest.raises(ValidationError, match="schema_version"):
         topic.decode(b'{"schema_version": 2, "kind": "message"}')
+
+
+def test_a_message_record_written_before_channel_kind_existed_reads_as_unknown_not_public() -> None:
+    # The exact shape ingest wrote before the field: it must still validate, and say "unknown".
+    old = (
+        b'{"schema_version": 1, "kind": "message", "action": "new", "team": "T1", "channel": "G1",'
+        b' "ts": "1690797600.000100", "thread_ts": null, "user": "U1", "text": "hi", "subtype": null,'
+        b' "event_id": "Ev1", "event_time": 1690797600.0001}'
+    )
+    decoded = topics.SLACK_MESSAGES.decode(old)
+    assert isinstance(decoded, SlackMessage)
+    assert decoded.channel_kind is None
+
+
+@pytest.mark.parametrize("kind", get_args(ChannelKind))
+def test_channel_kind_round_trips(kind: str) -> None:
+    message = SlackMessage(channel="C1", ts="1690797600.000100", user="U1", text="hi", channel_kind=kind)
+    assert topics.SLACK_MESSAGES.decode(topics.encode(message)) == message
+
+
+def test_an_unknown_channel_kind_is_refused() -> None:
+    with pytest.raises(ValidationError, match="channel_kind"):
+        SlackMessage(channel="C1", ts="1.1", user="U1", channel_kind="secret")  # type: ignore[arg-type]
 
 
 def test_a_thread_parent_belongs_to_the_channel_flow() -> None:

@@ -11,6 +11,11 @@ budget ran out first: acked before durable), `failed` (Kafka refused the record 
 redelivery could not help) or `no_record` (dropped events, which publish nothing). Records
 taken but not yet acknowledged by Kafka are the buffer depth; those among them already acked
 to Slack are `beepgpt_ingest_buffer_acked`, what a SIGKILL would lose at that moment.
+
+Messages not read because of their channel's kind (private channels unless allowed, DMs, group
+DMs) are also counted apart in `beepgpt_ingest_channel_skips_total{reason}` (besides `dropped`
+in the events counter): it is the figure to watch when deciding whether to allow private
+channels, and a sudden rise of `private_channel` means the bot was invited to one.
 """
 
 from __future__ import annotations
@@ -47,4 +52,9 @@ BUFFER_ACKED = Gauge(
 BUFFER_CAPACITY = Gauge("beepgpt_ingest_buffer_capacity", "Events the buffer holds before refusing more")
 PUBLISH_RETRIES = Counter(
     "beepgpt_ingest_publish_retries_total", "Batches retried because Kafka or Redis failed", ["cause"]
+)
+CHANNEL_SKIPS = Counter(
+    "beepgpt_ingest_channel_skips_total",
+    "Slack messages not read because of their channel's kind (private_channel, direct_message, group_dm)",
+    ["reason"],
 )

@@ -5,12 +5,18 @@ Pure: no I/O, no clock, no globals. Every input, however odd, ends in exactly on
 - `Accepted` — a `SlackMessage` / `SlackReaction` to publish, with any repairs made on the way
   (text truncated to Slack's 40,000-character limit, lone surrogates replaced);
 - `Dropped` — a well-formed event BeepGPT deliberately ignores (bot posts, joins, topic changes,
-  edits that change no text, ...), with the reason it is counted under;
+  edits that change no text, messages of channels it does not read, ...), with the reason it is
+  counted under;
 - `Rejected` — an event that cannot be understood (a required field missing or of the wrong type,
   an unknown subtype or event type); it goes to the dead-letter topic with the reason, so it
   can be replayed once the normalizer learns it.
 
 Reasons are short, fixed strings (metric label values); the detail is for logs and DLQ headers.
+
+Which channels are read (`channel_policy`): public and shared ones; private channels only when
+the rules allow them (`BEEPGPT_INGEST_PRIVATE_CHANNELS`); DMs and group DMs never. Every accepted
+message carries its channel's kind (`SlackMessage.channel_kind`) so whoever quotes it later can
+check who may read it.
 """
 
 from __future__ import annotations
@@ -20,16 +26,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from beepgpt.contracts import SlackMessage, SlackReaction
+from beepgpt.contracts import ChannelKind, SlackMessage, SlackReaction
 from beepgpt.person_messages import SubtypeKind, subtype_kind
 from beepgpt.topics import SLACK_MESSAGES
-from ingest.settings import SLACK_MAX_TEXT_CHARS
+from ingest.settings import SLACK_MAX_TEXT_CHARS, IngestSettings
 
 # Which subtypes are a person's, a bot's, Slack's housekeeping or a change: `beepgpt.person_messages`,
 # the rule the sessionizer applies too.
 
-# DMs with the bot are not workspace conversations (and are nobody else's business).
-PRIVATE_CHANNEL_TYPES = frozenset({"im", "mpim", "app_home"})
+# Slack's `channel_type` of message events → who may read the channel. `app_home` is the bot's own
+# DM with a person (the App Home messages tab).
+CHANNEL_KINDS: Mapping[str, ChannelKind] = {
+    "channel": "public",
+    "group": "private",
+    "im": "im",
+    "app_home": "im",
+    "mpim": "mpim",
+}
+# The reasons a message is not read because of its channel (`beepgpt_ingest_channel_skips_total`,
+# the import's summary). DMs are nobody else's business, whatever the settings.
+SKIP_PRIVATE_CHANNEL = "private_channel"
+SKIP_DIRECT_MESSAGE = "direct_message"
+SKIP_GROUP_DM = "group_dm"
+CHANNEL_SKIP_REASONS = frozenset({SKIP_PRIVATE_CHANNEL, SKIP_DIRECT_MESSAGE, SKIP_GROUP_DM})
 
 _TS = re.compile(r"\d{1,12}(\.\d{1,9})?")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -38,11 +57,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True)
 class Envelope:
-    """What Slack says about a delivery rather than about the event itself."""
+    """What Slack says about a delivery rather than about the event itself.
+
+    `ext_shared` is the envelope's `is_ext_shared_channel`: Slack says whether the channel is shared
+    with another organization there, not in the event.
+    """
 
     event_id: str | None = None
     team: str | None = None
     event_time: float | None = None
+    ext_shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,13 +98,47 @@ Outcome = Accepted | Dropped | Rejected
 
 @dataclass(frozen=True)
 class Rules:
-    """What the normalizer is told about the workspace: its own bot and other known bot users."""
+    """What the normalizer is told about the workspace: its own bot and other known bot users, and
+    whether private channels are read (off unless a deployment says so: see `channel_policy`)."""
 
     bot_users: frozenset[str] = field(default_factory=frozenset)
     max_text_chars: int = SLACK_MAX_TEXT_CHARS
+    private_channels: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings, bot_users: frozenset[str] = frozenset()) -> Rules:
+        """The rules a deployment's settings give: one place, so a new rule needs no caller changed."""
+        return cls(
+            bot_users=bot_users,
+            max_text_chars=settings.max_text_chars,
+            private_channels=settings.private_channels,
+        )
 
 
 DEFAULT_RULES = Rules()
+
+
+def channel_policy(
+    channel_type: str | None, *, ext_shared: bool, rules: Rules, channel: str = ""
+) -> tuple[ChannelKind | None, str | None]:
+    """(the channel's kind, the reason it is not read — None when it is read), from what Slack says.
+
+    Private channels are skipped unless the rules allow them: a DM quoting one could reach someone
+    who is not a member. DMs and group DMs are always skipped. A missing `channel_type` (export lines
+    whose folder has no listing, older tables) gives an unknown kind, read: a reader of the record
+    must treat None as unchecked. Only a `D` channel id is a DM whatever is said, as Slack ids go.
+    """
+    if channel_type is None:
+        kind: ChannelKind | None = "im" if channel.startswith("D") else None
+    else:
+        kind = CHANNEL_KINDS[channel_type]
+    if kind == "im":
+        return kind, SKIP_DIRECT_MESSAGE
+    if kind == "mpim":
+        return kind, SKIP_GROUP_DM
+    if kind == "private":  # shared or not, privacy is the stricter fact
+        return kind, None if rules.private_channels else SKIP_PRIVATE_CHANNEL
+    return ("shared" if ext_shared else kind), None
 
 
 class _Refusal(Exception):
@@ -120,9 +178,11 @@ def _message(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outc
     if subtype == "message_deleted":
         return _deleted(event, envelope, rules)
     if subtype == "tombstone":  # a thread parent deleted while its replies stay
-        return _deletion(event, _ts(event, "ts"), {}, envelope, rules)
+        channel = _id(event, "channel")
+        channel_kind = _channel_kind(event, channel, envelope, rules)
+        return _deletion(event, _ts(event, "ts"), {}, envelope, rules, channel=channel, kind=channel_kind)
     channel = _id(event, "channel")
-    _check_channel_type(event)
+    channel_kind = _channel_kind(event, channel, envelope, rules)
     _check_author(event, subtype, rules)
     kind = subtype_kind(subtype)
     if kind is SubtypeKind.HOUSEKEEPING:
@@ -142,6 +202,7 @@ def _message(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outc
         subtype=subtype,
         event_id=envelope.event_id,
         event_time=float(ts),
+        channel_kind=channel_kind,
     )
     return Accepted(message, repairs)
 
@@ -153,14 +214,13 @@ def _edited(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outco
     reply added to a thread): those are dropped as `unchanged_edit`.
     """
     channel = _id(event, "channel")
-    _check_channel_type(event)
+    channel_kind = _channel_kind(event, channel, envelope, rules)
     new = _object(event, "message")
     previous = event.get("previous_message")
     inner_subtype = _optional_str(new, "subtype")
     if inner_subtype == "tombstone":
-        return _deletion(
-            event, _ts(new, "ts"), {"thread_ts": new.get("thread_ts")}, envelope, rules, channel=channel
-        )
+        about = {"thread_ts": new.get("thread_ts")}
+        return _deletion(event, _ts(new, "ts"), about, envelope, rules, channel=channel, kind=channel_kind)
     _check_author(new, inner_subtype, rules)
     inner_kind = subtype_kind(inner_subtype)
     if inner_kind is not SubtypeKind.PERSON:
@@ -184,13 +244,14 @@ def _edited(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outco
         subtype=inner_subtype,
         event_id=envelope.event_id,
         event_time=_when(edited_ts, event, envelope),
+        channel_kind=channel_kind,
     )
     return Accepted(message, repairs)
 
 
 def _deleted(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outcome:
     channel = _id(event, "channel")
-    _check_channel_type(event)
+    channel_kind = _channel_kind(event, channel, envelope, rules)
     previous = event.get("previous_message")
     return _deletion(
         event,
@@ -199,6 +260,7 @@ def _deleted(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Outc
         envelope,
         rules,
         channel=channel,
+        kind=channel_kind,
     )
 
 
@@ -209,14 +271,14 @@ def _deletion(
     envelope: Envelope,
     rules: Rules,
     *,
-    channel: str | None = None,
+    channel: str,
+    kind: ChannelKind | None,
 ) -> Outcome:
     """A deletion names the message by (channel, ts); what it said is gone on purpose.
 
     `about` is what Slack still tells about the deleted message (author, thread); a deleted bot
     message is dropped like the bot message itself was.
     """
-    channel = channel or _id(event, "channel")
     _check_author(about, _optional_str(about, "subtype"), rules)
     user = about.get("user")
     message = SlackMessage(
@@ -229,6 +291,7 @@ def _deletion(
         text="",
         event_id=envelope.event_id,
         event_time=_when(None, event, envelope),
+        channel_kind=kind,
     )
     return Accepted(message)
 
@@ -265,10 +328,22 @@ def _reaction(event: Mapping[str, Any], envelope: Envelope, rules: Rules) -> Out
 # --- fields ---------------------------------------------------------------------------------------
 
 
-def _check_channel_type(event: Mapping[str, Any]) -> None:
-    channel_type = event.get("channel_type")
-    if channel_type in PRIVATE_CHANNEL_TYPES:
-        raise _Refusal(Dropped("direct_message", f"channel_type {channel_type}"))
+def _channel_kind(
+    event: Mapping[str, Any], channel: str, envelope: Envelope, rules: Rules
+) -> ChannelKind | None:
+    """The channel's kind, or the refusal of a channel that is not read (`channel_policy`).
+
+    A `channel_type` Slack has not documented is rejected rather than guessed: read as public it
+    could leak, dropped it would be lost; dead-lettered, it can be replayed once it is known. The
+    detail names the channel and its type, never the text.
+    """
+    channel_type = _optional_str(event, "channel_type")
+    if channel_type is not None and channel_type not in CHANNEL_KINDS:
+        raise _Refusal(Rejected("invalid_field", f"channel_type {_show(channel_type)} is not known"))
+    kind, skip = channel_policy(channel_type, ext_shared=envelope.ext_shared, rules=rules, channel=channel)
+    if skip is not None:
+        raise _Refusal(Dropped(skip, f"{channel} is {kind}"))
+    return kind
 
 
 def _check_author(message: Mapping[str, Any], subtype: str | None, rules: Rules) -> None:
@@ -383,6 +458,7 @@ def envelope_of(body: Mapping[str, Any]) -> Envelope:
         event_id=event_id if isinstance(event_id, str) and _ID.fullmatch(event_id) else None,
         team=team if isinstance(team, str) and _ID.fullmatch(team) else None,
         event_time=float(event_time) if isinstance(event_time, int | float) else None,
+        ext_shared=body.get("is_ext_shared_channel") is True,
     )
 
 

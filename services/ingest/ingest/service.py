@@ -160,9 +160,8 @@ class IngestService:
         assert self.publisher is not None
         web = AsyncWebClient(token=self._bot_token, base_url=self.slack.api_url)
         self.identity = await BotIdentity.fetch(web, self.ingest.auth_timeout_s)
-        rules = Rules(
-            bot_users=frozenset(u for u in (self.identity.bot_user_id,) if u),
-            max_text_chars=self.ingest.max_text_chars,
+        rules = Rules.from_settings(
+            self.ingest, bot_users=frozenset(u for u in (self.identity.bot_user_id,) if u)
         )
         self.intake = Intake(self.publisher, rules, max_record_bytes=self.kafka.max_request_size)
         app = build_app(

@@ -45,5 +45,26 @@ class IngestSettings(BaseSettings):
     dedup_memory_entries: int = Field(default=200_000, ge=1)
 
     max_text_chars: int = Field(default=SLACK_MAX_TEXT_CHARS, ge=1)
+    # Private channels (Slack's `channel_type: group`) are not read unless this says so: a DM
+    # quoting one could show it to someone who is not a member. DMs and group DMs are never read.
+    # The same setting decides what `beepgpt import` reads (groups.json and its folders).
+    private_channels: bool = False
     # How long start-up keeps retrying auth.test before giving up (Slack or the token is wrong).
     auth_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class ImportSettings(BaseSettings):
+    """Limits `beepgpt import` puts on an export (`BEEPGPT_IMPORT_*`): it is a file someone handed
+    over, and a zip's members can expand to far more than the zip (a 204 KB zip of one repeated
+    byte is 400 MB read whole), so every member is read under a limit, checked against the size the
+    zip declares and again while inflating (a declared size can lie)."""
+
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_IMPORT_")
+
+    # One day file of one channel: Slack's busiest channels write a few MB a day; 64 MiB leaves
+    # room without letting one member take the machine's memory.
+    max_member_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Everything read from one export, metadata included: the largest exports seen are a few GB.
+    max_total_bytes: int = Field(default=4 * 1024 * 1024 * 1024, ge=1)
+    # Uncompressed / compressed size of a zip member; JSON compresses 5-20x, a zip bomb 1000x.
+    max_compression_ratio: float = Field(default=200.0, gt=1)

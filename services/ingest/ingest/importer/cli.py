@@ -1,4 +1,11 @@
-"""`beepgpt import <export.zip|dir|table.parquet|table.jsonl> [--out messages.parquet] [--publish]`."""
+"""`beepgpt import <export.zip|dir|table.parquet|table.jsonl> [--out messages.parquet] [--publish]`.
+
+Exit codes: 0 when everything was read (remarks such as unknown fields are printed as `problem:`
+lines); 2 when the source cannot be read at all, or when members of an export were refused
+(corrupt or too deeply nested JSON, over a size limit, an unsafe path): each is one
+`beepgpt import: <member>: ...` line, and the rest of the export is still read, written and
+published, so one bad day file does not cost the others; 1 when publishing failed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from pathlib import Path
 from beepgpt.settings import KafkaSettings
 from ingest.importer.publish import publish
 from ingest.importer.sources import Imported, SourceError, read_source
-from ingest.settings import SLACK_MAX_TEXT_CHARS
+from ingest.settings import SLACK_MAX_TEXT_CHARS, ImportSettings, IngestSettings
 
 MAX_PROBLEMS_SHOWN = 50
 
@@ -29,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--publish", action="store_true", help="publish the rows to slack.messages (BEEPGPT_KAFKA_*)"
     )
+    p.add_argument(
+        "--private-channels",
+        action="store_true",
+        help="also read private channels (groups.json); default: BEEPGPT_INGEST_PRIVATE_CHANNELS, "
+        "off. DMs and group DMs are never read",
+    )
     p.add_argument("--max-text-chars", type=int, default=SLACK_MAX_TEXT_CHARS, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -38,16 +51,31 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        imported = read_source(args.source, max_text_chars=args.max_text_chars)
-    except (SourceError, OSError) as error:
-        print(f"beepgpt import: {error}", file=sys.stderr)
+        private_channels = args.private_channels or IngestSettings().private_channels
+        imported = read_source(
+            args.source,
+            max_text_chars=args.max_text_chars,
+            private_channels=private_channels,
+            limits=ImportSettings(),
+        )
+    except (SourceError, OSError, ValueError) as error:  # ValueError: settings that do not validate
+        print(f"beepgpt import: {_one_line(error)}", file=sys.stderr)
         return 2
     table = imported.history.table()
     summary = _summary(imported, time.perf_counter() - started)
-    for problem in imported.problems[:MAX_PROBLEMS_SHOWN]:
+    refused = imported.refused
+    remarks = [p for p in imported.problems if not p.refused]
+    for problem in refused[:MAX_PROBLEMS_SHOWN]:
+        print(f"beepgpt import: {problem.file}: {problem.detail}", file=sys.stderr)
+    if len(refused) > MAX_PROBLEMS_SHOWN:
+        print(
+            f"beepgpt import: ... and {len(refused) - MAX_PROBLEMS_SHOWN} more members not read",
+            file=sys.stderr,
+        )
+    for problem in remarks[:MAX_PROBLEMS_SHOWN]:
         print(f"problem: {problem}", file=sys.stderr)
-    if len(imported.problems) > MAX_PROBLEMS_SHOWN:
-        print(f"... and {len(imported.problems) - MAX_PROBLEMS_SHOWN} more problems", file=sys.stderr)
+    if len(remarks) > MAX_PROBLEMS_SHOWN:
+        print(f"... and {len(remarks) - MAX_PROBLEMS_SHOWN} more problems", file=sys.stderr)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(args.out, index=False)
@@ -64,7 +92,11 @@ def main(argv: list[str]) -> int:
         print(json.dumps(summary, indent=2))
     else:
         _print(summary, nothing_written=args.out is None and not args.publish)
-    return 0
+    return 2 if refused else 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:500]
 
 
 def _summary(imported: Imported, seconds: float) -> dict[str, object]:
@@ -75,7 +107,10 @@ def _summary(imported: Imported, seconds: float) -> dict[str, object]:
         "channels": imported.channels,
         "users": imported.users,
         **imported.history.counts.as_dict(),
+        "channels_not_read": imported.skipped_channels,
+        "files_not_read": imported.skipped_files,
         "problems": len(imported.problems),
+        "members_refused": len(imported.refused),
         "seconds": round(seconds, 3),
     }
 
@@ -92,7 +127,13 @@ def _print(summary: dict[str, object], *, nothing_written: bool) -> None:
     detail = ", ".join(f"{reason} {n}" for reason, n in skipped.items())
     print(f"skipped   {sum(skipped.values())}" + (f"  ({detail})" if detail else ""))
     print(f"applied   {summary['edits_applied']} edits, {summary['deletions_applied']} deletions")
-    print(f"problems  {summary['problems']}")
+    not_read = summary["channels_not_read"]
+    assert isinstance(not_read, dict)
+    if not_read:
+        detail = ", ".join(f"{reason} {n}" for reason, n in not_read.items())
+        print(f"not read  {sum(not_read.values())} channels, {summary['files_not_read']} files  ({detail})")
+    refused = f" ({summary['members_refused']} members not read)" if summary["members_refused"] else ""
+    print(f"problems  {summary['problems']}{refused}")
     if "wrote" in summary:
         print(f"wrote     {summary['wrote']} ({summary['kept']} rows)")
     if "published" in summary:

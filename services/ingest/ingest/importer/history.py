@@ -64,17 +64,20 @@ class HistoryBuilder:
         where: str,
         channel: str | None = None,
         channel_type: str | None = None,
+        shared: bool = False,
         reactions: int = 0,
     ) -> None:
-        """One export message / table row. `channel` fills in what export lines leave to their folder."""
+        """One export message / table row. `channel` fills in what export lines leave to their folder;
+        `channel_type` and `shared` are what the export's listing says about that folder, and
+        override whatever the line itself claims (the listing is who may read it)."""
         self.counts.read += 1
         if isinstance(line, Mapping) and (channel is not None or channel_type is not None):
             line = dict(line)
             if channel is not None:
                 line.setdefault("channel", channel)
             if channel_type is not None:
-                line.setdefault("channel_type", channel_type)
-        outcome = normalize_event(line, Envelope(), self.rules)
+                line["channel_type"] = channel_type
+        outcome = normalize_event(line, Envelope(ext_shared=shared), self.rules)
         if isinstance(outcome, Dropped):
             self.counts.skipped[outcome.reason] += 1
         elif not isinstance(outcome, Accepted):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from beepgpt.message_table import COLUMNS, complete
 from ingest.importer.export import ExportReader, Problem
 from ingest.importer.history import HistoryBuilder, reaction_count
 from ingest.normalize import Rules
-from ingest.settings import SLACK_MAX_TEXT_CHARS
+from ingest.settings import SLACK_MAX_TEXT_CHARS, ImportSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,22 +40,42 @@ class Imported:
     channels: int = 0
     users: int = 0
     files: int = 0
+    skipped_channels: dict[str, int] = field(default_factory=dict)  # reason → channel folders not read
+    skipped_files: int = 0  # their day files, never opened
+
+    @property
+    def refused(self) -> list[Problem]:
+        """Members that were not read at all (corrupt, too large, unsafe): the import is incomplete."""
+        return [p for p in self.problems if p.refused]
 
 
-def read_source(path: Path, *, max_text_chars: int = SLACK_MAX_TEXT_CHARS) -> Imported:
+def read_source(
+    path: Path,
+    *,
+    max_text_chars: int = SLACK_MAX_TEXT_CHARS,
+    private_channels: bool = False,
+    limits: ImportSettings | None = None,
+) -> Imported:
+    """Read one source with the live rules. Private channels of an export are read only when
+    `private_channels` says so (`BEEPGPT_INGEST_PRIVATE_CHANNELS`, as live); a message table has
+    no channel kinds, so its rows are read with the kind unknown."""
     if not path.exists():
         raise SourceError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if path.is_file() and suffix in TABLE_SUFFIXES:
         return _read_table(path, TABLE_SUFFIXES[suffix], Rules(max_text_chars=max_text_chars))
     if path.is_dir() or zipfile.is_zipfile(path):
-        return _read_export(path, max_text_chars)
+        rules = Rules(max_text_chars=max_text_chars, private_channels=private_channels)
+        return _read_export(path, rules, limits or ImportSettings())
     raise SourceError(f"{path} is not a Slack export (directory or .zip) nor a .parquet/.jsonl message table")
 
 
-def _read_export(path: Path, max_text_chars: int) -> Imported:
-    reader = ExportReader(path)
-    history = HistoryBuilder(Rules(bot_users=reader.bot_users, max_text_chars=max_text_chars))
+def _read_export(path: Path, rules: Rules, limits: ImportSettings) -> Imported:
+    try:
+        reader = ExportReader(path, private_channels=rules.private_channels, limits=limits)
+    except zipfile.BadZipFile as error:  # is_zipfile found an end record, the directory is broken
+        raise SourceError(f"{path}: not a readable zip file ({error})") from error
+    history = HistoryBuilder(replace(rules, bot_users=reader.bot_users))
     folders: set[str] = set()
     for line in reader.lines():
         folders.add(line.channel)
@@ -64,6 +84,7 @@ def _read_export(path: Path, max_text_chars: int) -> Imported:
             where=line.where,
             channel=line.channel,
             channel_type=line.channel_type,
+            shared=line.shared,
             reactions=reaction_count(line.message),
         )
     return Imported(
@@ -74,6 +95,8 @@ def _read_export(path: Path, max_text_chars: int) -> Imported:
         channels=len(folders),
         users=len(reader.users),
         files=reader.files,
+        skipped_channels=dict(sorted(reader.skipped_channels.items())),
+        skipped_files=reader.skipped_files,
     )
 
 
@@ -133,6 +156,13 @@ def _load_table(path: Path, problems: list[Problem]) -> pd.DataFrame:
                 continue
             try:
                 row = json.loads(raw)
+            except RecursionError:
+                problems.append(
+                    Problem(
+                        f"{path.name}:{number}", "corrupt_line", "not valid JSON: nested too deeply to parse"
+                    )
+                )
+                continue
             except (ValueError, UnicodeDecodeError) as error:
                 problems.append(
                     Problem(f"{path.name}:{number}", "corrupt_line", f"not valid JSON: {error}"[:300])
