@@ -100,7 +100,8 @@ def test_a_conversation_subject_follows_its_latest_messages() -> None:
         )
     activity.observe("c1", "CX", "UCY", T0 + 20, np.array([1.0, 0.0], np.float32))
     joined = activity.people["UCY"].joined_profile
-    assert joined is not None and joined[1] > 0.9 > joined[0]
+    assert joined is not None
+    assert joined[1] > 0.9 > joined[0]
 
 
 def test_an_older_profiles_file_without_joined_profiles_still_loads(tmp_path: Path) -> None:
