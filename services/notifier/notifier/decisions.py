@@ -1,12 +1,13 @@
 """The notifier's rules, with no I/O: who may be messaged, and what a dedup key's holder means.
 
-A candidate goes through four gates, each a pure function (here or in `budget`) and one Redis
-round trip per batch in `service`:
+A candidate goes through the named stages of `stages` (admit → claim → held → budget/rate →
+send → record), each a pure function over the batch, with one Redis round trip per batch in
+`service`; the two rules here are what the first two stages apply:
 
 1. `admit`: opted in? paused or in quiet hours? (preferences + clock)
 2. `verdict`: the dedup claim (free, a duplicate, or this record's own unfinished work)
-3. the token bucket: deliver now, or queue for the next digest;
-4. the daily budget (`budget`): one of today's real-time DMs, or wait for the digest time.
+
+The token bucket and the daily budget (`budget`) follow in `stages.budget_stage`.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from notifier.preferences import PreferencesTable
 from notifier.rate_limit import TokenBucket
 from notifier.settings import NotifierSettings
 from notifier.slack_sender import DefiniteSlackError, TransientSlackError
+from notifier.stages import audit_record
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,17 @@ def ready_at(alerts: Sequence[HeldAlert], allowed: Allowance, now: float) -> flo
     if not alerts or any(a.reason != "over_budget" for a in alerts):
         return now
     return max(now, min(next_digest_at(allowed, a.held_at) for a in alerts))
+
+
+def digest_records(
+    alerts: Sequence[HeldAlert],
+    outcome: NotificationOutcome,
+    detail: str,
+    now: float,
+    posted: Posted | None,
+) -> list[Notification]:
+    """The audit of a digest: one record per alert in it, built as a real-time alert's is."""
+    return [audit_record(alert.candidate, outcome, detail, now, posted) for alert in alerts]
 
 
 class DigestSweeper:
@@ -197,21 +209,7 @@ class DigestSweeper:
         self, user: str, inflight: Inflight, outcome: NotificationOutcome, detail: str, posted: Posted | None
     ) -> None:
         """Audit every alert of the digest, then forget it (in that order: a crash re-audits)."""
-        now = self._clock()
-        decisions = [
-            Notification(
-                user=alert.candidate.user,
-                conversation_id=alert.candidate.conversation_id,
-                outcome=outcome,
-                detail=detail,
-                reason=alert.candidate.reason,
-                dm_channel=posted.channel if posted else None,
-                dm_ts=posted.ts if posted else None,
-                candidate_created_at=alert.candidate.created_at,
-                decided_at=now,
-            )
-            for alert in inflight.alerts
-        ]
+        decisions = digest_records(inflight.alerts, outcome, detail, self._clock(), posted)
         await self._publish(decisions)
         for decision in decisions:
             DECISIONS.labels(decision.outcome).inc()

@@ -23,9 +23,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import get_args
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -37,25 +34,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from beepgpt.contracts import Candidate, Notification, NotificationOutcome, Preferences
+from beepgpt.contracts import Candidate, Notification, Preferences
 from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
 from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
-from notifier.budget import Allowance, allowance, budget_day, next_digest_at, over_budget_why
-from notifier.budget_counter import BudgetAnswer, BudgetAsk, BudgetCounter
-from notifier.decisions import Admission, Verdict, admit, verdict
+from notifier import stages
+from notifier.budget import allowance
+from notifier.budget_counter import BudgetCounter
 from notifier.dedup import ClaimState, DedupStore, Finish, conversation_marker, record_id
 from notifier.delivery import Delivery, Posted
 from notifier.digest import DigestSweeper
 from notifier.directory import Directory
-from notifier.held import HeldAlert, HeldAlerts
+from notifier.held import HeldAlerts
 from notifier.metrics import CANDIDATE_AGE, DECISION_LATENCY, DECISIONS, END_TO_END, REDIS_UP
 from notifier.preferences import PreferencesTable
 from notifier.rate_limit import TokenBucket
 from notifier.settings import NotifierSettings
 from notifier.slack_sender import DefiniteSlackError, SlackSender, TransientSlackError
+from notifier.stages import Work
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +69,6 @@ BATCH_DRAIN_S = 30.0
 
 class OwnerBusy(Exception):
     """A live instance holds an unfinished claim on a record of this batch: wait for it."""
-
-
-@dataclass
-class Work:
-    """One candidate record on its way through a batch."""
-
-    record: ConsumerRecord[bytes, bytes]
-    candidate: Candidate
-    rid: str
-    received: float
-    admission: Admission = field(default_factory=lambda: Admission("drop"))
-    takeover: bool = False
-    resumed: bool = False
-    budget_day: str | None = None  # the day whose budget this alert's DM was counted against
-    decision: Notification | None = None
-
-    @property
-    def user(self) -> str:
-        return self.candidate.user
-
-    @property
-    def conversation_id(self) -> str:
-        return self.candidate.conversation_id
 
 
 class Notifier:
@@ -319,267 +294,107 @@ class Notifier:
         return record_id(self.settings.group_id, record.topic, record.partition, record.offset)
 
     async def handle(self, batch: RecordBatch[Candidate]) -> None:
-        """Decide, send and publish one batch (decoded, its poison dead-lettered by the loop).
+        """Decide, send and publish one batch (decoded, its poison dead-lettered by the loop),
+        stage by stage (`stages`), each stage's Redis round trip done here for the whole batch.
         Raises on Redis/Kafka trouble; safe to redo."""
         now = self.clock()
         received = time.monotonic()
-        works: list[Work] = []
-        for record, candidate in batch.values():
-            work = Work(record, candidate, self._rid(record), received)
-            work.admission = admit(self.preferences.get(candidate.user), now)
-            works.append(work)
+        works = [Work(record, candidate, self._rid(record), received) for record, candidate in batch.values()]
 
-        for work in works:
-            if work.admission.action == "drop":
-                work.decision = self._decision(work, "not_opted_in", work.admission.why, now)
-        claimants = [w for w in works if w.decision is None]
-        await self._claim(claimants, now)
-
-        moving = [w for w in claimants if w.decision is None]
-        holds: list[HeldAlert] = []
-        finishes: list[Finish] = []
-        # Unfinished work of an earlier attempt may already wait in the digest queue: keep it
-        # there rather than take a token and send it now as well.
-        resumed = [w for w in moving if w.resumed]
-        already = await self.held.find_many([(w.user, w.conversation_id) for w in resumed])
-        for work, alert in zip(resumed, already, strict=True):
-            if alert is not None and alert.record == work.rid:
-                outcome: NotificationOutcome = (
-                    alert.reason if alert.reason in ("rate_limited", "over_budget") else "held"
-                )
-                finishes.append(self._finish(work, outcome))
-                work.decision = self._decision(work, outcome, f"{alert.why}; waiting for a digest", now)
-        moving = [w for w in moving if w.decision is None]
-        # Posted before a redo (Redis failed after the post): only record it, never post again,
-        # whatever the preferences say now.
-        senders: list[Work] = [w for w in moving if w.rid in self._sent]
-        moving = [w for w in moving if w.rid not in self._sent]
-        for work in moving:
-            if work.admission.action == "hold":
-                until = work.admission.until or now
-                holds.append(self._held_alert(work, "held", work.admission.why, until, now))
-                finishes.append(self._finish(work, "held"))
-                work.decision = self._decision(
-                    work, "held", f"{work.admission.why}; digest after {_utc(until)}", now
-                )
-        delivering = [w for w in moving if w.decision is None]
+        admitted = stages.admit_stage(works, self.preferences.get, now)
+        claimed = await self._claim(admitted.moving, now)
+        already = stages.to_look_up(claimed.moving)
+        found = await self.held.find_many([(w.user, w.conversation_id) for w in already])
+        waiting = stages.waiting_stage(
+            claimed.moving, {w.rid: a for w, a in zip(already, found, strict=True) if a is not None}, now
+        )
+        senders, fresh = stages.posted_stage(waiting.moving, self._sent)
+        holding = stages.hold_stage(fresh, now)
+        delivering = holding.moving
         takes = await self.bucket.take_many([w.user for w in delivering], now)
         allowances = {w.user: allowance(self.preferences.get(w.user), self.settings) for w in delivering}
-        # After the bucket, the day's budget: a DM the bucket allows spends one of the day's; one
-        # it refuses only asks whether the day has any left — if not, it waits for the digest
-        # time rather than for a token (a token would only bring it as a DM the budget forbids).
-        asks = [
-            BudgetAsk(
-                w.user,
-                budget_day(allowances[w.user], now),
-                w.rid,
-                allowances[w.user].daily_budget,
-                take=take.allowed,
-            )
-            for w, take in zip(delivering, takes, strict=True)
-        ]
+        asks = stages.budget_asks(delivering, takes, allowances, now)
         answers = await self.budget.take_many(asks, now)
-        for work, take, ask, answer in zip(delivering, takes, asks, answers, strict=True):
-            if not answer.allowed:
-                holds.append(self._over_budget(work, allowances[work.user], ask, answer, now))
-                finishes.append(self._finish(work, "over_budget"))
-                continue
-            if take.allowed:
-                work.budget_day = ask.day
-                senders.append(work)
-                continue
-            due = now + take.wait_s
-            holds.append(self._held_alert(work, "rate_limited", "rate limit", due, now))
-            finishes.append(self._finish(work, "rate_limited"))
-            work.decision = self._decision(
-                work,
-                "rate_limited",
-                f"over the per-user limit; queued for a digest in {take.wait_s:.0f}s",
-                now,
-            )
-        await self.held.hold_many(holds)
-        await self.dedup.finish_many(finishes)
+        budgeted = stages.budget_stage(delivering, takes, allowances, asks, answers, now)
+        await self.held.hold_many([*holding.holds, *budgeted.holds])
+        await self.dedup.finish_many([*waiting.finishes, *holding.finishes, *budgeted.finishes])
 
-        releases, retries, sent = await self._send_all(senders, now)
-        retry_holds = [
-            self._held_alert(w, "retry", f"slack: {err}", now + self.settings.retry_later_s, now)
-            for w, err in retries
-        ]
-        await self.held.hold_many(retry_holds)
-        await self.dedup.finish_many(
-            [self._finish(w, "held") for w, _ in retries] + [self._finish(w, "sent", p) for w, p in sent]
+        sent = stages.send_stage(
+            await self._send_all([*senders, *budgeted.moving]), now, self.settings.retry_later_s
         )
-        for work in releases:
+        await self.held.hold_many(sent.holds)
+        await self.dedup.finish_many(sent.finishes)
+        for work in sent.releases:
             await self.dedup.release(work.user, work.conversation_id, work.rid)
-        # Not delivered in real time after all (refused for good, or left to a digest, which never
-        # counts): the day's DM goes back to the person.
-        await self.budget.refund_many(
-            [
-                (w.user, w.budget_day, w.rid)
-                for w in [*releases, *(w for w, _ in retries)]
-                if w.budget_day is not None
-            ]
-        )
+        await self.budget.refund_many(sent.refunds)
 
-        await self._publish_batch(batch, works)
+        await self._publish_batch(batch, stages.record_stage(works))
 
-    async def _claim(self, works: list[Work], now: float) -> None:
-        """Take the dedup keys; mark duplicates and already-recorded work."""
+    async def _claim(self, works: list[Work], now: float) -> stages.Claimed:
+        """Take the dedup keys (`stages.claim_stage` says what each answer means); a live
+        instance's unfinished claim makes the batch wait."""
         claims = [(w.user, w.conversation_id, ClaimState("claim", w.rid, owner=self.owner)) for w in works]
         states = await self.dedup.claim_many(claims)
-        others = [
-            s.owner
-            for w, s in zip(works, states, strict=True)
-            if s is not None and s.kind == "claim" and s.record == w.rid and s.owner != self.owner
-        ]
-        alive = await self.dedup.alive(others)
-        busy = False
-        for work, state in zip(works, states, strict=True):
+        alive = await self.dedup.alive(stages.owners_to_ask(works, states, self.owner))
+        claimed = stages.claim_stage(works, states, alive, self.owner, now)
+        for work in claimed.owned:
             self._claimed[work.rid] = (work.user, work.conversation_id)
-            outcome = verdict(state, work.rid, self.owner, alive.get(state.owner, False) if state else False)
-            if outcome is Verdict.DUPLICATE:
-                self._claimed.pop(work.rid, None)
-                work.decision = self._decision(
-                    work, "deduplicated", "already decided for this conversation", now
-                )
-            elif outcome is Verdict.RECORDED and state is not None:
-                recorded: NotificationOutcome = (
-                    state.outcome if state.outcome in _OUTCOMES else "deduplicated"  # type: ignore[assignment]
-                )
-                work.decision = self._decision(
-                    work,
-                    recorded,
-                    "recorded before a restart",
-                    now,
-                    Posted(state.dm_channel, state.dm_ts) if state.dm_ts else None,
-                )
-            elif outcome is Verdict.WAIT:
-                busy = True
-            elif outcome is Verdict.TAKEOVER:
-                work.takeover = work.resumed = True
-            elif outcome is Verdict.RESUME:
-                work.resumed = True
-        if busy:
+        if claimed.busy:
             raise OwnerBusy
+        return claimed
 
-    async def _send_all(
-        self, works: list[Work], now: float
-    ) -> tuple[list[Work], list[tuple[Work, str]], list[tuple[Work, Posted]]]:
-        """Post the DMs concurrently; sort results into released, retry-later and sent."""
+    async def _send_all(self, works: list[Work]) -> list[tuple[Work, stages.SendResult]]:
+        """Post the DMs concurrently (a DM posted before a redo is not posted again)."""
         gate = asyncio.Semaphore(self.settings.send_concurrency)
-        releases: list[Work] = []
-        retries: list[tuple[Work, str]] = []
-        sent: list[tuple[Work, Posted]] = []
 
-        async def one(work: Work) -> None:
+        async def one(work: Work) -> tuple[Work, stages.SendResult]:
             posted = self._sent.get(work.rid)
-            if posted is None:
-                async with gate:
-                    try:
-                        posted = await self.delivery.alert(
-                            work.candidate,
-                            conversation_marker(work.user, work.conversation_id),
-                            look_first=work.takeover,
-                        )
-                    except DefiniteSlackError as error:
-                        self.sender.report_once(error, work.user)
-                        releases.append(work)
-                        work.decision = self._decision(work, "failed", f"slack: {error.error}", now)
-                        return
-                    except TransientSlackError as error:
-                        retries.append((work, error.error))
-                        work.decision = self._decision(
-                            work, "held", f"slack unavailable ({error.error}); retrying later", now
-                        )
-                        return
-                    except Exception as error:  # a bug must not lose the alert either
-                        log.exception("sending an alert failed unexpectedly", extra={"user": work.user})
-                        retries.append((work, type(error).__name__))
-                        work.decision = self._decision(work, "held", "unexpected error; retrying later", now)
-                        return
-                self._sent[work.rid] = posted
-            sent.append((work, posted))
-            work.decision = self._decision(work, "sent", work.candidate.reason, now, posted)
+            if posted is not None:
+                return work, posted
+            async with gate:
+                try:
+                    posted = await self.delivery.alert(
+                        work.candidate,
+                        conversation_marker(work.user, work.conversation_id),
+                        look_first=work.takeover,
+                    )
+                except DefiniteSlackError as error:
+                    self.sender.report_once(error, work.user)
+                    return work, stages.SendFailure("failed", error.error, f"slack: {error.error}")
+                except TransientSlackError as error:
+                    detail = f"slack unavailable ({error.error}); retrying later"
+                    return work, stages.SendFailure("retry", error.error, detail)
+                except Exception as error:  # a bug must not lose the alert either
+                    log.exception("sending an alert failed unexpectedly", extra={"user": work.user})
+                    return work, stages.SendFailure(
+                        "retry", type(error).__name__, "unexpected error; retrying later"
+                    )
+            self._sent[work.rid] = posted
+            return work, posted
 
-        await asyncio.gather(*(one(work) for work in works))
-        return releases, retries, sent
+        return list(await asyncio.gather(*(one(work) for work in works)))
 
-    async def _publish_batch(self, batch: RecordBatch[Candidate], works: list[Work]) -> None:
-        for work in works:
-            assert work.decision is not None
+    async def _publish_batch(
+        self, batch: RecordBatch[Candidate], decided: list[tuple[Work, Notification]]
+    ) -> None:
+        for work, decision in decided:
             trace = header(work.record.headers, TRACE_ID)
-            await batch.send(SENT, work.user, work.decision, trace_id=trace)
+            await batch.send(SENT, work.user, decision, trace_id=trace)
         await batch.flush()
         done = time.monotonic()
         now = self.clock()
-        for work in works:
-            assert work.decision is not None
-            DECISIONS.labels(work.decision.outcome).inc()
+        for work, decision in decided:
+            DECISIONS.labels(decision.outcome).inc()
             DECISION_LATENCY.observe(done - work.received)
             CANDIDATE_AGE.observe(max(0.0, now - work.candidate.created_at))
             with contextlib.suppress(ValueError):
                 END_TO_END.observe(max(0.0, now - float(work.candidate.latest_ts)))
-        self.decided += len(works)
+        self.decided += len(decided)
 
     async def _publish(self, decisions: Sequence[Notification]) -> None:
         """Publish decisions made outside a batch (digests) and wait for the broker."""
         futures = [await self._producer.send_soon(SENT, d.user, d) for d in decisions]
         await asyncio.gather(*futures)
-
-    def _decision(
-        self,
-        work: Work,
-        outcome: NotificationOutcome,
-        detail: str,
-        now: float,
-        posted: Posted | None = None,
-    ) -> Notification:
-        return Notification(
-            user=work.user,
-            conversation_id=work.conversation_id,
-            outcome=outcome,
-            detail=detail,
-            reason=work.candidate.reason,
-            dm_channel=posted.channel if posted else None,
-            dm_ts=posted.ts if posted else None,
-            candidate_created_at=work.candidate.created_at,
-            latest_ts=work.candidate.latest_ts,
-            decided_at=now,
-        )
-
-    def _held_alert(self, work: Work, reason: str, why: str, due: float, now: float) -> HeldAlert:
-        return HeldAlert(
-            candidate=work.candidate,
-            record=work.rid,
-            reason=reason,  # type: ignore[arg-type]
-            why=why,
-            due=due,
-            held_at=now,
-        )
-
-    def _over_budget(
-        self, work: Work, allowed: Allowance, ask: BudgetAsk, answer: BudgetAnswer, now: float
-    ) -> HeldAlert:
-        """Hold an alert over the person's daily budget for their next digest time, and audit it."""
-        due = next_digest_at(allowed, now)
-        work.decision = self._decision(
-            work,
-            "over_budget",
-            f"over the daily budget: {answer.used} of {allowed.daily_budget} real-time DMs on {ask.day}"
-            f" ({allowed.zone.key}); digest at {_utc(due)}",
-            now,
-        )
-        return self._held_alert(work, "over_budget", over_budget_why(allowed.daily_budget), due, now)
-
-    def _finish(self, work: Work, outcome: str, posted: Posted | None = None) -> Finish:
-        state = ClaimState(
-            "done",
-            work.rid,
-            outcome=outcome,
-            dm_channel=posted.channel if posted else "",
-            dm_ts=posted.ts if posted else "",
-        )
-        return Finish(work.user, work.conversation_id, state)
 
     # --- background work --------------------------------------------------------------------
 
@@ -608,10 +423,3 @@ class Notifier:
             return
         with contextlib.suppress(*REDIS_ERRORS):
             await self.held.expedite(user, self.clock())
-
-
-def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-_OUTCOMES = set(get_args(NotificationOutcome))
