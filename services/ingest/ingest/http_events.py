@@ -1,12 +1,23 @@
 """HTTP Events API adapter: an aiohttp server in front of the Bolt app.
 
-Bolt verifies the signing secret (401 otherwise), answers the `url_verification` handshake and
-`ssl_check`, and dispatches events. Two cases never reach Bolt, because Bolt could not even
-build its request from them: a body that is not UTF-8, and a body that is not JSON. For those
-this adapter checks the signature itself (401 if wrong) and dead-letters the raw bytes; it
-answers 200 (once the dead letter is in Kafka, within the ack budget) because Slack resending
-the same bytes could not help. A full buffer is a 503, so Slack retries (with
-`X-Slack-Retry-Num`; dedup makes the retry harmless).
+What an HTTP request goes through, in this order, so that nobody without the signing secret can
+make ingest parse, log or keep anything of theirs:
+
+1. the size: a body over `max_body_bytes` (`BEEPGPT_INGEST_MAX_BODY_BYTES`) is refused (413)
+   before it is read, when its Content-Length says so, or as soon as reading passes the limit;
+2. the signature: Slack's v0 HMAC of the raw bytes with the timestamp window (slack_sdk's
+   `SignatureVerifier`), before anything is decoded or parsed. A request without a valid one
+   gets 401, and the log line says why and how big the body was, never what it held;
+3. the body: not UTF-8, or not JSON, is dead-lettered and answered 200 (Slack resending the same
+   bytes could not help). JSON that is not an object, nests deeper than `MAX_DEPTH`, or has
+   fields of the wrong type where Bolt reads its routing ids (`{"team": 5}`), would break Bolt
+   (500 with a traceback, and Slack's retries after it); it is dead-lettered too and answered
+   400 with `X-Slack-No-Retry: 1` and one log line;
+4. Bolt: it checks the signature again (cheap), answers `url_verification` and `ssl_check`, and
+   dispatches events.
+
+A full buffer is a 503, so Slack retries (with `X-Slack-Retry-Num`; dedup makes the retry
+harmless).
 """
 
 from __future__ import annotations
@@ -15,11 +26,15 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import SignatureVerifier
 
 from ingest.intake import Intake, Refused
 from ingest.metrics import ACK_LATENCY, EVENTS
@@ -27,18 +42,127 @@ from ingest.normalize import Rejected
 
 log = logging.getLogger(__name__)
 
-# Slack's replay window for signed requests (the same one Bolt's verification applies).
+# Slack's replay window for signed requests (the one slack_sdk's verifier and Bolt apply).
 MAX_REQUEST_AGE_S = 300
+# How deep a body may nest. Slack's deepest payloads (rich-text blocks inside an edited message's
+# attachments) stay under 20 levels; a deeper one is an attack on the parsers and encoders after us.
+MAX_DEPTH = 64
+# Fields where Bolt looks for the routing ids of a request (slack_bolt.request.internals): each
+# must be a string (or absent / null), or Bolt fails with a TypeError before any listener runs.
+_ID_FIELDS = (
+    "type",
+    "team_id",
+    "enterprise_id",
+    "user_id",
+    "channel_id",
+    "thread_ts",
+    "user_team",
+    "context_team_id",
+    "context_enterprise_id",
+    "function_execution_id",
+    "bot_access_token",
+    "app_installed_team_id",
+    "response_url",
+    "event_id",
+)
+# Fields Bolt reads as either an id (string) or an object with an `id`.
+_REFERENCE_FIELDS = ("team", "enterprise", "user", "channel")
+# Objects Bolt looks into for the same fields.
+_NESTED_FIELDS = ("event", "message", "previous_message", "item", "assistant_thread", "view", "function_data")
+_NO_RETRY = {"X-Slack-No-Retry": "1"}
 
 
-def signature_ok(
-    secret: bytes, body: bytes, timestamp: str, signature: str, now: float | None = None
-) -> bool:
-    """Slack's v0 request signature over the raw bytes (slack_sdk's verifier wants valid UTF-8)."""
-    if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > MAX_REQUEST_AGE_S:
-        return False
-    expected = "v0=" + hmac.new(secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature)
+class RawSignatureVerifier(SignatureVerifier):  # type: ignore[misc]
+    """slack_sdk's verifier (timestamp window, constant-time compare) over the raw bytes: its own
+    `generate_signature` decodes the body as UTF-8 first, which needs the body to be valid UTF-8
+    and costs a copy before the request is known to be Slack's."""
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        if timestamp is None:
+            return None
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+        mac = hmac.new(self.signing_secret.encode(), b"v0:" + timestamp.encode() + b":" + raw, hashlib.sha256)
+        return "v0=" + mac.hexdigest()
+
+
+def signature_problem(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """Why this request is not signed by Slack (a short fixed reason), or None when it is."""
+    timestamp = headers.get("X-Slack-Request-Timestamp")
+    signature = headers.get("X-Slack-Signature")
+    if not timestamp or not signature:
+        return "missing_signature"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return "bad_timestamp"
+    if abs(verifier.clock.now() - int(timestamp)) > MAX_REQUEST_AGE_S:
+        return "stale_timestamp"
+    if not verifier.is_valid(body, timestamp, signature):
+        return "bad_signature"
+    return None
+
+
+def body_problem(body: object) -> Rejected | None:
+    """Why a parsed body would break Bolt (not an object, too deep, a routing field of the wrong
+    type), or None. The detail names the field and its type, never a value."""
+    if not isinstance(body, dict):
+        return Rejected("invalid_body", f"body is a JSON {type(body).__name__}, not an object")
+    if _too_deep(body, MAX_DEPTH):
+        return Rejected("too_deep", f"body nests deeper than {MAX_DEPTH} levels")
+    problem = _routing_problem(body, "")
+    shared_event = body.get("is_ext_shared_channel") is True and body.get("type") == "event_callback"
+    # Bolt's actor-id extraction reads `event` of a shared channel's event without checking it.
+    if problem is None and shared_event and not isinstance(body.get("event", {}), dict):
+        problem = "event is not an object in a shared channel's event"
+    return None if problem is None else Rejected("invalid_field", problem)
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
+
+
+def _routing_problem(payload: dict[str, Any], where: str) -> str | None:
+    for name in _ID_FIELDS:
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{where}{name} is {_kind(value)}, not a string"
+    for name in _REFERENCE_FIELDS:
+        value = payload.get(name)
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, dict):
+            return f"{where}{name} is {_kind(value)}, not a string or an object"
+        for inner in ("id", "team_id", "enterprise_id"):
+            if value.get(inner) is not None and not isinstance(value.get(inner), str):
+                return f"{where}{name}.{inner} is {_kind(value.get(inner))}, not a string"
+    for name in ("authorizations", "response_urls"):
+        value = payload.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            return f"{where}{name} is not a list of objects"
+        for index, item in enumerate(value[:1]):  # Bolt reads the first one only
+            problem = _routing_problem(item, f"{where}{name}[{index}].")
+            if problem is not None:
+                return problem
+    for name in _NESTED_FIELDS:
+        value = payload.get(name)
+        if isinstance(value, dict):
+            problem = _routing_problem(value, f"{where}{name}.")
+            if problem is not None:
+                return problem
+    return None
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 class HttpEventsAdapter:
@@ -59,7 +183,7 @@ class HttpEventsAdapter:
     ) -> None:
         self._app = app
         self._intake = intake
-        self._signing_secret = signing_secret.encode()
+        self._verifier = RawSignatureVerifier(signing_secret)
         self._host = host
         self._port = port
         self._path = path
@@ -106,28 +230,64 @@ class HttpEventsAdapter:
     async def _respond(self, request: web.Request) -> web.Response:
         if not self._accepting:
             return web.Response(status=503, text="shutting down")
-        raw = await request.read()
+        if request.content_length is not None and request.content_length > self._max_body_bytes:
+            return self._too_large(request.content_length)
         try:
-            bolt_request = AsyncBoltRequest(
-                body=raw.decode("utf-8"),
-                query=request.query_string,
-                headers=dict(request.headers),
-            )
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(None)
+        problem = signature_problem(self._verifier, raw, request.headers)
+        if problem is not None:
+            # One bounded line: nothing of the body, which is nobody's we know.
+            log.warning("request refused: not signed by Slack", extra={"reason": problem, "bytes": len(raw)})
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            return await self._unparseable(request, raw, Rejected("invalid_utf8", str(error)[:200]))
-        except ValueError as error:  # json.JSONDecodeError and friends
-            return await self._unparseable(request, raw, Rejected("invalid_json", str(error)[:200]))
+            return await self._dead_letter(raw, Rejected("invalid_utf8", str(error)[:200]), None)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip() or None
+        try:
+            body = parse_body(text, content_type)
+        except RecursionError:
+            return await self._malformed(raw, Rejected("too_deep", "body nests too deep to parse"), None)
+        except ValueError as error:  # json.JSONDecodeError, an integer of over 4,300 digits
+            return await self._dead_letter(raw, Rejected("invalid_json", str(error)[:200]), None)
+        rejected = body_problem(body)
+        if rejected is not None:
+            return await self._malformed(raw, rejected, body)
+        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
         bolt_response = await self._app.async_dispatch(bolt_request)
         response: web.Response = await to_aiohttp_response(bolt_response)
         return response
 
-    async def _unparseable(self, request: web.Request, raw: bytes, rejected: Rejected) -> web.Response:
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        signature = request.headers.get("X-Slack-Signature", "")
-        if not signature_ok(self._signing_secret, raw, timestamp, signature):
-            return web.json_response({"error": "invalid request"}, status=401)
+    def _too_large(self, size: int | None) -> web.Response:
+        log.warning("request refused: body too large", extra={"bytes": size, "limit": self._max_body_bytes})
+        return web.Response(status=413, text="request body too large")
+
+    async def _malformed(self, raw: bytes, rejected: Rejected, body: object) -> web.Response:
+        """A signed body Bolt cannot take: dead-lettered (nothing is lost), then 400 and no retry."""
+        refused = await self._park(raw, rejected, _event_id(body))
+        if refused is not None:
+            return refused
+        log.warning(
+            "signed request refused: malformed body",
+            extra={"reason": rejected.reason, "detail": rejected.detail, "bytes": len(raw)},
+        )
+        return web.json_response({"error": rejected.reason}, status=400, headers=_NO_RETRY)
+
+    async def _dead_letter(self, raw: bytes, rejected: Rejected, event_id: str | None) -> web.Response:
+        """A signed body that is not JSON text: dead-lettered, then 200 (resending cannot help)."""
+        refused = await self._park(raw, rejected, event_id)
+        return refused or web.Response(status=200)
+
+    async def _park(self, raw: bytes, rejected: Rejected, event_id: str | None) -> web.Response | None:
         try:
-            await self._intake.settle(self._intake.reject(raw, rejected, None))
+            await self._intake.settle(self._intake.reject(raw, rejected, event_id))
         except Refused as refused:
             return web.Response(status=503, text=f"{refused}, retry later")
-        return web.Response(status=200)
+        return None
+
+
+def _event_id(body: object) -> str | None:
+    event_id = body.get("event_id") if isinstance(body, dict) else None
+    return event_id if isinstance(event_id, str) and event_id.isascii() and len(event_id) <= 64 else None

@@ -64,8 +64,21 @@ class Intake:
     async def receive(self, body: Mapping[str, Any]) -> Outcome:
         """An Events API / Socket Mode `event_callback` body (envelope plus `event`): returns once
         its record is in Kafka or the ack budget ran out; raises `Refused` when Slack must retry."""
-        envelope = envelope_of(body)
-        outcome = normalize_event(body.get("event"), envelope, self.rules)
+        try:
+            envelope = envelope_of(body)
+            outcome = normalize_event(body.get("event"), envelope, self.rules)
+        except Exception as error:
+            # The normalizer is meant to turn every input into an outcome; should one still make
+            # it fail, the event is parked with the error rather than answered 500 (Slack's
+            # retries would fail the same way and then give up: the event would be lost).
+            envelope = Envelope(event_id=_event_id_of(body))
+            outcome = Rejected("normalize_failed", f"{type(error).__name__}: {error}"[:200])
+        if (
+            body.get("event_time") is not None
+            and envelope.event_time is None
+            and isinstance(outcome, Accepted)
+        ):
+            REPAIRS.labels("ignored_event_time").inc()
         await self.settle(self.take(outcome, envelope, body))
         return outcome
 
@@ -156,13 +169,21 @@ def _dlq_headers(rejected: Rejected) -> Headers:
     ]
 
 
+def _event_id_of(body: Mapping[str, Any]) -> str | None:
+    event_id = body.get("event_id")
+    return event_id if isinstance(event_id, str) and event_id.isascii() and len(event_id) <= 64 else None
+
+
 def _event_id_header(envelope: Envelope) -> dict[str, str]:
     return {"event_id": envelope.event_id} if envelope.event_id else {}
 
 
 def _encode_raw(raw: Mapping[str, Any]) -> bytes:
     """The delivery as JSON bytes; ASCII-escaped, so even lone surrogates survive unchanged."""
-    return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=str).encode()
+    try:
+        return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=str).encode()
+    except (RecursionError, ValueError):  # nested deeper than the encoder goes (Socket Mode has no limit)
+        return repr(raw).encode("ascii", errors="backslashreplace")
 
 
 def _channel_of(raw: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ check who may read it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -453,13 +454,32 @@ def envelope_of(body: Mapping[str, Any]) -> Envelope:
     """The delivery facts of an Events API / Socket Mode `event_callback` body."""
     event_id = body.get("event_id")
     team = body.get("team_id")
-    event_time = body.get("event_time")
     return Envelope(
         event_id=event_id if isinstance(event_id, str) and _ID.fullmatch(event_id) else None,
         team=team if isinstance(team, str) and _ID.fullmatch(team) else None,
-        event_time=float(event_time) if isinstance(event_time, int | float) else None,
+        event_time=delivery_time(body.get("event_time")),
         ext_shared=body.get("is_ext_shared_channel") is True,
     )
+
+
+# Slack's `event_time` is whole epoch seconds; one outside this range (or not a finite number) is
+# not a time Slack could have sent. 2**32 s is in 2106, well inside what every reader of an
+# `event_time` can turn into nanoseconds (int64 ends in 2262).
+MAX_EVENT_TIME_S = float(2**32)
+
+
+def delivery_time(value: object) -> float | None:
+    """The envelope's `event_time` as seconds, or None when it is not a plausible epoch time: not a
+    number, a bool, NaN or infinite, negative, or beyond `MAX_EVENT_TIME_S` (a 400-digit integer
+    does not even convert to a float). It is only the fallback for an event without a ts of its
+    own, so ignoring a bad one loses nothing: the event keeps its own ts, and an event with none
+    is rejected (`missing_field`) to the dead-letter topic."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not 0 <= value <= MAX_EVENT_TIME_S:
+        return None  # before float(): a huge int raises OverflowError
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_EVENT_TIME_S else None
 
 
 def action_label(event: SlackMessage | SlackReaction) -> str:

@@ -2,8 +2,9 @@
 
 Kafka I/O only; the rules are in the query, the feeder and the fold. Per assigned partition a
 `PartitionSessionizer` runs its own live query. The shared consume loop (`beepgpt.runtime`)
-reads records and dead-letters the ones it cannot read; this service feeds them all (poison as
-a skip), sends heartbeats to partitions that have caught up (so quiet conversations close by the
+reads records and dead-letters the ones it cannot read (the contract's validation, then
+`feeder.check`: a `ts="abc"` passes the contract but not the feeder); this service feeds them all
+(poison as a skip), sends heartbeats to partitions that have caught up (so quiet conversations close by the
 clock, while a backlog is replayed by its own times), rebuilds queries that failed or grew, and
 commits what is safe, through the loop's commit hook:
 
@@ -33,7 +34,7 @@ from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
 from sessionizer import metrics
 from sessionizer.clock import Clock, EventClock, WallClock
 from sessionizer.conversation import Emitted
-from sessionizer.feeder import SlackEvent
+from sessionizer.feeder import SlackEvent, decode
 from sessionizer.live import QueryEnded
 from sessionizer.offsets import CommitPoint, ReplayMarks
 from sessionizer.partition import PartitionSessionizer, Record
@@ -79,6 +80,9 @@ class SessionizerService:
             topic=SLACK_MESSAGES,
             producer=self._producer,
             step=self._feed_batch,
+            # The contract, then what the feeder computes with (`ts="abc"` passes the contract):
+            # either failing dead-letters the record, and the partition still passes it.
+            decode=decode,
             poll=Poll(timeout_ms=int(settings.heartbeat_s * 1000), max_records=settings.max_batch),
             commit=self._commit_due,
             tick=self._tick,
