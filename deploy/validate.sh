@@ -8,10 +8,12 @@
 #
 # What runs:
 #   docker-compose config -q          Debian's docker-compose 1.29: schema and interpolation
+#   check_compose.py                  published ports on 127.0.0.1, no admin APIs or default logins
 #   render_monitoring.py --check      the Kubernetes copies of rules/dashboard are up to date
 #   kubectl kustomize <overlay>       each overlay builds (secrets from the *.env.example files)
 #   check_manifests.py                CRDs (KEDA, Prometheus Operator, Strimzi) against their
-#                                     schemas + cross-checks (probes, PDBs, lag triggers, topics)
+#                                     schemas + cross-checks (probes, PDBs, lag triggers, topics,
+#                                     NetworkPolicies: every Deployment default-denied)
 #   kubernetes-validate --strict      built-in kinds against Kubernetes' OpenAPI schemas
 #   promtool check rules / config     Debian's prometheus package
 #   promtool test rules               the alert rules' unit tests
@@ -54,6 +56,9 @@ install_missing() {
 validate_compose() {
   log "docker-compose config ($(docker-compose version --short))"
   docker-compose -f docker-compose.yml config -q
+  # Exposure: ports on 127.0.0.1 only, no Prometheus lifecycle API, Grafana without a default
+  # admin password or an anonymous role above Viewer.
+  docker-compose -f docker-compose.yml config | "$PY" deploy/compose/check_compose.py - docker-compose.yml
 }
 
 validate_kubernetes() {

@@ -21,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jsonschema
 import yaml
@@ -316,6 +316,14 @@ class Manifests:
         env: dict[str, str] = {}
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         for source in container.get("envFrom", []):
+            if "secretRef" in source:  # credentials (optional ones may be absent): not config
+                secret = source["secretRef"]
+                if not secret.get("optional") and self.named("Secret", secret["name"]) is None:
+                    self.fail(
+                        f"Deployment/{deployment['metadata']['name']}",
+                        f"envFrom Secret {secret['name']} does not exist",
+                    )
+                continue
             ref = source.get("configMapRef", {}).get("name")
             config_map = self.named("ConfigMap", ref) if ref else None
             if config_map is None:
@@ -387,6 +395,64 @@ class Manifests:
                             f"ServiceMonitor/{monitor['metadata']['name']}",
                             f"port {endpoint.get('port')} not in Service {sorted(ports)}",
                         )
+
+    # nothing reaches a pod that it does not need: every Deployment is selected by an Ingress
+    # NetworkPolicy (so only what policies allow gets in), BeepGPT's own by one that allows nothing
+    # (the default deny), and what is allowed names its peers and ports: the ops port for
+    # Prometheus, and ingest's HTTP events port
+    ALLOWED_PORTS: ClassVar[dict[str, set[int | str]]] = {"": {"http", 8000}, "ingest": {"http", 8000, 3000}}
+
+    def _matches(self, selector: dict[str, Any], labels: dict[str, str]) -> bool:
+        """Kubernetes label-selector semantics (matchLabels and matchExpressions; {} is all)."""
+        if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+            return False
+        for expression in selector.get("matchExpressions", []):
+            key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+            present = key in labels
+            if (
+                (operator == "In" and labels.get(key) not in values)
+                or (operator == "NotIn" and present and labels[key] in values)
+                or (operator == "Exists" and not present)
+                or (operator == "DoesNotExist" and present)
+            ):
+                return False
+        return True
+
+    def check_network_policies(self) -> None:
+        policies = [
+            p for p in self.of("NetworkPolicy") if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        ]
+        for policy in policies:
+            for rule in policy["spec"].get("ingress", []):
+                where = f"NetworkPolicy/{policy['metadata']['name']}"
+                if not rule.get("from"):
+                    self.fail(where, "an ingress rule without `from` admits every source")
+                if not rule.get("ports"):
+                    self.fail(where, "an ingress rule without `ports` admits every port")
+        for deployment in self.of("Deployment"):
+            name = deployment["metadata"]["name"]
+            where = f"Deployment/{name}"
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            selecting = [p for p in policies if self._matches(p["spec"].get("podSelector", {}), labels)]
+            if not selecting:
+                self.fail(where, "no NetworkPolicy selects its pods: any pod in the cluster can reach it")
+                continue
+            service = next(
+                (s for s in ("ingest", "sessionizer", "scorer", "notifier") if name.startswith(s)), None
+            )
+            if service is None:
+                continue  # supporting pieces: covered, with their own rules
+            if not any(not p["spec"].get("ingress") for p in selecting):
+                self.fail(where, "no default-deny NetworkPolicy (one without ingress rules) selects its pods")
+            allowed = self.ALLOWED_PORTS.get(service, self.ALLOWED_PORTS[""])
+            for policy in selecting:
+                for rule in policy["spec"].get("ingress", []):
+                    for port in rule.get("ports", []):
+                        if port.get("port") not in allowed:
+                            self.fail(
+                                f"NetworkPolicy/{policy['metadata']['name']}",
+                                f"admits port {port.get('port')} to {name}; allowed: {sorted(map(str, allowed))}",
+                            )
 
     # secrets and config maps the pods mount exist (kustomize renamed them consistently)
     def check_references(self) -> None:
@@ -469,6 +535,7 @@ def main(argv: list[str]) -> int:
     manifests.check_custom_resources()
     manifests.check_services()
     manifests.check_references()
+    manifests.check_network_policies()
     manifests.check_topics()
     if args.builtin_out:
         builtin = [d for d in docs if (d.get("apiVersion"), d.get("kind")) not in CUSTOM_KINDS]

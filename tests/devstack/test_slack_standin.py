@@ -36,6 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from devstack.slack_standin import RemoteStandin, SlackStandin, Workspace, signature
 from devstack.slack_standin import events as ev
 from devstack.slack_standin.socket_mode import AckTimeout, NoConnection
+from devstack.slack_standin.workspace import Channel, User
 
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 GENERAL = "C0GENERAL"
@@ -204,6 +205,54 @@ async def test_slack_errors_for_bad_input_and_tokens(slack: SlackStandin) -> Non
     assert await error_of(client.chat_postMessage(channel=GENERAL, text="x")) == "token_revoked"
     slack.reset()
     assert (await client.auth_test())["ok"]
+
+
+async def test_guests_private_channels_and_membership(slack: SlackStandin) -> None:
+    """users.info flags guests; a private channel lists its members (paged as Slack pages) to
+    its members only, and is `channel_not_found` to everyone else, as on Slack."""
+    ws = slack.workspace
+    ws.add_user(User(id="U0GUEST", name="gus", is_restricted=True))
+    ws.add_user(User(id="U0SOLO", name="solo", is_restricted=True, is_ultra_restricted=True))
+    members = [ALICE, CAROL, "U0GUEST", ws.bot_user_id]
+    ws.add_channel(Channel(id="C0SECRET", name="secret", is_private=True, members=members))
+    ws.add_channel(Channel(id="C0HIDDEN", name="hidden", is_private=True, members=[ALICE]))
+    ws.add_channel(Channel(id="C0CONNECT", name="connect", is_ext_shared=True, members=[BOB]))
+    client = web_client(slack)
+
+    bob = (await client.users_info(user=BOB))["user"]
+    assert (bob["is_restricted"], bob["is_ultra_restricted"]) == (False, False)
+    guest = (await client.users_info(user="U0GUEST"))["user"]
+    assert (guest["is_restricted"], guest["is_ultra_restricted"]) == (True, False)
+    solo = (await client.users_info(user="U0SOLO"))["user"]
+    assert (solo["is_restricted"], solo["is_ultra_restricted"]) == (True, True)
+
+    info = (await client.conversations_info(channel="C0SECRET"))["channel"]
+    assert (info["is_private"], info["is_group"], info["is_channel"], info["is_member"]) == (
+        True,
+        True,
+        False,
+        True,
+    )
+    shared = (await client.conversations_info(channel="C0CONNECT"))["channel"]
+    assert (shared["is_private"], shared["is_ext_shared"], shared["is_shared"]) == (False, True, True)
+    assert (await client.conversations_info(channel=GENERAL))["channel"]["is_private"] is False
+
+    # slack_sdk follows response_metadata.next_cursor
+    pages = [
+        page["members"] async for page in await client.conversations_members(channel="C0SECRET", limit=3)
+    ]
+    assert pages == [members[:3], members[3:]]
+    last = await client.conversations_members(channel="C0SECRET")
+    assert last["response_metadata"]["next_cursor"] == ""
+    everyone = (await client.conversations_members(channel=GENERAL, limit=1000))["members"]
+    assert set(everyone) >= {ALICE, BOB, CAROL}
+
+    assert await error_of(client.conversations_info(channel="C0HIDDEN")) == "channel_not_found"
+    assert await error_of(client.conversations_members(channel="C0HIDDEN")) == "channel_not_found"
+    assert await error_of(client.conversations_members(channel="C0NOPE")) == "channel_not_found"
+    bad_cursor = client.conversations_members(channel="C0SECRET", cursor="bm9wZQ==")
+    assert await error_of(bad_cursor) == "invalid_cursor"
+    assert slack.recorder.call_count("conversations.members") == 7
 
 
 # ---- faults ------------------------------------------------------------------------------------

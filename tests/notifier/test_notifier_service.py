@@ -327,32 +327,34 @@ async def test_a_lifted_pause_releases_held_alerts_and_opt_out_drops_them(
     assert dms(standin) == [dms(standin)[0]]
 
 
-async def test_unknown_users_and_a_revoked_token_fail_without_blocking_others(
+async def test_unknown_users_and_a_revoked_token_are_refused_without_blocking_others(
     kafka_topics: KafkaSettings,
     redis_settings: RedisSettings,
     slack_settings: SlackSettings,
     notifier_settings: NotifierSettings,
     standin: SlackStandin,
 ) -> None:
+    """Who may read what is asked before anything is sent: someone Slack does not know, or any
+    check Slack refuses (a revoked token), is `not_permitted`, the claim released."""
     await publish(kafka_topics, [opted_in("U0GONE"), opted_in(BOB), opted_in(CAROL)])
     await publish(kafka_topics, [candidate("U0GONE"), candidate(BOB), candidate("U0GONE", "C0GENERAL:9.9")])
     async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
         found = await decisions(kafka_topics, 3)
         assert sorted((d.user, d.outcome) for d in found) == [
             (BOB, "sent"),
-            ("U0GONE", "failed"),
-            ("U0GONE", "failed"),
+            ("U0GONE", "not_permitted"),
+            ("U0GONE", "not_permitted"),
         ]
-        assert all("user_not_found" in d.detail for d in found if d.outcome == "failed")
+        assert all("user_not_found" in d.detail for d in found if d.outcome == "not_permitted")
         standin.revoke_token()
         await publish(kafka_topics, [candidate(CAROL)])
         carol = [d for d in await decisions(kafka_topics, 4) if d.user == CAROL]
-        assert [d.outcome for d in carol] == ["failed"]
+        assert [d.outcome for d in carol] == ["not_permitted"]
         assert "token_revoked" in carol[0].detail
-        standin.reset()  # the token works again: the released claim lets the alert through
+        standin.reset()  # the token works again (a refused check is not cached): the alert goes
         await publish(kafka_topics, [candidate(CAROL)])
         carol = [d for d in await decisions(kafka_topics, 5) if d.user == CAROL]
-    assert [d.outcome for d in carol] == ["failed", "sent"]
+    assert [d.outcome for d in carol] == ["not_permitted", "sent"]
 
 
 async def test_unreadable_candidates_are_dead_lettered_and_the_rest_decided(

@@ -18,6 +18,7 @@ from notifier.dedup import ClaimState
 from notifier.delivery import Posted
 from notifier.digest import digest_records
 from notifier.held import HeldAlert
+from notifier.permissions import ChannelAccess, UserAccess, channel_access, user_access
 from notifier.rate_limit import Take
 from notifier.stages import (
     SendFailure,
@@ -27,9 +28,12 @@ from notifier.stages import (
     audit_record,
     budget_asks,
     budget_stage,
+    channels_to_list,
     claim_stage,
     hold_stage,
+    may_read,
     owners_to_ask,
+    permission_stage,
     posted_stage,
     record_stage,
     send_stage,
@@ -129,6 +133,66 @@ def test_a_resumed_alert_already_in_the_digest_queue_stays_there() -> None:
 def test_what_was_posted_before_a_redo_is_only_recorded() -> None:
     a, b = work("U0A", offset=1), work("U0B", offset=2)
     assert posted_stage([a, b], {"rec-2"}) == ([b], [a])
+
+
+def test_slacks_user_and_channel_objects_say_who_may_read_what() -> None:
+    assert user_access({"id": "U0A", "is_restricted": False}).full_member
+    assert user_access({"is_restricted": True}).guest == "a guest"
+    assert user_access({"is_restricted": True}).refusal is None  # a guest, refused where not a member
+    assert user_access({"is_restricted": True, "is_ultra_restricted": True}).guest == "a single-channel guest"
+    assert user_access({"deleted": True}).refusal == "a deactivated account"
+    assert user_access({"is_bot": True}).refusal == "a bot"
+    assert channel_access({"is_channel": True, "is_private": False}).kind == "public"
+    assert channel_access({"is_private": True, "is_ext_shared": True}).kind == "private"
+    assert channel_access({"is_ext_shared": True}).kind == "shared"
+    assert channel_access({"is_im": True, "is_private": True}).kind == "im"
+    assert channel_access({"is_mpim": True, "is_private": True}).kind == "mpim"
+    assert not channel_access({}).needs_membership
+    assert channel_access({"is_private": True}).needs_membership
+
+
+def test_may_read_fails_closed_on_anything_not_looked_up() -> None:
+    full, public, private = UserAccess(), ChannelAccess("public"), ChannelAccess("private")
+    assert may_read(full, public, None, "U0A") is None
+    assert may_read(full, private, {"U0A"}, "U0A") is None
+    assert may_read(full, private, {"U0B"}, "U0A") == "not a member of the private channel"
+    assert may_read(full, ChannelAccess("shared"), set(), "U0A") == "not a member of the shared channel"
+    guest = UserAccess(guest="a guest")
+    assert may_read(guest, public, None, "U0A") is not None  # a guest's channels are looked up
+    assert may_read(guest, public, {"U0B"}, "U0A") == "a guest, not a member of the public channel"
+    assert may_read(guest, public, {"U0A"}, "U0A") is None  # a guest sees the channels they are in
+    assert may_read(guest, private, {"U0A"}, "U0A") is None
+    assert may_read(UserAccess("slack: user_not_found"), public, None, "U0A") == (
+        "cannot check the recipient (slack: user_not_found)"
+    )
+    gone = ChannelAccess("unknown", "slack: channel_not_found")
+    assert may_read(full, gone, None, "U0A") == "cannot read the channel (slack: channel_not_found)"
+    assert may_read(None, public, None, "U0A") is not None
+    assert may_read(full, None, None, "U0A") is not None
+    assert may_read(full, private, None, "U0A") is not None
+
+
+def test_permission_stops_guests_and_non_members_and_releases_their_claims() -> None:
+    member = work("U0A", "C0SECRET:1.1", offset=1)
+    outsider = work("U0B", "C0SECRET:1.1", offset=2)
+    guest = work("U0G", "C0PROJECT:1.1", offset=3)
+    public = work("U0B", "C0PROJECT:1.1", offset=4)
+    works = [member, outsider, guest, public]
+    channels = {"C0SECRET": ChannelAccess("private"), "C0PROJECT": ChannelAccess("public")}
+    assert channels_to_list(works, channels) == ["C0SECRET"]
+    users = {"U0A": UserAccess(), "U0B": UserAccess(), "U0G": UserAccess(guest="a guest")}
+    assert channels_to_list(works, channels, users) == ["C0PROJECT", "C0SECRET"]  # the guest's too
+    members = {"C0SECRET": frozenset({"U0A"}), "C0PROJECT": frozenset({"U0A", "U0B"})}
+    gate = permission_stage(works, users, channels, members, NOW)
+    assert gate.moving == [member, public]
+    assert outcomes(gate.stopped) == [("rec-2", "not_permitted"), ("rec-3", "not_permitted")]
+    assert gate.releases == [outsider, guest]
+    assert not gate.holds
+    assert not gate.finishes
+    assert outsider.decision is not None
+    assert outsider.decision.detail == "not a member of the private channel; C0SECRET"
+    assert guest.decision is not None
+    assert guest.decision.detail == "a guest, not a member of the public channel; C0PROJECT"
 
 
 def test_quiet_hours_and_pauses_hold_for_a_digest() -> None:

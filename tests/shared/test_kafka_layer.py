@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from beepgpt import topics
 from beepgpt.contracts import SlackMessage
-from beepgpt.kafka import DeadLetters, EventProducer, ensure_topics, header, make_consumer, report_lag
+from beepgpt.kafka import (
+    DeadLetters,
+    EventProducer,
+    ensure_topics,
+    header,
+    make_consumer,
+    new_admin,
+    report_lag,
+)
 from beepgpt.kafka.headers import SOURCE, TRACE_ID
 from beepgpt.observability.metrics import CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
@@ -19,7 +25,7 @@ async def test_ensure_topics_creates_each_topic_once_with_the_configured_partiti
     created = await ensure_topics(kafka_settings, topics.ALL_TOPICS)
     assert set(created) == {t.name for t in topics.ALL_TOPICS} | {t.dlq for t in topics.ALL_TOPICS}
     assert await ensure_topics(kafka_settings, topics.ALL_TOPICS) == []
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    admin = new_admin(kafka_settings)
     await admin.start()
     try:
         described = await admin.describe_topics([topics.SLACK_MESSAGES.name])

@@ -162,6 +162,7 @@ class WebApi:
             "conversations.open": MethodSpec(self.conversations_open, bot),
             "conversations.list": MethodSpec(self.conversations_list, bot),
             "conversations.info": MethodSpec(self.conversations_info, bot),
+            "conversations.members": MethodSpec(self.conversations_members, bot),
             "conversations.history": MethodSpec(self.conversations_history, bot),
             "conversations.replies": MethodSpec(self.conversations_replies, bot),
             "users.info": MethodSpec(self.users_info, bot),
@@ -399,9 +400,24 @@ class WebApi:
         bot = self.workspace.bot_user_id
         return {"channels": [c.to_api(bot) for c in page], "response_metadata": {"next_cursor": next_cursor}}
 
-    async def conversations_info(self, call: Call) -> dict[str, Any]:
+    def _visible(self, call: Call) -> Channel:
+        """The conversation named by `channel`, if the caller may see it: a private one the
+        caller is not in is `channel_not_found`, as on Slack."""
         channel = self.workspace.channel(_str(call.args, "channel"))
+        if not channel.visible_to(call.credential.user_id):
+            raise SlackError("channel_not_found")
+        return channel
+
+    async def conversations_info(self, call: Call) -> dict[str, Any]:
+        channel = self._visible(call)
         return {"channel": channel.to_api(self.workspace.bot_user_id)}
+
+    async def conversations_members(self, call: Call) -> dict[str, Any]:
+        channel = self._visible(call)
+        members = [m for m in channel.members if m in self.workspace.users]
+        limit = _int(call.args, "limit", 100, lo=1)
+        page, next_cursor = _page(members, lambda m: m, _str(call.args, "cursor"), "member", limit)
+        return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
 
     def _readable(self, call: Call) -> Channel:
         channel = self.workspace.channel(_str(call.args, "channel"))

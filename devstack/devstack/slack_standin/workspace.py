@@ -49,6 +49,9 @@ class User:
     team_id: str = DEFAULT_TEAM_ID
     is_bot: bool = False
     deleted: bool = False
+    # Guests: a multi-channel guest is `is_restricted`, a single-channel guest both flags.
+    is_restricted: bool = False
+    is_ultra_restricted: bool = False
     bot_id: str | None = None
     app_id: str | None = None
     tz: str = "Etc/UTC"
@@ -59,7 +62,19 @@ class User:
     @classmethod
     def from_export(cls, raw: Mapping[str, Any], team_id: str) -> User:
         profile = raw.get("profile") or {}
-        known = {"id", "name", "real_name", "team_id", "is_bot", "deleted", "tz", "updated", "profile"}
+        known = {
+            "id",
+            "name",
+            "real_name",
+            "team_id",
+            "is_bot",
+            "deleted",
+            "is_restricted",
+            "is_ultra_restricted",
+            "tz",
+            "updated",
+            "profile",
+        }
         return cls(
             id=str(raw["id"]),
             name=str(raw.get("name") or raw["id"]).lower(),
@@ -67,6 +82,8 @@ class User:
             team_id=str(raw.get("team_id") or team_id),
             is_bot=bool(raw.get("is_bot", False)),
             deleted=bool(raw.get("deleted", False)),
+            is_restricted=bool(raw.get("is_restricted", False)),
+            is_ultra_restricted=bool(raw.get("is_ultra_restricted", False)),
             bot_id=profile.get("bot_id"),
             app_id=profile.get("api_app_id"),
             tz=str(raw.get("tz") or "Etc/UTC"),
@@ -104,6 +121,9 @@ class User:
             "profile": profile,
             "is_admin": False,
             "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": self.is_restricted,
+            "is_ultra_restricted": self.is_ultra_restricted,
             "is_bot": self.is_bot,
             "is_app_user": False,
             "updated": self.updated,
@@ -123,6 +143,7 @@ class Channel:
     is_general: bool = False
     is_im: bool = False
     is_mpim: bool = False
+    is_ext_shared: bool = False  # a Slack Connect channel, shared with another organization
     user: str | None = None  # the other party of a DM
     members: list[str] = field(default_factory=list)
     topic: str = ""
@@ -138,6 +159,7 @@ class Channel:
             is_private=bool(raw.get("is_private", False)),
             is_archived=bool(raw.get("is_archived", False)),
             is_general=bool(raw.get("is_general", False)),
+            is_ext_shared=bool(raw.get("is_ext_shared", False)),
             members=[str(m) for m in raw.get("members") or []],
             topic=str((raw.get("topic") or {}).get("value", "")),
             purpose=str((raw.get("purpose") or {}).get("value", "")),
@@ -151,6 +173,11 @@ class Channel:
         if self.is_mpim:
             return "mpim"
         return "private_channel" if self.is_private else "public_channel"
+
+    def visible_to(self, user_id: str) -> bool:
+        """Whether `user_id` may see this conversation at all: anyone sees a public channel,
+        only its members a private one, a DM or a group DM (Slack answers `channel_not_found`)."""
+        return not self.is_private or user_id in self.members
 
     @property
     def channel_type(self) -> str:
@@ -181,8 +208,8 @@ class Channel:
             "is_archived": self.is_archived,
             "is_general": self.is_general,
             "unlinked": 0,
-            "is_shared": False,
-            "is_ext_shared": False,
+            "is_shared": self.is_ext_shared,
+            "is_ext_shared": self.is_ext_shared,
             "is_org_shared": False,
             "is_pending_ext_shared": False,
             "creator": self.creator,

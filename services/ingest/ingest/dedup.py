@@ -37,6 +37,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from beepgpt.redis_client import redis_client
 from beepgpt.settings import RedisSettings
 
 
@@ -69,7 +70,7 @@ class RedisDedup:
     """Marks shared by every ingest instance, expiring after Slack's retry window."""
 
     def __init__(self, settings: RedisSettings, ttl_s: int) -> None:
-        self._redis = aioredis.Redis.from_url(settings.url, socket_timeout=5, socket_connect_timeout=5)
+        self._redis = redis_client(settings, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = f"{settings.key_prefix}ingest:published:"
         self._ttl_s = ttl_s
         self._mark_script = self._redis.register_script(_MARK_BATCH)

@@ -6,6 +6,9 @@ back in the bucket, Slack worth retrying, their digest time for alerts over thei
 At that moment their preferences are read again: still quiet means later, opted out means the
 alerts are dropped (and audited as such), a digest schedule changed meanwhile moves the digest.
 A digest takes a token from the bucket like any DM but never counts against the daily budget.
+Who may read what is checked again when the digest goes (a held alert may wait for days): an
+alert whose channel the person may no longer read is audited `not_permitted` and left out, and
+when Slack cannot say, the digest waits like one Slack did not take.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from notifier.dedup import conversation_marker
 from notifier.delivery import Delivery, Posted
 from notifier.held import HeldAlert, HeldAlerts, Inflight
 from notifier.metrics import DECISIONS, DIGESTS, HELD_USERS
+from notifier.permissions import Permissions, PermissionUnknown
 from notifier.preferences import PreferencesTable
 from notifier.rate_limit import TokenBucket
 from notifier.settings import NotifierSettings
 from notifier.slack_sender import DefiniteSlackError, TransientSlackError
-from notifier.stages import audit_record
+from notifier.stages import audit_record, may_read
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +112,10 @@ class DigestSweeper:
         settings: NotifierSettings,
         owner: str,
         clock: Callable[[], float] = time.time,
+        permissions: Permissions | None = None,
     ) -> None:
         self._held = held
+        self._permissions = permissions
         self._bucket = bucket
         self._preferences = preferences
         self._delivery = delivery
@@ -174,26 +180,36 @@ class DigestSweeper:
             await self._close(user, inflight, "not_opted_in", "opted out before the digest was due", None)
             return False
         resumed = inflight.id != digest_id
+        try:
+            alerts, refused = await self._permitted(inflight.alerts)
+        except PermissionUnknown as error:
+            DIGESTS.labels("retry").inc()
+            log.info("digest delayed: permission check", extra={"user": user, "error": error.error})
+            await self._held.reschedule(user, now + self._settings.retry_later_s)
+            return False
+        if not alerts:
+            await self._close(user, inflight, "digest", "", None, refused)
+            return False
         posted = self._sent.get(inflight.id)
         if posted is None:
             entries = [
                 (a.candidate, conversation_marker(a.candidate.user, a.candidate.conversation_id))
-                for a in sorted(inflight.alerts, key=lambda a: a.held_at)
+                for a in sorted(alerts, key=lambda a: a.held_at)
             ]
             try:
                 posted = await self._delivery.digest(
                     user,
                     entries,
                     inflight.id,
-                    digest_why(inflight.alerts),
-                    title=digest_title(inflight.alerts),
+                    digest_why(alerts),
+                    title=digest_title(alerts),
                     max_items=self._settings.digest_max_items,
                     look_first=resumed,
                 )
             except DefiniteSlackError as error:
                 self._delivery.sender.report_once(error, user)
                 DIGESTS.labels("failed").inc()
-                await self._close(user, inflight, "failed", f"slack: {error.error}", None)
+                await self._close(user, inflight, "failed", f"slack: {error.error}", None, refused)
                 return False
             except TransientSlackError as error:
                 DIGESTS.labels("retry").inc()
@@ -202,14 +218,50 @@ class DigestSweeper:
                 return False
             self._sent[inflight.id] = posted
         DIGESTS.labels("sent").inc()
-        await self._close(user, inflight, "digest", f"{len(inflight.alerts)} alert(s) in one digest", posted)
+        detail = f"{len(alerts)} alert(s) in one digest"
+        await self._close(user, inflight, "digest", detail, posted, refused)
         return True
 
+    async def _permitted(
+        self, alerts: Sequence[HeldAlert]
+    ) -> tuple[list[HeldAlert], list[tuple[HeldAlert, str]]]:
+        """(the alerts the person may still read, the others with why not), looked up again
+        (cached); raises `PermissionUnknown` when Slack cannot say."""
+        if self._permissions is None:
+            return list(alerts), []
+        users = await self._permissions.users(a.candidate.user for a in alerts)
+        channels = await self._permissions.channels(a.candidate.channel for a in alerts)
+        guests_in = {a.candidate.channel for a in alerts if (u := users.get(a.candidate.user)) and u.guest}
+        listed = [
+            c for c, a in channels.items() if a.refusal is None and (a.needs_membership or c in guests_in)
+        ]
+        members = await self._permissions.members(listed)
+        allowed: list[HeldAlert] = []
+        refused: list[tuple[HeldAlert, str]] = []
+        for alert in alerts:
+            who, channel = alert.candidate.user, alert.candidate.channel
+            why = may_read(users.get(who), channels.get(channel), members.get(channel), who)
+            if why is None:
+                allowed.append(alert)
+            else:
+                refused.append((alert, f"{why}; {channel}; left out of the digest"))
+        return allowed, refused
+
     async def _close(
-        self, user: str, inflight: Inflight, outcome: NotificationOutcome, detail: str, posted: Posted | None
+        self,
+        user: str,
+        inflight: Inflight,
+        outcome: NotificationOutcome,
+        detail: str,
+        posted: Posted | None,
+        refused: Sequence[tuple[HeldAlert, str]] = (),
     ) -> None:
         """Audit every alert of the digest, then forget it (in that order: a crash re-audits)."""
-        decisions = digest_records(inflight.alerts, outcome, detail, self._clock(), posted)
+        now = self._clock()
+        left_out = {id(a) for a, _ in refused}
+        kept = [a for a in inflight.alerts if id(a) not in left_out]
+        decisions = digest_records(kept, outcome, detail, now, posted)
+        decisions += [audit_record(a.candidate, "not_permitted", why, now) for a, why in refused]
         await self._publish(decisions)
         for decision in decisions:
             DECISIONS.labels(decision.outcome).inc()

@@ -1,7 +1,8 @@
 """The notifier process: candidates in, DMs and an audit of every decision out.
 
 A batch of candidates is decided with a few Redis round trips (preferences gate, dedup claims,
-token buckets, daily budgets, held alerts), the DMs are sent concurrently, every decision is
+token buckets, daily budgets, held alerts) and Slack's cached word on who may read each channel
+(`permissions`: a check Slack cannot answer redoes the batch; nothing unchecked is sent), the DMs are sent concurrently, every decision is
 published to `notifications.sent`, and only then are the offsets committed. Whatever fails in
 between is redone with the same records: the dedup claims say which work was this process's own,
 and the DMs already posted are remembered, so a redo neither loses nor repeats a DM (nor spends a
@@ -37,6 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from beepgpt.contracts import Candidate, Notification, Preferences
 from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
+from beepgpt.redis_client import redis_client
 from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
@@ -49,6 +51,7 @@ from notifier.digest import DigestSweeper
 from notifier.directory import Directory
 from notifier.held import HeldAlerts
 from notifier.metrics import CANDIDATE_AGE, DECISION_LATENCY, DECISIONS, END_TO_END, REDIS_UP
+from notifier.permissions import Permissions, PermissionUnknown
 from notifier.preferences import PreferencesTable
 from notifier.rate_limit import TokenBucket
 from notifier.settings import NotifierSettings
@@ -101,6 +104,7 @@ class Notifier:
         self.decided = 0
         self.redone_batches = 0
         self.owner_waits = 0
+        self.permission_waits = 0
         runtime = self.runtime = Runtime(SERVICE, ready=self._serving, drain_timeout_s=BATCH_DRAIN_S)
         runtime.step("log", stop=self._log_stopped)  # first registered: its undo runs last
         runtime.step("topics", lambda: ensure_topics(kafka, [CANDIDATES, SENT, PREFERENCES, FEEDBACK]))
@@ -154,8 +158,8 @@ class Notifier:
 
     async def _connect(self) -> None:
         settings = self.settings
-        self._redis = aioredis.Redis.from_url(
-            self.redis_settings.url,
+        self._redis = redis_client(
+            self.redis_settings,
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
             retry=Retry(NoBackoff(), 1),
@@ -174,6 +178,7 @@ class Notifier:
             retry_handlers=[],
         )
         self.sender = SlackSender(client, settings)
+        self.permissions = Permissions(self.sender, settings.permission_ttl_s)
         self.delivery = Delivery(
             self.sender,
             Directory(self.sender, settings.directory_ttl_s),
@@ -198,6 +203,7 @@ class Notifier:
             self.settings,
             self.owner,
             self.clock,
+            permissions=self.permissions,
         )
 
     async def _retire(self) -> None:
@@ -229,6 +235,17 @@ class Notifier:
             except REDIS_ERRORS as error:
                 self.redone_batches += 1
                 await self._wait_for_redis(error)
+            except PermissionUnknown as error:
+                # Fail closed without losing the candidates: nothing of the batch is decided,
+                # its offsets stay uncommitted, and the redo resumes its own claims.
+                self.redone_batches += 1
+                self.permission_waits += 1
+                log.warning(
+                    "slack could not say who may read a channel; redoing the batch",
+                    extra={"method": error.method, "error": error.error},
+                )
+                await self.loop.idle(delay)
+                delay = min(delay * 2, 10.0)
             except OwnerBusy:
                 self.owner_waits += 1
                 log.info("waiting for another instance to finish a claim")
@@ -309,7 +326,8 @@ class Notifier:
             claimed.moving, {w.rid: a for w, a in zip(already, found, strict=True) if a is not None}, now
         )
         senders, fresh = stages.posted_stage(waiting.moving, self._sent)
-        holding = stages.hold_stage(fresh, now)
+        permitted = await self._permit(fresh, now)
+        holding = stages.hold_stage(permitted.moving, now)
         delivering = holding.moving
         takes = await self.bucket.take_many([w.user for w in delivering], now)
         allowances = {w.user: allowance(self.preferences.get(w.user), self.settings) for w in delivering}
@@ -318,6 +336,8 @@ class Notifier:
         budgeted = stages.budget_stage(delivering, takes, allowances, asks, answers, now)
         await self.held.hold_many([*holding.holds, *budgeted.holds])
         await self.dedup.finish_many([*waiting.finishes, *holding.finishes, *budgeted.finishes])
+        for work in permitted.releases:
+            await self.dedup.release(work.user, work.conversation_id, work.rid)
 
         sent = stages.send_stage(
             await self._send_all([*senders, *budgeted.moving]), now, self.settings.retry_later_s
@@ -342,6 +362,16 @@ class Notifier:
         if claimed.busy:
             raise OwnerBusy
         return claimed
+
+    async def _permit(self, works: list[Work], now: float) -> stages.Permitted:
+        """Look up who may read what (cached), then `stages.permission_stage` decides; raises
+        `PermissionUnknown` when Slack could not answer, so the batch is redone."""
+        if not works:
+            return stages.Permitted()
+        users = await self.permissions.users(w.user for w in works)
+        channels = await self.permissions.channels(w.candidate.channel for w in works)
+        members = await self.permissions.members(stages.channels_to_list(works, channels, users))
+        return stages.permission_stage(works, users, channels, members, now)
 
     async def _send_all(self, works: list[Work]) -> list[tuple[Work, stages.SendResult]]:
         """Post the DMs concurrently (a DM posted before a redo is not posted again)."""

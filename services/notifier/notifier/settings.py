@@ -44,5 +44,8 @@ class NotifierSettings(AlertDefaults):
     retry_later_s: float = Field(default=60.0, gt=0)
     preview_lines: int = Field(default=4, ge=1, le=10)
     directory_ttl_s: float = Field(default=3600.0, gt=0)
+    # Who may read what (users.info, conversations.info / .members), remembered this long: a
+    # guest made a full member, or someone removed from a private channel, counts after it.
+    permission_ttl_s: float = Field(default=600.0, gt=0)
     redis_probe_s: float = Field(default=0.5, gt=0)
     redis_timeout_s: float = Field(default=2.0, gt=0)

@@ -8,11 +8,14 @@ itself (or through `dedup`, `held`, `rate_limit`, `budget_counter`) and passing 
    or another live instance's — then the whole batch waits);
 3. `waiting_stage`: a resumed record whose alert already waits in the person's digest queue;
 4. `posted_stage`: a record posted before a redo is only recorded, never posted again;
-5. `hold_stage`: a pause or quiet hours hold the alert for a digest;
-6. `budget_stage`: the token bucket and the day's budget: send now, `rate_limited` or
+5. `permission_stage`: may the person read the channel the DM would quote? (users.info,
+   conversations.info / .members, looked up by `permissions.Permissions`) — else
+   `not_permitted`, claim released, nothing held;
+6. `hold_stage`: a pause or quiet hours hold the alert for a digest;
+7. `budget_stage`: the token bucket and the day's budget: send now, `rate_limited` or
    `over_budget`;
-7. `send_stage`: what Slack answered: `sent`, `failed` (claim released) or `held` to retry;
-8. `record_stage`: the audit of every item, built by `audit_record` (also used by digests).
+8. `send_stage`: what Slack answered: `sent`, `failed` (claim released) or `held` to retry;
+9. `record_stage`: the audit of every item, built by `audit_record` (also used by digests).
 
 Each stage takes the items still moving and returns a `Gate`: the items that move on, the items
 it stopped (their decision set), the alerts it holds for a digest and the claims it finishes.
@@ -35,6 +38,7 @@ from notifier.decisions import Admission, Verdict, admit, verdict
 from notifier.dedup import ClaimState, Finish
 from notifier.delivery import Posted
 from notifier.held import HeldAlert, HoldReason
+from notifier.permissions import ChannelAccess, UserAccess
 from notifier.rate_limit import Take
 
 _OUTCOMES = set(get_args(NotificationOutcome))
@@ -92,6 +96,14 @@ class SendFailure:
 
 
 SendResult = Posted | SendFailure
+
+
+@dataclass
+class Permitted(Gate):
+    """The permission stage's gate: `releases` are the refused items, whose claims are freed (a
+    later candidate counts once the person may read the channel)."""
+
+    releases: list[Work] = field(default_factory=list)
 
 
 @dataclass
@@ -239,6 +251,70 @@ def posted_stage(works: Sequence[Work], posted: Collection[str]) -> tuple[list[W
     """(already posted, the rest): a record posted before a redo (Redis failed after the post)
     is only recorded, never posted again, whatever the preferences say now."""
     return [w for w in works if w.rid in posted], [w for w in works if w.rid not in posted]
+
+
+def may_read(
+    user: UserAccess | None, channel: ChannelAccess | None, members: Collection[str] | None, who: str
+) -> str | None:
+    """Why `who` may not be shown a conversation of this channel, or None when they may: an
+    active, human member of the workspace, and — unless the channel is public, or whatever the
+    channel for a guest — one of its members. Anything not looked up (None) refuses: the check
+    fails closed."""
+    if user is None:
+        return "not checked: no answer about the person"
+    if user.refusal is not None:
+        if user.refusal.startswith("slack"):
+            return f"cannot check the recipient ({user.refusal})"
+        return f"the recipient is {user.refusal}"
+    if channel is None:
+        return "not checked: no answer about the channel"
+    if channel.refusal is not None:
+        return f"cannot read the channel ({channel.refusal})"
+    if not channel.needs_membership and user.guest is None:
+        return None
+    if members is None:
+        return f"not checked: no member list of the {channel.kind} channel"
+    if who not in members:
+        return f"{f'{user.guest}, ' if user.guest else ''}not a member of the {channel.kind} channel"
+    return None
+
+
+def channels_to_list(
+    works: Sequence[Work],
+    channels: Mapping[str, ChannelAccess],
+    users: Mapping[str, UserAccess] | None = None,
+) -> list[str]:
+    """The channels whose member list the permission stage needs: readable ones that are not
+    public, and public ones a guest among the recipients would be shown."""
+    users = users or {}
+    guests_in = {w.candidate.channel for w in works if (u := users.get(w.user)) and u.guest is not None}
+    wanted = {w.candidate.channel for w in works}
+    return sorted(
+        c
+        for c in wanted
+        if (a := channels.get(c)) and a.refusal is None and (a.needs_membership or c in guests_in)
+    )
+
+
+def permission_stage(
+    works: Sequence[Work],
+    users: Mapping[str, UserAccess],
+    channels: Mapping[str, ChannelAccess],
+    members: Mapping[str, Collection[str]],
+    now: float,
+) -> Permitted:
+    """Who may see what (`may_read`, over the lookups passed in): a refused item stops as
+    `not_permitted` before anything is held or sent, and its claim is released."""
+    gate = Permitted()
+    for work in works:
+        channel = work.candidate.channel
+        why = may_read(users.get(work.user), channels.get(channel), members.get(channel), work.user)
+        if why is None:
+            gate.moving.append(work)
+            continue
+        gate.releases.append(work)
+        gate.stopped.append(decide(work, "not_permitted", f"{why}; {channel}", now))
+    return gate
 
 
 def hold_stage(works: Sequence[Work], now: float) -> Gate:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from beepgpt.kafka.clients import new_admin
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import Topic
 
@@ -30,9 +31,7 @@ async def ensure_topics(
         )
         if with_dlq:
             wanted[topic.dlq] = NewTopic(topic.dlq, settings.partitions, settings.replication_factor)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=settings.request_timeout_ms
-    )
+    admin = new_admin(settings, request_timeout_ms=settings.request_timeout_ms)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

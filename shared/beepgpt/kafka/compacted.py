@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
+from beepgpt.kafka.clients import new_consumer
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import Topic
 
@@ -75,8 +76,8 @@ class CompactedTable(Mapping[str, V], Generic[V]):
 
     async def start(self, timeout: float = 60.0) -> None:
         """Read the topic up to its current end, then keep following it in the background."""
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap_servers,
+        self._consumer = new_consumer(
+            self._settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
+from beepgpt.kafka.clients import new_consumer
 from beepgpt.observability.metrics import CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
 
@@ -18,7 +19,6 @@ def make_consumer(
 ) -> AIOKafkaConsumer:
     """A consumer that starts at the oldest record of a new group and never auto-commits."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -29,7 +29,7 @@ def make_consumer(
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    return new_consumer(settings, *topics, **options)
 
 
 async def report_lag(consumer: AIOKafkaConsumer, service: str) -> None:

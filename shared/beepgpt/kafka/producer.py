@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel
 
+from beepgpt.kafka.clients import new_producer
 from beepgpt.kafka.headers import Headers, make_headers
 from beepgpt.observability.metrics import PRODUCED
 from beepgpt.settings import KafkaSettings
@@ -20,7 +21,6 @@ def make_producer(settings: KafkaSettings, source: str, **overrides: Any) -> AIO
     """A producer with the durability every BeepGPT record needs: acks from all in-sync replicas,
     idempotence where the broker supports it (a setting: Tansu refuses it)."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
         "client_id": f"beepgpt-{source}",
         "acks": "all",
         "enable_idempotence": settings.idempotence,
@@ -29,7 +29,7 @@ def make_producer(settings: KafkaSettings, source: str, **overrides: Any) -> AIO
         "request_timeout_ms": settings.request_timeout_ms,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    return new_producer(settings, **options)
 
 
 class EventProducer:

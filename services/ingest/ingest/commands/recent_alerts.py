@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from beepgpt.contracts import Notification
+from beepgpt.kafka.clients import new_consumer
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import SENT
 
@@ -40,8 +41,8 @@ class RecentAlerts:
         return list(reversed(self._alerts.get(user, ())))
 
     async def start(self, timeout: float = 60.0) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+        self._consumer = new_consumer(
+            self._kafka,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
