@@ -53,6 +53,11 @@ COMMANDS: dict[str, Command] = {
         "measure the interest model or the topic matcher on held-out data (also: eval conversations)",
         "services/scorer[train]",
     ),
+    "forget": Command(
+        "notifier.forget",
+        "remove a person's preferences, feedback, held alerts, Redis state and model profile",
+        "services/notifier",
+    ),
     "serve": Command(
         "devstack.serve", "run one service: ingest, sessionizer, scorer or notifier", "devstack"
     ),

@@ -113,3 +113,46 @@ def test_an_older_profiles_file_without_joined_profiles_still_loads(tmp_path: Pa
     loaded = Activity.load(tmp_path)
     assert loaded.people["UANA"].profile is not None
     assert loaded.people["UANA"].joined_profile is None
+
+
+def test_forgetting_someone_drops_them_everywhere_and_keeps_everyone_else(tmp_path: Path) -> None:
+    activity = Activity(T0)
+    vector = np.ones(4, dtype=np.float32)
+    activity.observe("c1", "CX", "UANA", T0, vector)
+    activity.observe("c1", "CX", "UBO", T0 + 60, vector)
+    activity.observe("c1", "CX", "UANA", T0 + 120, vector)
+    activity.observe("c2", "CY", "UCY", T0 + 130, vector)
+    activity.observe("c2", "CY", "UANA", T0 + 140, vector)
+    bo_in_cx = activity.channel_activity("CX", "UBO", T0 + 150)
+
+    assert activity.forget("UANA")
+    assert not activity.forget("UANA")  # nothing left to forget
+    assert not activity.forget("UNOBODY")
+
+    now = T0 + 150
+    assert "UANA" not in activity.people
+    assert all("UANA" not in counts for counts in activity.channel_counts.values())
+    assert all("UANA" not in last for last in activity.channel_last.values())
+    assert "UANA" not in activity.answered
+    assert "UANA" not in activity.answerers
+    assert all("UANA" not in edges for edges in (*activity.answered.values(), *activity.answerers.values()))
+    assert "UANA" not in activity.recent_in_channel("CX", now)
+    assert "UANA" not in activity.recent_joins("CY", now)
+    assert "UANA" not in activity.authors_of("c1")
+    assert "UANA" not in activity.authors_of("c2")
+    assert activity.channel_total("CX", now) == pytest.approx(bo_in_cx)
+    # everyone else is as they were
+    assert activity.people["UBO"].messages == 1
+    assert activity.people["UBO"].profile is not None
+    assert activity.channel_activity("CX", "UBO", now) == pytest.approx(bo_in_cx)
+    assert activity.recent_in_channel("CY", now) == {"UCY": 1}
+
+    activity.save(tmp_path)
+    loaded = Activity.load(tmp_path)
+    assert set(loaded.people) == {"UBO", "UCY"}
+    assert "UANA" not in loaded.answerers
+    assert all("UANA" not in e for e in loaded.answerers.values())
+    assert "UANA" not in loaded.recent_in_channel("CX", now)
+    with np.load(tmp_path / "profiles.npz") as arrays:
+        assert "UANA" not in arrays["users"].tolist()
+        assert "UANA" not in arrays["joined_users"].tolist()

@@ -211,6 +211,40 @@ class Activity:
         self._seen.pop(conversation_id, None)
         self._subjects.pop(conversation_id, None)
 
+    def forget(self, user: str) -> bool:
+        """Drop everything known about `user` (`beepgpt forget`); False when nothing was.
+
+        Their figures and profiles, their weight in every channel (the channel totals lose it
+        too), the answer graph both ways, the recent windows and the open conversations' authors.
+        What others did stays as it was, including answering them: those edges are gone with the
+        person, their own counts are not rewritten."""
+        found = self.people.pop(user, None) is not None
+        for channel, counts in self.channel_counts.items():
+            weight = counts.pop(user, None)
+            if weight is not None:
+                found = True
+                self._channel_totals[channel] = self._channel_totals.get(channel, 0.0) - weight
+        for last in self.channel_last.values():
+            found = last.pop(user, None) is not None or found
+        for graph, mirror in ((self.answered, self.answerers), (self.answerers, self.answered)):
+            for other in graph.pop(user, {}):
+                found = True
+                mirror.get(other, {}).pop(user, None)
+        for graph in (self.answered, self.answerers):
+            for other in [o for o, edges in graph.items() if not edges]:
+                del graph[other]
+        for windows in (self._recent, self._recent_joins):
+            for window in windows.values():
+                if user in window.counts:
+                    found = True
+                    window.events = deque(e for e in window.events if e[1] != user)
+                    del window.counts[user]
+        for authors in self._conversations.values():
+            if user in authors:
+                found = True
+                authors.remove(user)
+        return found
+
     def _profile(self, person: Person, vector: Vector) -> None:
         person.profiled += 1
         person.profile = _moving(person.profile, vector, person.profiled)
