@@ -5,6 +5,9 @@
 #
 #   deploy/validate.sh                # install missing tools, then validate (make check runs this)
 #   deploy/validate.sh --install-only # only make sure the tools are there (tests/deploy uses it)
+#   deploy/validate.sh --lock         # remake services/*/requirements*.lock with uv (the pinned
+#                                     # uv of requirements-dev.txt; UV=... for another); the locks'
+#                                     # agreement with requirements.txt is tests/deploy/test_locks.py
 #
 # What runs:
 #   docker-compose config -q          Debian's docker-compose 1.29: schema and interpolation
@@ -107,6 +110,42 @@ validate_grafana() {
   "$PY" deploy/grafana/check_dashboard.py deploy/grafana/dashboards/beepgpt.json
 }
 
+# Every service image installs one lock: shared/ and the service's requirements resolved together,
+# every package pinned with its hashes, for CPython 3.11 on any platform (docs/operations.md).
+# The scorer's torch comes from PyTorch's CPU index in its Dockerfile, so torch and the CUDA
+# packages PyPI's torch would bring stay out of its locks (their own dependencies stay in).
+make_locks() {
+  local uv=${UV:-.venv/bin/uv}
+  [[ -x $uv ]] || { echo "no $uv: run 'make setup' (uv is pinned in requirements-dev.txt)" >&2; exit 1; }
+  local compile=("$uv" pip compile --quiet --universal --python-version 3.11 --generate-hashes
+    --index-url https://pypi.org/simple --custom-compile-command "deploy/validate.sh --lock")
+  local service
+  for service in ingest sessionizer notifier; do
+    log "services/$service/requirements.lock"
+    "${compile[@]}" shared/requirements.txt "services/$service/requirements.txt" \
+      -o "services/$service/requirements.lock"
+  done
+  local no_cuda=(--no-emit-package torch --no-emit-package triton)
+  local package
+  # The CUDA packages of PyPI's torch (named by resolving it once; excluded with what they need).
+  for package in $("${compile[@]}" --no-annotate shared/requirements.txt services/scorer/requirements.txt \
+    | sed -n -E 's/^((nvidia|cuda)-[A-Za-z0-9_.-]+)==.*/\1/p'); do
+    no_cuda+=(--no-emit-package "$package")
+  done
+  log "services/scorer/requirements.lock (without torch and CUDA)"
+  "${compile[@]}" "${no_cuda[@]}" shared/requirements.txt services/scorer/requirements.txt \
+    -o services/scorer/requirements.lock
+  log "services/scorer/requirements-train.lock (the runtime lock's versions + the trainer's)"
+  "${compile[@]}" "${no_cuda[@]}" -c services/scorer/requirements.lock shared/requirements.txt \
+    services/scorer/requirements.txt services/scorer/requirements-train.txt \
+    services/ingest/requirements.txt services/sessionizer/requirements.txt \
+    -o services/scorer/requirements-train.lock
+}
+
+if [[ ${1:-} == --lock ]]; then
+  make_locks
+  exit 0
+fi
 install_missing
 [[ ${1:-} == --install-only ]] && exit 0
 WORK=$(mktemp -d)

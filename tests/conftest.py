@@ -31,6 +31,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """The run's embedding vectors go to a cache of its own (the CLIs and the services' training
     subprocesses inherit it): a test embeds what it says it embeds, not what an earlier run on
     this machine left in `~/.cache`, and the developer's cache is left alone."""
+    # The test Redis keeps nothing on disk: the notifier (and every service subprocess) accepts it
+    # only when told to (beepgpt.redis_client.check_redis_safety).
+    os.environ.setdefault("BEEPGPT_REDIS_ALLOW_EPHEMERAL", "true")
     if "BEEPGPT_EMBEDDING_CACHE" not in os.environ:
         directory = tempfile.mkdtemp(prefix="beepgpt-test-vectors-")
         os.environ["BEEPGPT_EMBEDDING_CACHE"] = directory

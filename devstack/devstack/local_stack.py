@@ -312,6 +312,8 @@ class LocalStack:
             "BEEPGPT_KAFKA_IDEMPOTENCE": "false",
             "BEEPGPT_REDIS_URL": self.redis_url,
             "BEEPGPT_REDIS_KEY_PREFIX": self.redis_key_prefix,
+            # A local Redis keeps nothing on disk: held alerts die with it, which a dev stack accepts.
+            "BEEPGPT_REDIS_ALLOW_EPHEMERAL": "true",
         }
 
     def __enter__(self) -> LocalStack:

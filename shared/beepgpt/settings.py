@@ -159,6 +159,10 @@ class RedisSettings(BaseSettings):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    # A Redis that keeps nothing on disk loses held alerts and digests when it restarts (their
+    # offsets are committed): the notifier refuses one at start unless this says to accept it
+    # (local stacks, tests, CI). beepgpt.redis_client.check_redis_safety.
+    allow_ephemeral: bool = False
 
     _blank_secrets = field_validator(
         "username", "password", "ca_file", "cert_file", "key_file", mode="before"

@@ -296,8 +296,8 @@ def test_dockerfile_is_pinned_non_root_and_installs_only_its_own_requirements(se
     image = runtime_stages(text)
     assert re.search(r"^USER 10001", image, re.MULTILINE)
     assert f'ENTRYPOINT ["python", "-m", "{service}"]' in image
-    assert f"services/{service}/requirements.txt" in image
-    assert "requirements-train.txt" not in image
+    assert f"services/{service}/requirements.lock" in image
+    assert "requirements-train" not in image
     others = [s for s in SERVICES if s != service]
     assert not any(f"services/{other}/" in image for other in others)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from slack_sdk.web.async_client import AsyncWebClient
 
 from beepgpt.kafka import EventProducer, ensure_topics
+from beepgpt.redis_client import check_redis_safety
 from beepgpt.runtime import Resource, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, ServiceSettings, SlackSettings
 from beepgpt.topics import SLACK_MESSAGES
@@ -87,6 +88,12 @@ class IngestService:
         for companion in self.companions:
             runtime.add(companion)
         runtime.step("secrets", self._check_secrets)
+        runtime.step(
+            "redis-safety",
+            lambda: check_redis_safety(
+                self.redis, service="ingest", needs_persistence=False, all_keys_expire=True
+            ),
+        )
         runtime.step("kafka", self._start_kafka, self._stop_kafka)
         runtime.step("publisher", self._start_publisher, self._drain)
         runtime.step("slack", self._connect_slack, self._disconnect_slack)

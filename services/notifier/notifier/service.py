@@ -38,7 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from beepgpt.contracts import Candidate, Notification, Preferences
 from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
-from beepgpt.redis_client import redis_client
+from beepgpt.redis_client import check_redis_safety, redis_client
 from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
@@ -112,6 +112,10 @@ class Notifier:
         runtime.add(self._producer, "producer")
         runtime.step("preferences", self._read_preferences, lambda: self.preferences.stop())
         runtime.step("redis", lambda: self._wait_for_redis(None), self._retire)
+        runtime.step(
+            "redis-safety",
+            lambda: check_redis_safety(redis_settings, service=SERVICE, needs_persistence=True),
+        )
         # Let the batch in hand finish before partitions move, so claims do not change hands live.
         self.loop: ConsumerLoop[Candidate] = ConsumerLoop(
             runtime,
