@@ -31,11 +31,11 @@ redelivers them. Keys are `<prefix>ingest:published:<event_id>`; the earlier "cl
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from cachetools import TTLCache
 
 from beepgpt.redis_client import redis_client
 from beepgpt.settings import RedisSettings
@@ -101,30 +101,18 @@ class MemoryDedup:
     """Marks in this process only (bounded, expiring): for one local process without Redis."""
 
     def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._clock = clock
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        # Membership tests never reorder a TTLCache, so a full one evicts the oldest mark.
+        self._marks: TTLCache[str, bool, float] = TTLCache(max_entries, ttl_s, timer=clock)
 
     async def published(self, event_ids: Sequence[str]) -> list[bool]:
-        self._expire(self._clock())
-        return [event_id in self._expiry for event_id in event_ids]
+        return [event_id in self._marks for event_id in event_ids]  # False once expired
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
-        now = self._clock()
         for event_id in event_ids:
-            self._expire(now, room=1)
-            self._expiry.pop(event_id, None)
-            self._expiry[event_id] = now + self._ttl_s
-
-    def _expire(self, now: float, room: int = 0) -> None:
-        while self._expiry and (
-            next(iter(self._expiry.values())) <= now or len(self._expiry) + room > self._max_entries
-        ):
-            self._expiry.popitem(last=False)
+            self._marks[event_id] = True  # a re-mark restarts its TTL and moves it to the back
 
     async def ping(self) -> bool:
         return True
 
     async def close(self) -> None:
-        self._expiry.clear()
+        self._marks.clear()

@@ -33,9 +33,10 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 
+from beepgpt.shims.aiohttp import bound_port
+from beepgpt.shims.slack_bolt import parse_body
 from ingest.intake import Intake, Refused
 from ingest.metrics import ACK_LATENCY, EVENTS
 from ingest.normalize import Rejected
@@ -202,8 +203,7 @@ class HttpEventsAdapter:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        self.port = bound_port(site, self._port)
         self._accepting = True
         log.info("http events listening", extra={"port": self.port, "path": self._path})
 

@@ -13,12 +13,12 @@ import logging
 import time
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from beepgpt.shims.slack_bolt import run_async_bolt_app, send_async_response
 from ingest.metrics import ACK_LATENCY
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
+
 from beepgpt.contracts import Candidate
 from notifier import dm
 from notifier.directory import Directory
@@ -42,7 +44,7 @@ class Delivery:
         self._directory = directory
         self._preview_lines = preview_lines
         # A message's permalink never changes, and one conversation update alerts many people.
-        self._permalinks: dict[tuple[str, str], str] = {}
+        self._permalinks: LRUCache[tuple[str, str], str] = LRUCache(_MAX_PERMALINKS)  # full: LRU goes
 
     @property
     def sender(self) -> SlackSender:
@@ -70,8 +72,6 @@ class Delivery:
         link = body.get("permalink")
         if not link:
             return None
-        if len(self._permalinks) >= _MAX_PERMALINKS:
-            self._permalinks.clear()
         self._permalinks[key] = str(link)
         return str(link)
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cachetools import LRUCache, TTLCache
+
 from notifier.slack_sender import SlackCallError, SlackSender
 
 log = logging.getLogger(__name__)
@@ -27,11 +29,10 @@ class Directory:
         self, sender: SlackSender, ttl_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._sender = sender
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._users: dict[str, tuple[float, str | None]] = {}
-        self._channels: dict[str, tuple[float, str | None]] = {}
-        self._dms: dict[str, str] = {}
+        # Full caches evict their least recently used entry (they used to empty themselves).
+        self._users: TTLCache[str, str | None, float] = TTLCache(_MAX_ENTRIES, ttl_s, timer=clock)
+        self._channels: TTLCache[str, str | None, float] = TTLCache(_MAX_ENTRIES, ttl_s, timer=clock)
+        self._dms: LRUCache[str, str] = LRUCache(_MAX_ENTRIES)
 
     async def user_names(self, ids: Iterable[str]) -> dict[str, str]:
         return await self._names(ids, self._users, self._user_name)
@@ -45,28 +46,30 @@ class Directory:
         if channel is None:
             body = await self._sender.call("conversations.open", {"users": user}, verb="json")
             channel = str(body["channel"]["id"])
-            if len(self._dms) >= _MAX_ENTRIES:
-                self._dms.clear()
             self._dms[user] = channel
         return channel
 
     async def _names(
         self,
         ids: Iterable[str],
-        cache: dict[str, tuple[float, str | None]],
+        cache: TTLCache[str, str | None, float],
         lookup: Callable[[str], Any],
     ) -> dict[str, str]:
-        now = self._clock()
         wanted = {i for i in ids if i}
-        missing = [i for i in wanted if i not in cache or cache[i][0] <= now]
+        known: dict[str, str | None] = {}
+        missing: list[str] = []
+        for ident in wanted:
+            try:  # one lookup: an entry may expire between `in` and `[]`
+                known[ident] = cache[ident]
+            except KeyError:  # absent or expired
+                missing.append(ident)
         if missing:
             found = await asyncio.gather(*(lookup(i) for i in missing))
-            if len(cache) + len(missing) > _MAX_ENTRIES:
-                cache.clear()
             for ident, name in zip(missing, found, strict=True):
                 if name is not _UNKNOWN:
-                    cache[ident] = (now + self._ttl_s, name)
-        return {i: name for i in wanted if i in cache and (name := cache[i][1])}
+                    cache[ident] = name
+                    known[ident] = name
+        return {i: name for i, name in known.items() if name}
 
     async def _user_name(self, user: str) -> str | object | None:
         try:

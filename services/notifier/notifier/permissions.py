@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from cachetools import FIFOCache
 
 from notifier.slack_sender import SlackCallError, SlackSender
 
@@ -103,15 +104,19 @@ def channel_access(channel: Mapping[str, Any]) -> ChannelAccess:
 
 
 class TtlCache(Generic[K, V]):
-    """At most `max_entries` values, each for `ttl_s` (insertion order: the oldest goes first)."""
+    """At most `max_entries` values, each for `ttl_s` (insertion order: the oldest goes first).
+
+    Bounded by `cachetools.FIFOCache`, each value stored with its deadline. Not
+    `cachetools.TTLCache`: that one evicts the least recently *read* entry, and these caches are
+    meant to forget in the order Slack answered (a re-put moves the key to the back).
+    """
 
     def __init__(
         self, ttl_s: float, max_entries: int = MAX_ENTRIES, clock: Callable[[], float] = time.monotonic
     ):
         self._ttl_s = ttl_s
-        self._max = max_entries
         self._clock = clock
-        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._items: FIFOCache[K, tuple[float, V]] = FIFOCache(maxsize=max_entries)
 
     def get(self, key: K) -> V | None:
         item = self._items.get(key)
@@ -125,8 +130,6 @@ class TtlCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         self._items.pop(key, None)
         self._items[key] = (self._clock() + self._ttl_s, value)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import Counter
 
+from beepgpt.shims.torch import amx_tile_supported
+
 if TYPE_CHECKING:
     from openai import OpenAI
 
@@ -96,11 +98,8 @@ def bfloat16_is_native(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         flags = set()
     if flags & BFLOAT16_CPU_FLAGS:
         return True
-    import torch
-
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
-        return bool(probe()) if probe is not None else False
+        return amx_tile_supported()
     except Exception:  # a probe that cannot answer must not stop the scorer from starting
         return False
 

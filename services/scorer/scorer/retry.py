@@ -7,12 +7,12 @@ the stream keeps moving. Full jitter keeps many scorer instances from retrying i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from beepgpt.retry import retry_call
 from scorer.metrics import ERRORS
 
 log = logging.getLogger(__name__)
@@ -34,25 +34,21 @@ async def retrying(
     cap: float,
     what: str = "call",
 ) -> T:
-    """Await `call()` until it succeeds or `attempts` are used; re-raises the last error."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            if attempt == attempts:
-                raise
-            delay = backoff_delay(attempt, base, cap)
-            ERRORS.labels("score_retry").inc()
-            log.warning(
-                "%s failed, retrying",
-                what,
-                extra={
-                    "attempt": attempt,
-                    "delay_s": round(delay, 3),
-                    "error": f"{type(error).__name__}: {error}",
-                },
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable: attempts must be at least 1")
+    """Await `call()` until it succeeds or `attempts` are used; re-raises the last error.
+
+    The project's one policy (`beepgpt.retry`, on tenacity): the waits are `backoff_delay`'s.
+    """
+
+    def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+        ERRORS.labels("score_retry").inc()
+        log.warning(
+            "%s failed, retrying",
+            what,
+            extra={
+                "attempt": attempt,
+                "delay_s": round(delay, 3),
+                "error": f"{type(error).__name__}: {error}",
+            },
+        )
+
+    return await retry_call(call, what, attempts, base, cap, on_retry=on_retry)

@@ -36,10 +36,10 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import kaskada as kd
-import kaskada._ffi as _ffi
 import pyarrow as pa
 
 from beepgpt.contracts import SlackMessage, SlackReaction, conversation_id
+from sessionizer.kaskada_shim import add_duration, execute
 from sessionizer.rules import CONVERSATIONAL_SUBTYPES, slack_ts_ns
 from sessionizer.settings import SessionizerSettings
 
@@ -225,8 +225,7 @@ def _plus(at: kd.Timestream, delta: timedelta, extra_ns: int = 0) -> kd.Timestre
     are fractional in time-compressed replays (the demo)."""
     whole = int(delta.total_seconds())
     nanos = (delta - timedelta(seconds=whole)) // timedelta(microseconds=1) * 1_000 + extra_ns
-    duration = kd.Timestream(_ffi.Expr.literal_timedelta(at._ffi_expr.session(), whole, nanos))
-    return kd.Timestream._call("add_time", duration, at)
+    return add_duration(at, whole, nanos)
 
 
 # --- the query's output, typed --------------------------------------------------------------------
@@ -281,7 +280,7 @@ def result_tables(query: kd.Timestream, mode: Literal["once", "live"]) -> kd.Res
     cannot iterate it asynchronously (it hands a list where an iterator is expected). This is
     what `run_iter` does inside, with a table per batch.
     """
-    execution = query._execute(None, mode=mode)
+    execution = execute(query, mode)
     return kd.ResultIterator(execution, lambda table: iter((table,)))
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from beepgpt.kafka.clients import new_consumer
 from beepgpt.settings import KafkaSettings
+from beepgpt.shims.aiokafka import force_metadata_update
 from beepgpt.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class CompactedTable(Mapping[str, V], Generic[V]):
         try:
             async with asyncio.timeout(timeout):
                 while not (found := self._consumer.partitions_for_topic(self._topic.name)):
-                    await self._consumer._client.force_metadata_update()
+                    await force_metadata_update(self._consumer)
                     await asyncio.sleep(0.2)
             partitions = [TopicPartition(self._topic.name, p) for p in sorted(found)]
             self._consumer.assign(partitions)

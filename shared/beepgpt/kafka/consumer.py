@@ -12,6 +12,7 @@ from aiokafka.structs import OffsetAndMetadata
 from beepgpt.kafka.clients import new_consumer
 from beepgpt.observability.metrics import CONSUMER_LAG
 from beepgpt.settings import KafkaSettings
+from beepgpt.shims.aiokafka import fetch_committed_offsets
 
 
 def make_consumer(
@@ -58,9 +59,6 @@ async def committed_with_metadata(
 
     aiokafka's public `committed()` returns the offset alone, one partition per request; a
     service that keeps state in the commit metadata (the sessionizer's replay marks) needs the
-    coordinator's call, fenced here so that an aiokafka upgrade breaks one place.
+    coordinator's call, fenced in `beepgpt.shims.aiokafka`.
     """
-    found: dict[TopicPartition, OffsetAndMetadata] = await consumer._coordinator.fetch_committed_offsets(
-        partitions
-    )
-    return found
+    return await fetch_committed_offsets(consumer, partitions)

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from beepgpt.observability.metrics import READY
+from beepgpt.shims.aiohttp import bound_port
 
 
 class OpsServer:
@@ -40,9 +41,7 @@ class OpsServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        self.port = bound_port(site, self._port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from beepgpt.contracts import Notification
 from beepgpt.kafka.clients import new_consumer
 from beepgpt.settings import KafkaSettings
+from beepgpt.shims.aiokafka import force_metadata_update
 from beepgpt.topics import SENT
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class RecentAlerts:
         await self._consumer.start()
         async with asyncio.timeout(timeout):
             while not (found := self._consumer.partitions_for_topic(SENT.name)):
-                await self._consumer._client.force_metadata_update()
+                await force_metadata_update(self._consumer)
                 await asyncio.sleep(0.2)
         partitions = [TopicPartition(SENT.name, p) for p in sorted(found)]
         self._consumer.assign(partitions)

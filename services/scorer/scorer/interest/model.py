@@ -12,13 +12,13 @@ engage with, so a content-free exchange yields low probabilities for everyone.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 
 from beepgpt.contracts import ConversationEvent
 from scorer.artifact import ModelFormatError
@@ -50,8 +50,8 @@ class InterestModel:
     bias: npt.NDArray[np.float32]
     threshold: float
     _featurizer: Featurizer = field(init=False, repr=False)
-    _recent: OrderedDict[tuple[str, int], npt.NDArray[np.float32]] = field(
-        init=False, repr=False, default_factory=OrderedDict
+    _recent: LRUCache[tuple[str, int], npt.NDArray[np.float32]] = field(
+        init=False, repr=False, default_factory=lambda: LRUCache(_SIGNAL_CACHE)
     )
 
     def __post_init__(self) -> None:
@@ -127,10 +127,7 @@ class InterestModel:
         rows = vectors[latest(len(conversation.messages))]
         row = self._featurizer.row(prompt, rows)
         key = (conversation.conversation_id, conversation.version)
-        self._recent[key] = row
-        self._recent.move_to_end(key)
-        while len(self._recent) > _SIGNAL_CACHE:
-            self._recent.popitem(last=False)
+        self._recent[key] = row  # full: the least recently used goes
         probs = self.predict(row[None, :])[0]
         return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
 

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from cachetools import LRUCache
 
 from beepgpt.contracts import FollowedTopic
 from scorer.embeddings import Matrix
@@ -133,7 +134,7 @@ class FeedbackMemory:
         self.max_clicks = max_clicks
         self.space: str | None = None
         """The embedding model scores are measured in now (`use_space`); None until known."""
-        self._scores: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._scores: LRUCache[tuple[str, str, str], float] = LRUCache(max_scores)
         self._clicks: dict[TopicKey, OrderedDict[str, tuple[bool, float | None, str | None]]] = {}
         """(useful, carried score, the space it was measured in) per clicked conversation"""
         self._lines: dict[TopicKey, tuple[float, float]] = {}
@@ -144,10 +145,7 @@ class FeedbackMemory:
         """Remember the score a conversation got for a person's topic."""
         with self._lock:
             key = (user, topic_id, conversation_id)
-            self._scores[key] = score
-            self._scores.move_to_end(key)
-            while len(self._scores) > self.max_scores:
-                self._scores.popitem(last=False)
+            self._scores[key] = score  # full: the least recently used goes
             if conversation_id in self._clicks.get((user, topic_id), {}):
                 self._lines.pop((user, topic_id), None)
 
