@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -259,3 +260,36 @@ def test_replay_marks_survive_the_commit_metadata_and_garbage_is_ignored() -> No
     assert ReplayMarks.decode(marks.encode()) == marks
     assert ReplayMarks.decode("not json") == ReplayMarks()
     assert ReplayMarks.decode(None) == ReplayMarks()
+
+
+async def test_a_stop_that_kaskada_blocks_is_abandoned_without_freezing_the_loop() -> None:
+    """Kaskada's stop can block while a read is pending underneath; the event loop must go on
+    (other partitions, the ops server, the shutdown) and the stop is given up after its bound."""
+    import threading
+
+    from sessionizer.live import LiveQuery
+
+    release = threading.Event()
+
+    class BlockingResults:
+        def stop(self) -> None:
+            release.wait(30)
+
+    query = LiveQuery(SessionizerSettings())
+    query._results = BlockingResults()  # type: ignore[assignment]
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        assert await query.stop(wait_s=0.3) is False
+        assert ticks > 5  # the loop kept running while the stop was blocked
+    finally:
+        ticker.cancel()
+        release.set()
+    assert await query.stop() is True  # nothing left to stop

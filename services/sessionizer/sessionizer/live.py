@@ -18,6 +18,9 @@ Kaskada 0.6.1 facts this wrapper is built around (measured, docs/conversations.m
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 import kaskada as kd
@@ -32,6 +35,9 @@ from sessionizer.query import (
     result_tables,
 )
 from sessionizer.settings import SessionizerSettings
+
+STOP_WAIT_S = 5.0
+"""How long a live query's stop may take before it is abandoned (normally milliseconds)."""
 
 
 class QueryEnded(RuntimeError):
@@ -73,10 +79,35 @@ class LiveQuery:
             yield parse_table(table)
         raise QueryEnded(f"the live query's results ended after {self.rows_added} rows")
 
-    def stop(self) -> None:
-        """Stop the execution. Cancel any pending read of `outputs()` first: Kaskada's stop
-        blocks (forever) while a read is waiting on it."""
-        if self._results is not None:
-            self._results.stop()
-        self._results = None
-        self._source = None
+    async def stop(self, wait_s: float = STOP_WAIT_S) -> bool:
+        """Stop the execution without blocking the event loop; False if it did not stop in time.
+
+        Cancel any pending read of `outputs()` first: Kaskada's stop blocks while a read is
+        waiting on the execution. Cancelling the task that awaits a read does not always cancel
+        Kaskada's own read underneath (seen once in CI: a whole process frozen in `stop()` at
+        shutdown), so the stop runs in a daemon thread and is awaited at most `wait_s`; a query
+        whose stop does not return is abandoned — its state goes with the process — rather than
+        freezing every other partition, the ops server and the shutdown with it."""
+        results, self._results, self._source = self._results, None, None
+        if results is None:
+            return True
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        def stop() -> None:
+            try:
+                results.stop()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(finished)
+
+        threading.Thread(target=stop, name="kaskada-stop", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(stopped), wait_s)
+        except TimeoutError:
+            return False
+        return True

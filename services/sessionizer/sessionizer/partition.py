@@ -174,7 +174,10 @@ class PartitionSessionizer:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-        self._query.stop()
+        if not await self._query.stop():
+            log.warning(
+                "the live query did not stop in time and was abandoned", extra={"partition": self.partition}
+            )
         self._open_gauge.set(0)
 
     # --- feeding ----------------------------------------------------------------------------------
