@@ -10,8 +10,11 @@ import pytest
 import pytest_asyncio
 from ingest_helpers import StartIngest, slack_settings
 
+from beepgpt.kafka import EventProducer
 from beepgpt.settings import KafkaSettings, RedisSettings, ServiceSettings
 from devstack.slack_standin import SlackStandin
+from ingest.dedup import MemoryDedup
+from ingest.publisher import Publisher
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 
@@ -47,3 +50,17 @@ def start_ingest(
             await service.stop()
 
     return start
+
+
+@pytest_asyncio.fixture
+async def publisher(kafka_topics: KafkaSettings) -> AsyncIterator[Publisher]:
+    """A real publisher on the test broker, for tests that run the Bolt app without the service."""
+    producer = EventProducer(kafka_topics, "ingest")
+    await producer.start()
+    publisher = Publisher(producer, MemoryDedup(ttl_s=60, max_entries=100), capacity=100)
+    await publisher.start()
+    try:
+        yield publisher
+    finally:
+        assert await publisher.stop(10.0) == 0
+        await producer.stop()

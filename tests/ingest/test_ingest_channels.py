@@ -12,23 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from ingest_helpers import counter, decoded, read_values
 from prometheus_client import REGISTRY
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from beepgpt.contracts import SlackMessage
-from beepgpt.kafka import EventProducer
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import SLACK_MESSAGES
 from devstack.slack_standin.events import EventBuilder
 from devstack.topic_reader import read_topic
-from ingest.dedup import MemoryDedup
 from ingest.intake import Intake
 from ingest.normalize import Rules
 from ingest.publisher import Publisher
@@ -44,19 +41,6 @@ Dispatch = Callable[[dict[str, Any]], Coroutine[Any, Any, int]]
 
 def channel_skips(reason: str) -> float:
     return REGISTRY.get_sample_value("beepgpt_ingest_channel_skips_total", {"reason": reason}) or 0.0
-
-
-@pytest_asyncio.fixture
-async def publisher(kafka_topics: KafkaSettings) -> AsyncIterator[Publisher]:
-    producer = EventProducer(kafka_topics, "ingest")
-    await producer.start()
-    publisher = Publisher(producer, MemoryDedup(ttl_s=60, max_entries=100), capacity=100)
-    await publisher.start()
-    try:
-        yield publisher
-    finally:
-        assert await publisher.stop(10.0) == 0
-        await producer.stop()
 
 
 def app_for(publisher: Publisher, rules: Rules) -> Dispatch:

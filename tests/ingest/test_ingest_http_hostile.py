@@ -22,17 +22,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from ingest_helpers import Counters, decoded, read_values
 from prometheus_client import REGISTRY
 from slack_sdk.signature import SignatureVerifier
 
-from beepgpt.kafka import EventProducer, header
+from beepgpt.kafka import header
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import SLACK_MESSAGES
 from devstack.slack_standin.events import EventBuilder
 from devstack.topic_reader import read_topic
-from ingest.dedup import MemoryDedup
 from ingest.http_events import HttpEventsAdapter
 from ingest.intake import Intake
 from ingest.normalize import Rules
@@ -93,19 +91,6 @@ class Client:
 
 
 Serve = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
-
-
-@pytest_asyncio.fixture
-async def publisher(kafka_topics: KafkaSettings) -> AsyncIterator[Publisher]:
-    producer = EventProducer(kafka_topics, "ingest")
-    await producer.start()
-    publisher = Publisher(producer, MemoryDedup(ttl_s=60, max_entries=100), capacity=100)
-    await publisher.start()
-    try:
-        yield publisher
-    finally:
-        assert await publisher.stop(10.0) == 0
-        await producer.stop()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from notifier.preferences import PreferencesTable
 from notifier.rate_limit import TokenBucket
 from notifier.settings import NotifierSettings
 from notifier.slack_sender import DefiniteSlackError, TransientSlackError
-from notifier.stages import audit_record, may_read
+from notifier.stages import audit_record, channels_needing_members, may_read
 
 log = logging.getLogger(__name__)
 
@@ -231,10 +231,9 @@ class DigestSweeper:
             return list(alerts), []
         users = await self._permissions.users(a.candidate.user for a in alerts)
         channels = await self._permissions.channels(a.candidate.channel for a in alerts)
-        guests_in = {a.candidate.channel for a in alerts if (u := users.get(a.candidate.user)) and u.guest}
-        listed = [
-            c for c, a in channels.items() if a.refusal is None and (a.needs_membership or c in guests_in)
-        ]
+        listed = channels_needing_members(
+            [(a.candidate.user, a.candidate.channel) for a in alerts], channels, users
+        )
         members = await self._permissions.members(listed)
         allowed: list[HeldAlert] = []
         refused: list[tuple[HeldAlert, str]] = []

@@ -284,14 +284,22 @@ def channels_to_list(
     channels: Mapping[str, ChannelAccess],
     users: Mapping[str, UserAccess] | None = None,
 ) -> list[str]:
-    """The channels whose member list the permission stage needs: readable ones that are not
-    public, and public ones a guest among the recipients would be shown."""
+    """The channels whose member list the permission stage needs (see `channels_needing_members`)."""
+    return channels_needing_members([(w.user, w.candidate.channel) for w in works], channels, users)
+
+
+def channels_needing_members(
+    recipients: Sequence[tuple[str, str]],
+    channels: Mapping[str, ChannelAccess],
+    users: Mapping[str, UserAccess] | None = None,
+) -> list[str]:
+    """Of the (user, channel) pairs, the readable channels whose members decide: those that are
+    not public, and public ones a guest among the recipients would be shown."""
     users = users or {}
-    guests_in = {w.candidate.channel for w in works if (u := users.get(w.user)) and u.guest is not None}
-    wanted = {w.candidate.channel for w in works}
+    guests_in = {c for u, c in recipients if (person := users.get(u)) and person.guest is not None}
     return sorted(
         c
-        for c in wanted
+        for c in {c for _, c in recipients}
         if (a := channels.get(c)) and a.refusal is None and (a.needs_membership or c in guests_in)
     )
 
