@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-PACKAGES := shared devstack services/ingest services/sessionizer services/scorer services/notifier
+PACKAGES := shared devstack services/ingest services/sessionizer services/scorer services/notifier offline
 REQUIREMENTS := requirements-dev.txt $(wildcard $(addsuffix /requirements.txt,$(PACKAGES))) \
 	$(wildcard $(addsuffix /pyproject.toml,$(PACKAGES)))
 
@@ -37,7 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 typecheck: setup
-	$(VENV)/bin/mypy shared/beepgpt devstack/devstack bench $(foreach p,ingest sessionizer scorer notifier,$(wildcard services/$(p)/$(p)))
+	$(VENV)/bin/mypy shared/beepgpt devstack/devstack offline/offline bench $(foreach p,ingest sessionizer scorer notifier,$(wildcard services/$(p)/$(p)))
 
 deploy-check: setup
 	bash deploy/validate.sh

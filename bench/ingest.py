@@ -33,6 +33,7 @@ from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import SLACK_MESSAGES
 from devstack.local_stack import Broker, RedisServer, forget_keys, redis_answers
+from ingest.bolt_app import BotIdentity, build_app
 from ingest.dedup import RedisDedup
 from ingest.importer.publish import publish
 from ingest.importer.sources import read_source
@@ -40,7 +41,6 @@ from ingest.intake import Intake
 from ingest.normalize import Rules
 from ingest.publisher import Publisher
 from ingest.service import tune_garbage_collector
-from ingest.slack_app import BotIdentity, build_app
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 EVENTS = 30_000

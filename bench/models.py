@@ -23,7 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "slack-generation.parquet"
-DEVSET = ROOT / "services" / "scorer" / "devset"
+DEVSET = ROOT / "offline" / "devset"
 
 
 def record(metric: str, value: float, unit: str) -> dict[str, Any]:
@@ -33,13 +33,11 @@ def record(metric: str, value: float, unit: str) -> dict[str, Any]:
 def run() -> list[dict[str, Any]]:
     import pandas as pd
 
-    from scorer.evaluation import interest as interest_eval
-    from scorer.evaluation import topics as topics_eval
-    from scorer.evaluation.cli import split_time
-    from scorer.model_dir import shared_local_embedder
-    from scorer.topics.matcher import TopicMatcher
-    from scorer.training.pairs import fit
-    from scorer.training.pipeline import (
+    from offline.evaluation import interest as interest_eval
+    from offline.evaluation import topics as topics_eval
+    from offline.evaluation.cli import split_time
+    from offline.training.pairs import fit
+    from offline.training.pipeline import (
         conversation_texts,
         conversation_vectors,
         prepare,
@@ -48,6 +46,8 @@ def run() -> list[dict[str, Any]]:
         workspace_space,
         write_pair_model,
     )
+    from scorer.model_dir import shared_local_embedder
+    from scorer.topics.matcher import TopicMatcher
 
     records = []
     started = time.perf_counter()
@@ -112,7 +112,7 @@ def peak_rss_mb() -> float:
 def scale_records() -> list[dict[str, Any]]:
     """The pair model's fit on 200,000 generated messages of 5,000 people (target < 5 minutes)."""
     from bench.workspace import generate
-    from scorer.training.pairs import fit
+    from offline.training.pairs import fit
 
     stream, vectors = generate()
     before = peak_rss_mb()
@@ -129,8 +129,8 @@ def scale_records() -> list[dict[str, Any]]:
 
 def elmlang_records(embedder: Any) -> list[dict[str, Any]]:
     """The fit on real chat with its vectors cached (target < 20 s); nothing without the data."""
-    from scorer.training.pairs import fit
-    from scorer.training.pipeline import prepare, replay_stream
+    from offline.training.pairs import fit
+    from offline.training.pipeline import prepare, replay_stream
 
     data = ROOT.parent / "shared" / "data" / "real-chat" / "elmlang-general"
     if not data.is_dir():

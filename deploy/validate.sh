@@ -135,11 +135,11 @@ make_locks() {
   log "services/scorer/requirements.lock (without torch and CUDA)"
   "${compile[@]}" "${no_cuda[@]}" shared/requirements.txt services/scorer/requirements.txt \
     -o services/scorer/requirements.lock
-  log "services/scorer/requirements-train.lock (the runtime lock's versions + the trainer's)"
+  log "offline/requirements.lock (the scorer runtime lock's versions + what the trainer image adds)"
   "${compile[@]}" "${no_cuda[@]}" -c services/scorer/requirements.lock shared/requirements.txt \
-    services/scorer/requirements.txt services/scorer/requirements-train.txt \
-    services/ingest/requirements.txt services/sessionizer/requirements.txt \
-    -o services/scorer/requirements-train.lock
+    services/scorer/requirements.txt services/ingest/requirements.txt \
+    services/sessionizer/requirements.txt services/notifier/requirements.txt offline/requirements.txt \
+    -o offline/requirements.lock
 }
 
 if [[ ${1:-} == --lock ]]; then

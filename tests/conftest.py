@@ -15,12 +15,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from beepgpt.kafka import ensure_topics
 from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import ALL_TOPICS
 from devstack.local_stack import Broker, RedisServer, forget_keys, redis_answers
+from scorer.embeddings import LocalEmbedder
+from scorer.model_dir import shared_local_embedder
 
 pytest_plugins = ["devstack.slack_standin.pytest_plugin"]
 
@@ -88,3 +91,24 @@ async def redis_settings(redis_url: str) -> AsyncIterator[RedisSettings]:
     settings = RedisSettings(url=redis_url, key_prefix=f"test:{uuid.uuid4().hex[:12]}:")
     yield settings
     await asyncio.to_thread(forget_keys, redis_url, settings.key_prefix)
+
+
+# ---- models: one embedding model per session, a small history ---------------------------------
+# The local embedding model takes seconds to load, so it is loaded once (`shared_local_embedder`,
+# the same instance the CLIs use); tests embed a few hundred short texts at most.
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    return shared_local_embedder()
+
+
+@pytest.fixture(scope="session")
+def small_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example workspace's first 320 messages (a day and a half), with its users file."""
+    table = pd.read_parquet(SHARED_DATA / "slack-generation.parquet").sort_values("ts").head(320)
+    directory = tmp_path_factory.mktemp("history")
+    path = directory / "small.parquet"
+    table.to_parquet(path)
+    (directory / "small.users.json").write_text((SHARED_DATA / "slack-generation.users.json").read_text())
+    return path

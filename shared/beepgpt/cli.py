@@ -39,24 +39,24 @@ COMMANDS: dict[str, Command] = {
         "services/ingest",
     ),
     "conversations": Command(
-        "sessionizer.cli",
+        "offline.conversations",
         "build the conversations of a message table with the shared Kaskada query",
-        "services/sessionizer",
+        "offline",
     ),
     "train": Command(
-        "scorer.training.cli",
+        "offline.training.cli",
         "train the interest model (local, or --openai fine-tuned)",
-        "services/scorer[train]",
+        "offline",
     ),
     "eval": Command(
-        "scorer.evaluation.cli",
+        "offline.evaluation.cli",
         "measure the interest model or the topic matcher on held-out data (also: eval conversations)",
-        "services/scorer[train]",
+        "offline",
     ),
     "forget": Command(
-        "notifier.forget",
+        "offline.forget",
         "remove a person's preferences, feedback, held alerts, Redis state and model profile",
-        "services/notifier",
+        "offline",
     ),
     "serve": Command(
         "devstack.serve", "run one service: ingest, sessionizer, scorer or notifier", "devstack"
@@ -77,13 +77,13 @@ COMMANDS: dict[str, Command] = {
 
 SUBCOMMANDS: dict[tuple[str, str], Command] = {
     ("eval", "conversations"): Command(
-        "sessionizer.evaluation.cli",
+        "offline.evaluation.conversations.cli",
         "conversation modes against known conversations (ARI, VI, one-to-one, exact match)",
-        "services/sessionizer",
+        "offline",
     ),
 }
-"""Subcommands that live with another package than their command's: `beepgpt eval conversations`
-measures the sessionizer, which needs none of the scorer's ML stack that `beepgpt eval` loads."""
+"""Subcommands in a module of their own: `beepgpt eval conversations` measures the sessionizer and
+loads none of the scorer's ML stack that the rest of `beepgpt eval` imports."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,16 +297,17 @@ def test_dockerfile_is_pinned_non_root_and_installs_only_its_own_requirements(se
     assert re.search(r"^USER 10001", image, re.MULTILINE)
     assert f'ENTRYPOINT ["python", "-m", "{service}"]' in image
     assert f"services/{service}/requirements.lock" in image
-    assert "requirements-train" not in image
+    assert "offline" not in image
     others = [s for s in SERVICES if s != service]
     assert not any(f"services/{other}/" in image for other in others)
 
 
-def test_runtime_stage_closure_leaves_out_the_train_target() -> None:
-    image = runtime_stages((REPO / "services" / "scorer" / "Dockerfile").read_text())
-    assert "AS runtime" in image
-    assert "AS build" in image
-    assert "AS train" not in image
+def test_the_trainer_has_its_own_image_and_no_service_image_holds_it() -> None:
+    trainer = runtime_stages((REPO / "offline" / "Dockerfile").read_text())
+    assert re.search(r"^USER 10001", trainer, re.MULTILINE)
+    assert 'ENTRYPOINT ["beepgpt", "train"]' in trainer
+    for service in SERVICES:
+        assert "offline" not in runtime_stages((REPO / "services" / service / "Dockerfile").read_text())
 
 
 @pytest.mark.parametrize("service", [s for s in SERVICES if s != "scorer"])

@@ -56,8 +56,10 @@ def requirements(service: str) -> dict[str, str]:
 
 
 LOCKS = [(service, f"services/{service}/requirements.lock", (service,)) for service in SERVICES] + [
-    ("scorer", "services/scorer/requirements-train.lock", ("scorer", "ingest", "sessionizer"))
+    ("offline", "offline/requirements.lock", SERVICES)
 ]
+"""(image, lock, the services whose requirements it holds): the trainer image (offline/) holds
+every service package it drives, and offline's own requirements."""
 
 
 @pytest.mark.parametrize(("service", "lock", "sources"), LOCKS, ids=[lock for _, lock, _ in LOCKS])
@@ -68,8 +70,8 @@ def test_the_lock_pins_every_requirement_at_its_version_with_hashes(
     wanted: dict[str, str] = {}
     for source in sources:
         wanted |= requirements(source)
-    if lock.endswith("requirements-train.lock"):
-        wanted |= pins(REPO / "services" / "scorer" / "requirements-train.txt")
+    if service == "offline":
+        wanted |= pins(REPO / "offline" / "requirements.txt")
     problems = [
         f"{name}=={version}: lock has {entries[name][0] if name in entries else 'nothing'}"
         for name, version in wanted.items()
@@ -80,20 +82,25 @@ def test_the_lock_pins_every_requirement_at_its_version_with_hashes(
     assert [name for name in entries if NOT_LOCKED.match(name)] == []
 
 
-def test_the_train_lock_agrees_with_the_runtime_lock() -> None:
+def test_the_trainer_lock_agrees_with_the_scorer_runtime_lock() -> None:
+    """Training and serving load the same model code: the same versions of everything."""
     runtime = lock_entries(REPO / "services/scorer/requirements.lock")
-    train = lock_entries(REPO / "services/scorer/requirements-train.lock")
+    train = lock_entries(REPO / "offline/requirements.lock")
     assert runtime.keys() <= train.keys()
     assert {n: v for n, (v, _) in runtime.items() if train[n][0] != v} == {}
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_the_image_installs_only_its_lock(service: str) -> None:
-    text = (REPO / "services" / service / "Dockerfile").read_text()
+IMAGES = {service: f"services/{service}" for service in SERVICES} | {"offline": "offline"}
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_the_image_installs_only_its_lock(image: str) -> None:
+    folder = IMAGES[image]
+    text = (REPO / folder / "Dockerfile").read_text()
     installs = [
         line for line in text.splitlines() if "pip install" in line and not line.lstrip().startswith("#")
     ]
-    locked = f"pip install --require-hashes --no-deps -r services/{service}/requirements.lock && pip check"
+    locked = f"pip install --require-hashes --no-deps -r {folder}/requirements.lock && pip check"
     assert any(locked in line for line in installs)
     for line in installs:
         # Besides the locks: the project's own packages and the CPU torch, both without deps.

@@ -31,11 +31,11 @@ from beepgpt.settings import KafkaSettings
 from beepgpt.topics import SLACK_MESSAGES
 from devstack.slack_standin.events import EventBuilder
 from devstack.topic_reader import read_topic
+from ingest.bolt_app import BotIdentity, build_app
 from ingest.http_events import HttpEventsAdapter
 from ingest.intake import Intake
 from ingest.normalize import Rules
 from ingest.publisher import Publisher
-from ingest.slack_app import BotIdentity, build_app
 
 SECRET = "test-signing-secret"
 GENERAL = "C0GENERAL"

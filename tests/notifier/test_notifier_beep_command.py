@@ -7,8 +7,8 @@ import pytest
 from beepgpt.contracts import FollowedTopic, Notification, Preferences, QuietHours
 from beepgpt.settings import AlertDefaults
 from devstack.slack_standin.blocks import MAX_VIEW_BLOCKS, block_problems
-from ingest.commands import beep_command as beep
-from ingest.commands.app_home import BUDGET_ACTION, DIGEST_ACTION, home_view
+from ingest.slack_app import beep_command as beep
+from ingest.slack_app.app_home import BUDGET_ACTION, DIGEST_ACTION, home_view
 
 NOW = 1_700_000_000.0
 

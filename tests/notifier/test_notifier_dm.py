@@ -8,7 +8,7 @@ import pytest
 
 from beepgpt.contracts import Candidate, FeedbackButton, PreviewLine
 from devstack.slack_standin.blocks import block_problems
-from ingest.commands.feedback_buttons import feedback_from
+from ingest.slack_app.feedback_buttons import feedback_from
 from notifier import dm, mrkdwn
 
 USERS = {"U1": "alice", "U2": "bob"}

@@ -19,7 +19,7 @@ from beepgpt.kafka.compacted import CompactedTable
 from beepgpt.redis_client import redis_client
 from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import FEEDBACK, PREFERENCES, Topic
-from ingest.commands.preferences_store import PreferencesStore
+from ingest.slack_app.preferences_store import PreferencesStore
 from notifier.budget_counter import BudgetAsk, BudgetCounter
 from notifier.dedup import ClaimState, DedupStore
 from notifier.held import HeldAlert, HeldAlerts

@@ -17,9 +17,9 @@ from beepgpt.settings import KafkaSettings, RedisSettings, ServiceSettings, Slac
 from beepgpt.topics import FEEDBACK, PREFERENCES
 from devstack.slack_standin import SlackStandin
 from devstack.topic_reader import read_topic
-from ingest.commands import SlackExperience
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
+from ingest.slack_app import SlackExperience
 from notifier import dm
 from notifier.settings import NotifierSettings
 
@@ -254,12 +254,12 @@ async def test_tampered_feedback_buttons_are_ignored_and_never_break_ingest(
         '{"conversation_id":"C0PROJECT:6.6","reason":"topic","topic_id":"t-1"}',  # a DM from before scores
         '{"conversation_id":"C0PROJECT:7.7","reason":"topic","topic_id":"t-1","score":-0.25,"space":["x"]}',
     ]
-    with caplog.at_level(logging.WARNING, logger="ingest.commands.feedback_buttons"):
+    with caplog.at_level(logging.WARNING, logger="ingest.slack_app.feedback_buttons"):
         for value in values:  # each is acknowledged (push_interactive raises if not)
             await standin.push_interactive(
                 standin.events.block_actions(dm.NOT_USEFUL_ACTION, user_id=BOB, value=value)
             )
-    warnings = [r.getMessage() for r in caplog.records if r.name == "ingest.commands.feedback_buttons"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ingest.slack_app.feedback_buttons"]
     assert warnings.count("feedback button with an unreadable value") == 3
     assert warnings.count("feedback button score ignored: not a finite number in [-1, 1]") == 5
     records = await read_topic(kafka_topics, FEEDBACK.name, count=7, idle=0.5)

@@ -17,8 +17,8 @@ from beepgpt.kafka import EventProducer
 from beepgpt.message_table import to_messages
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
+from offline.tables import load_table
 from sessionizer.clock import Clock
-from sessionizer.history import load_table
 from sessionizer.service import SessionizerService
 from sessionizer.settings import SessionizerSettings
 

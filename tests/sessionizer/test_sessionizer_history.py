@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sessionizer import cli
-from sessionizer.history import conversations, load_table, message_contexts
+from offline import conversations as listing
+from offline.tables import load_table
+from sessionizer.history import conversations, message_contexts
 from sessionizer.settings import SessionizerSettings
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -136,7 +137,7 @@ def test_the_command_writes_ids_messages_and_participants(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "conversations.jsonl"
-    assert cli.main([str(GENERATED), "--out", str(out)]) == 0
+    assert listing.main([str(GENERATED), "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 187
     first = next(line for line in lines if line["id"] == {"channel": "General", "thread": 1690783200.0})
@@ -147,7 +148,7 @@ def test_the_command_writes_ids_messages_and_participants(
 
 def test_the_command_reads_a_slack_export(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("ingest.importer.sources")
-    assert cli.main([str(DATA / "slack-export")]) == 0
+    assert listing.main([str(DATA / "slack-export")]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     thread = next(line for line in lines if line["conversation_id"] == "random:1690360240.229079/thread")
     assert [m["text"] for m in thread["messages"]][-1] == "howdy"
@@ -155,7 +156,7 @@ def test_the_command_reads_a_slack_export(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_the_command_refuses_what_it_cannot_read(tmp_path: Path) -> None:
-    assert cli.main([str(tmp_path / "missing.parquet")]) == 2
+    assert listing.main([str(tmp_path / "missing.parquet")]) == 2
 
 
 def _table(rows: list[tuple[str, float]]) -> pd.DataFrame:

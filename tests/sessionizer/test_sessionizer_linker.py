@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sessionizer import cli
+from offline import conversations as listing
 from sessionizer.linker import Linker, load_model, read
 
 
@@ -108,9 +108,9 @@ def test_conversations_command_lists_linked_conversations(
 ) -> None:
     path = tmp_path / "busy.parquet"
     busy.to_parquet(path)
-    assert cli.main([str(path), "--mode", "gap"]) == 0
+    assert listing.main([str(path), "--mode", "gap"]) == 0
     gap_lines = capsys.readouterr().out.splitlines()
-    assert cli.main([str(path), "--mode", "linked"]) == 0
+    assert listing.main([str(path), "--mode", "linked"]) == 0
     linked_lines = capsys.readouterr().out.splitlines()
     assert len(gap_lines) == 1
     assert len(linked_lines) == 2

@@ -20,7 +20,7 @@ from beepgpt.person_messages import (
 )
 from ingest.importer.history import HistoryBuilder
 from ingest.normalize import Accepted, Dropped, Rejected, normalize_event
-from sessionizer.evaluation.data import people_messages
+from offline.evaluation.conversations.data import people_messages
 from sessionizer.feeder import Fed, Feeder
 from sessionizer.rules import CONVERSATIONAL_SUBTYPES, is_conversational
 

@@ -9,8 +9,8 @@ import sys
 from beepgpt.observability.logs import configure_logging
 from beepgpt.runtime import serve as serve_runtime
 from beepgpt.settings import AlertDefaults, KafkaSettings, ServiceSettings
-from ingest.commands import SlackExperience
 from ingest.service import ConfigurationError, IngestService, tune_garbage_collector
+from ingest.slack_app import SlackExperience
 
 log = logging.getLogger("ingest")
 

@@ -24,6 +24,7 @@ from beepgpt.redis_client import check_redis_safety
 from beepgpt.runtime import Resource, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, ServiceSettings, SlackSettings
 from beepgpt.topics import SLACK_MESSAGES
+from ingest.bolt_app import BotIdentity, build_app
 from ingest.dedup import Dedup, MemoryDedup, RedisDedup
 from ingest.http_events import HttpEventsAdapter
 from ingest.intake import SOURCE, Intake
@@ -31,7 +32,6 @@ from ingest.listeners import Register
 from ingest.normalize import Rules
 from ingest.publisher import Publisher
 from ingest.settings import IngestSettings
-from ingest.slack_app import BotIdentity, build_app
 from ingest.socket_mode import SocketModeAdapter
 
 log = logging.getLogger(__name__)

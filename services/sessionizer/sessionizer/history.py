@@ -1,10 +1,7 @@
 """Conversations of a history table, built by the same query and fold the live service runs.
 
-Public API (signatures are stable; the scorer's training uses them):
-
-    load_table(path: str | Path) -> pandas.DataFrame
-        A message table from Parquet, JSONL, or a Slack export (directory or zip, read by
-        `ingest.importer` when it is installed), completed to `beepgpt.message_table.COLUMNS`.
+Public API (signatures are stable; offline training and evaluation use them, over tables read
+by `offline.tables.load_table`):
 
     conversations(table: DataFrame, settings: SessionizerSettings | None = None,
                   *, window: int | None = None) -> list[ConversationEvent]
@@ -29,7 +26,6 @@ import asyncio
 import concurrent.futures
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import kaskada as kd
@@ -92,32 +88,6 @@ class MessageContext:
             "text": self.text,
             "previous": [{"user": p.user, "text": p.text} for p in self.previous],
         }
-
-
-class TableError(ValueError):
-    """The path is not a message table or export this command can read."""
-
-
-def load_table(path: str | Path) -> pd.DataFrame:
-    """A message table from Parquet / JSONL, or from a Slack export through the importer."""
-    import pandas as pd
-
-    source = Path(path)
-    if not source.exists():
-        raise TableError(f"{source} does not exist")
-    suffix = source.suffix.lower()
-    if source.is_file() and suffix == ".parquet":
-        return complete(pd.read_parquet(source))
-    if source.is_file() and suffix in (".jsonl", ".ndjson"):
-        return complete(pd.read_json(source, lines=True, dtype={"slack_ts": str, "slack_thread_ts": str}))
-    try:
-        from ingest.importer.sources import read_source
-    except ModuleNotFoundError as error:
-        raise TableError(
-            f"{source} is not a .parquet/.jsonl table; reading Slack exports needs the ingest package"
-            f" ({error.name} is missing)"
-        ) from error
-    return complete(read_source(source).history.table())
 
 
 def conversations(

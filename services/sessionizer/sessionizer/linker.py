@@ -22,7 +22,7 @@ What it may look at, and why so little:
   the winner is the same winner.
 
 Scoring is a linear model over those features (fitted with scikit-learn's logistic regression by
-`sessionizer.linker_training`), evaluated with numpy over the window at once; the model is a
+`offline.training.linker`), evaluated with numpy over the window at once; the model is a
 small JSON file of named weights shipped in the package, so an install needs no training.
 
 Thread replies never reach the linker: thread membership always wins (the sessionizer puts them

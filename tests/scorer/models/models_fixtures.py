@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 
 from beepgpt.contracts import ConversationEvent, ConversationMessage
+from offline.training.examples import Example
 from scorer.embeddings import Embedder, Matrix, MessageEmbeddings
 from scorer.interest.features import Vocabulary
 from scorer.interest.model import NOBODY
 from scorer.interest.prompt import Prompt, PromptMessage
 from scorer.interest.substance import has_substance
-from scorer.training.examples import Example
 
 SUBJECTS = {
     "UANA": [

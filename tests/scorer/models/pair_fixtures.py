@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from scorer.training.history import ConversationRows
-from scorer.training.replay import Stream, stream_of
+from offline.training.history import ConversationRows
+from offline.training.replay import Stream, stream_of
 
 START = 1_700_000_000.0
 DAY = 86_400.0

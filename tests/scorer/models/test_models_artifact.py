@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from models_fixtures import VOCAB, conversation, synthetic_examples, vectors_of
 
+from offline.training.local import train_interest
 from scorer.artifact import (
     FORMAT_VERSION,
     MANIFEST,
@@ -21,7 +22,6 @@ from scorer.artifact import (
 from scorer.embeddings import LocalEmbedder
 from scorer.interest.model import InterestModel
 from scorer.model_dir import load_models
-from scorer.training.local import train_interest
 
 
 @pytest.fixture(scope="module")

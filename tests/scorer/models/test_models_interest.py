@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from models_fixtures import VOCAB, conversation, synthetic_examples, vectors_of
 
+from offline.training.local import InterestSettings, train_interest
 from scorer.embeddings import LocalEmbedder
 from scorer.interest.features import Featurizer
 from scorer.interest.model import NOBODY, InterestModel
 from scorer.interest.prompt import Prompt, PromptMessage, prompt_of
 from scorer.interest.substance import content_words, has_substance
-from scorer.training.local import InterestSettings, train_interest
 
 
 @pytest.mark.parametrize(

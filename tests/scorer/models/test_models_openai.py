@@ -13,6 +13,8 @@ from models_fixtures import VOCAB, conversation, synthetic_examples
 from openai import OpenAI
 
 from devstack.openai_standin import OpenAIStandin
+from offline.training.openai_run import FineTuneFailed, OpenAIRunSettings, run_openai
+from offline.training.pipeline import Prepared
 from scorer.artifact import MANIFEST, fingerprint_rows, read_manifest
 from scorer.embeddings import LocalEmbedder
 from scorer.interest.finetune import build_files, estimate_tokens, example_line
@@ -21,8 +23,6 @@ from scorer.interest.pairs import PairModel
 from scorer.interest.prompt import Prompt, PromptMessage
 from scorer.model_dir import load_models
 from scorer.openai_api import Backoff
-from scorer.training.openai_run import FineTuneFailed, OpenAIRunSettings, run_openai
-from scorer.training.pipeline import Prepared
 
 
 @pytest.fixture(scope="module")

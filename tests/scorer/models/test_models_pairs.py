@@ -9,9 +9,9 @@ import pytest
 from pair_fixtures import DAY, START, workspace
 
 from beepgpt.contracts import ConversationEvent, ConversationMessage
+from offline.training.pairs import PairSettings, fit
 from scorer.artifact import ModelFormatError
 from scorer.interest.pairs import FEATURES, PAIRS_FILE, PairModel, trained_features
-from scorer.training.pairs import PairSettings, fit
 
 NAMES = {"UANA": "Ana", "UBO": "Bob", "UCYD": "Cyd", "UDEE": "Dee", "UEVE": "Eve"}
 
@@ -161,7 +161,7 @@ def naive_threshold(probabilities, times, pairs, joins, beta):  # type: ignore[n
 
 
 def test_the_threshold_is_the_best_f_beta_over_alerts() -> None:
-    from scorer.training.pairs import choose_threshold
+    from offline.training.pairs import choose_threshold
 
     stream, _ = workspace(days=6)
     rng = np.random.default_rng(3)

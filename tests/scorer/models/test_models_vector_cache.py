@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offline.evaluation.cli import parser as eval_parser
+from offline.training.cli import parser as train_parser
+from offline.training.pipeline import prepare
 from scorer.embeddings import Matrix, MessageEmbeddings
-from scorer.evaluation.cli import parser as eval_parser
-from scorer.training.cli import parser as train_parser
-from scorer.training.pipeline import prepare
 from scorer.vector_cache import (
     CACHE_ENV,
     VectorCache,

@@ -2,7 +2,7 @@
 
 Inference is a matrix product and a softmax in numpy; the weights are plain arrays in the model
 directory (`interest.npz`), so the scorer needs neither scikit-learn nor pickle to load them, and
-a model file can never execute code. Training (`scorer.training.local`) fits them.
+a model file can never execute code. Training (`offline.training.local`) fits them.
 
 The service hands over a conversation and the vectors of its messages (one row per message, as
 its cache produced them); the model reads the latest five (`prompt.prompt_of`) and answers with

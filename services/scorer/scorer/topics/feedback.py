@@ -1,7 +1,7 @@
 """Learning a topic's line from "useful / not useful" feedback (docs/notifications.md), a few clicks at a time.
 
 What a handful of clicks can teach, measured on the calibration topics of the development set
-(`services/scorer/devset/README.md`, never on the topics `beepgpt eval topics` reports):
+(`offline/devset/README.md`, never on the topics `beepgpt eval topics` reports):
 
 - **Not where the topic points.** Moving the topic vector towards the useful conversations and
   away from the others (Rocchio, ¼ to 1×), adding a similarity-to-the-clicked-conversations term

@@ -4,7 +4,7 @@ Why: topics name things ("the Fraud Detection project", "their weekends", "secur
 privacy") and conversations about them mostly use those words or close forms of them
 ("weekend", "streamed"). The sentence embedding only approximates that: a short topic vector
 sits near many conversations, and how near depends on the topic. Measured on the calibration
-topics of the development set (`services/scorer/devset/README.md`), adding this score to the
+topics of the development set (`offline/devset/README.md`), adding this score to the
 embedding similarity raised macro-F1 at the best single threshold from 0.699 to 0.734.
 
 The score of a topic for a conversation is, over the topic subject's content words (stemmed,

@@ -1,7 +1,7 @@
 """Does a conversation match a topic someone follows? Scores from message vectors, not texts.
 
 How a conversation is scored against a topic (each choice measured on the development set, see
-`services/scorer/devset/README.md`):
+`offline/devset/README.md`):
 
 - The topic's request wording is stripped (`phrasing.topic_subject`) and the rest embedded once.
 - Message vectors are centred on the workspace's mean message vector (`EmbeddingSpace`) and
@@ -47,7 +47,7 @@ SPACE_FILE = "space.npz"
 DEFAULT_THRESHOLDS: Mapping[str, float] = {"local:all-MiniLM-L6-v2": 0.178}
 """Measured default thresholds per embedding space for the embedding score alone (no
 `Lexicon`): the best single threshold of `beepgpt eval topics` on the calibration topics
-(`services/scorer/devset/calibration/`), never on the topics the evaluation reports. Another
+(`offline/devset/calibration/`), never on the topics the evaluation reports. Another
 space (OpenAI embeddings) has no measured default yet: measure one the same way and pass it as
 the threshold."""
 
@@ -167,7 +167,7 @@ def default_threshold(embedder: str, *, lexical: bool = False) -> float:
     except KeyError:
         raise ValueError(
             f"no measured default topic threshold for {embedder}; pass one explicitly "
-            "(`beepgpt eval topics` on services/scorer/devset/calibration measures one)"
+            "(`beepgpt eval topics` on offline/devset/calibration measures one)"
         ) from None
 
 

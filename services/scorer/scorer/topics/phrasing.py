@@ -8,7 +8,7 @@ makes topics look alike. It is stripped before embedding, and so is the conversa
 that follows it ("discussions related to …", "chatting about …"); what remains ("making
 streaming technology decisions", "SRE topics like monitoring and alerting") is what
 conversations are compared with. Both were measured on the calibration topics of the development
-set (`services/scorer/devset/README.md`).
+set (`offline/devset/README.md`).
 """
 
 from __future__ import annotations

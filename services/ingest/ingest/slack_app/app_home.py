@@ -1,0 +1,253 @@
+"""The App Home tab: alerts on/off, pause, quiet hours, daily budget and digest times, followed
+topics and recent alerts.
+
+Published with views.publish when the person opens the tab and after every change they make
+there (buttons) or with `/beep`. `home_view` is pure; `register` wires the event and buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from beepgpt.contracts import Notification, Preferences, split_conversation_id
+from beepgpt.settings import AlertDefaults
+from ingest.slack_app.beep_command import (
+    BUILT_IN_DEFAULTS,
+    DIGEST_PRESETS,
+    MAX_TOPICS,
+    budget_text,
+    changed,
+    schedule_text,
+    slack_date,
+    user_tz,
+)
+from ingest.slack_app.preferences_store import NotReady, PreferencesStore
+from ingest.slack_app.recent_alerts import RecentAlerts
+
+log = logging.getLogger(__name__)
+
+TOGGLE_ACTION = "beepgpt_home_toggle"
+RESUME_ACTION = "beepgpt_home_resume"
+UNFOLLOW_ACTION = "beepgpt_home_unfollow"
+BUDGET_ACTION = "beepgpt_home_budget"
+DIGEST_ACTION = "beepgpt_home_digest"
+MAX_VIEW_BLOCKS = 100
+
+BUDGET_CHOICES = (0, 1, 3, 5, 10)
+"""App Home's budget buttons (any other value: `/beep budget <n>`)."""
+DIGEST_CHOICES = (("3x", "3× a day"), ("1x", "Once a day"))
+DEFAULT = "default"
+
+Block = dict[str, Any]
+
+
+def _section(text: str, accessory: Block | None = None) -> Block:
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    if accessory is not None:
+        block["accessory"] = accessory
+    return block
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value[:2000],
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _choices(action_id: str, options: Sequence[tuple[str, str]], current: str) -> Block:
+    """A row of buttons, the person's current choice marked."""
+    return {
+        "type": "actions",
+        "block_id": action_id,
+        "elements": [
+            _button(text, f"{action_id}:{value}", value, "primary" if value == current else None)
+            for value, text in options
+        ],
+    }
+
+
+def budget_blocks(prefs: Preferences, defaults: AlertDefaults) -> list[Block]:
+    """The daily budget and the digest schedule, each with its buttons."""
+    budgets = [(str(n), "0 (digests only)" if n == 0 else str(n)) for n in BUDGET_CHOICES]
+    budget_now = DEFAULT if prefs.daily_budget is None else str(prefs.daily_budget)
+    presets = {times: name for name, times in DIGEST_PRESETS.items()}
+    digest_now = DEFAULT if prefs.digest_times is None else presets.get(tuple(prefs.digest_times), "")
+    return [
+        _section(
+            f"*Daily budget*: {budget_text(prefs, defaults)}. Alerts over it wait for your digest;"
+            " digests never count. Other values: `/beep budget <n>`."
+        ),
+        _choices(BUDGET_ACTION, [*budgets, (DEFAULT, f"Default ({defaults.daily_budget})")], budget_now),
+        _section(f"*Digest*: {schedule_text(prefs, defaults)}. Other times: `/beep digest 08:30,16:00`."),
+        _choices(DIGEST_ACTION, [*DIGEST_CHOICES, (DEFAULT, "Default")], digest_now),
+    ]
+
+
+def home_view(
+    prefs: Preferences,
+    alerts: Sequence[Notification],
+    now: float,
+    defaults: AlertDefaults = BUILT_IN_DEFAULTS,
+) -> dict[str, Any]:
+    """The Home tab for one person (pure: preferences, their recent alerts, the time)."""
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "BeepGPT"}}]
+    if prefs.opted_in:
+        blocks.append(
+            _section(
+                "Alerts are *on*: I DM you when a conversation you'd want to join happens without you.",
+                _button("Turn off", TOGGLE_ACTION, "off", "danger"),
+            )
+        )
+    else:
+        blocks.append(
+            _section(
+                "Alerts are *off*: I won't DM you.", _button("Turn on alerts", TOGGLE_ACTION, "on", "primary")
+            )
+        )
+    if prefs.paused_until is not None and prefs.paused_until > now:
+        blocks.append(
+            _section(
+                f"Paused until {slack_date(prefs.paused_until)}.", _button("Resume", RESUME_ACTION, "resume")
+            )
+        )
+    if prefs.quiet_hours is not None:
+        q = prefs.quiet_hours
+        blocks.append(
+            _section(f"Quiet hours: {q.start}–{q.end} ({_escape(q.tz)}) — change with `/beep quiet`.")
+        )
+    else:
+        blocks.append(_section("No quiet hours. Set some with `/beep quiet 22:00-07:00`."))
+    blocks.append({"type": "divider"})
+    blocks += budget_blocks(prefs, defaults)
+    blocks.append({"type": "divider"})
+    blocks.append(_section(f"*Topics you follow* ({len(prefs.topics)}/{MAX_TOPICS})"))
+    if prefs.topics:
+        for topic in prefs.topics[:MAX_TOPICS]:
+            blocks.append(_section(_escape(topic.text), _button("Unfollow", UNFOLLOW_ACTION, topic.id)))
+    else:
+        blocks.append(_section("None yet. Try `/beep follow streaming technology decisions`."))
+    blocks.append({"type": "divider"})
+    blocks.append(_section("*Recent alerts*"))
+    if alerts:
+        lines = []
+        for alert in alerts:
+            channel, first_ts, thread = split_conversation_id(alert.conversation_id)
+            started = f" started {slack_date(float(first_ts))}" if _is_ts(first_ts) else ""
+            how = "in a digest" if alert.outcome == "digest" else "as a DM"
+            what = " (a thread)" if thread else ""
+            lines.append(f"• <#{channel}>{what}{started} — sent {how} {slack_date(alert.decided_at)}")
+        blocks.append(_section("\n".join(lines)))
+    else:
+        blocks.append(_section("No alerts in the last week."))
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": "Type `/beep help` anywhere for every command."}],
+        }
+    )
+    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+
+
+def _is_ts(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class AppHome:
+    """Publishes the Home tab; `refresh` is fire-and-forget (listeners must ack fast)."""
+
+    def __init__(
+        self,
+        store: PreferencesStore,
+        alerts: RecentAlerts,
+        *,
+        clock: Callable[[], float] = time.time,
+        defaults: AlertDefaults = BUILT_IN_DEFAULTS,
+    ) -> None:
+        self._store = store
+        self._alerts = alerts
+        self._clock = clock
+        self._defaults = defaults
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def publish(self, client: Any, user: str) -> None:
+        try:
+            prefs = self._store.get(user)
+        except NotReady:
+            return
+        view = home_view(prefs, self._alerts.of(user), self._clock(), self._defaults)
+        try:
+            await client.views_publish(user_id=user, view=view)
+        except Exception as error:
+            log.warning("views.publish failed", extra={"user": user, "error": repr(error)})
+
+    def refresh(self, user: str, client: Any) -> None:
+        task = asyncio.create_task(self.publish(client, user))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def register(self, app: AsyncApp, *, write_timeout_s: float = 2.0) -> None:
+        store = self._store
+
+        async def on_home_opened(event: dict[str, Any], client: Any) -> None:
+            if event.get("tab", "home") == "home":
+                self.refresh(str(event.get("user", "")), client)
+
+        async def on_home_button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
+            await ack()
+            user = str((body.get("user") or {}).get("id", ""))
+            action_id = str(action.get("action_id", ""))
+            value = str(action.get("value", ""))
+            try:
+                zone = await user_tz(client, user) if store.get(user).tz is None else None
+                async with store.lock(user):
+                    prefs = store.get(user)
+                    if action_id == TOGGLE_ACTION:
+                        new = prefs.model_copy(update={"opted_in": value == "on"})
+                    elif action_id == RESUME_ACTION:
+                        new = prefs.model_copy(update={"paused_until": None})
+                    elif action_id.startswith(BUDGET_ACTION):
+                        new = changed(prefs, daily_budget=None if value == DEFAULT else int(value))
+                    elif action_id.startswith(DIGEST_ACTION):
+                        times = DIGEST_PRESETS.get(value)
+                        new = changed(prefs, digest_times=None if times is None else list(times))
+                    else:
+                        new = prefs.model_copy(update={"topics": [t for t in prefs.topics if t.id != value]})
+                    if new != prefs and new.tz is None and zone is not None:
+                        new = changed(new, tz=zone)  # digest times are read in the person's zone
+                    if new != prefs:
+                        await store.save(new, timeout=write_timeout_s)
+            except Exception as error:
+                log.warning("home button failed", extra={"user": user, "error": repr(error)})
+            self.refresh(user, client)
+
+        app.event("app_home_opened")(on_home_opened)
+        for action_id in (TOGGLE_ACTION, RESUME_ACTION, UNFOLLOW_ACTION):
+            app.action(action_id)(on_home_button)
+        # One action id per choice (Slack wants them unique within a block): match the family.
+        for family in (BUDGET_ACTION, DIGEST_ACTION):
+            app.action(re.compile(rf"^{family}:"))(on_home_button)
