@@ -147,7 +147,7 @@ async def test_unsigned_requests_get_401_before_anything_is_parsed_or_logged(
         b'{"team":5}',
         b"[" * 100_000 + b"]" * 100_000,  # deeper than any parser's recursion limit
         b'{"type": "event_callback", "x": "\xff"}',  # not UTF-8
-        big_event(4 * 1024 * 1024),  # 4 MiB
+        big_event(900 * 1024),  # just under the 1 MiB limit
     ]
     ways: list[dict[str, Any]] = [
         {"secret": None},  # no signature at all
@@ -172,7 +172,7 @@ async def test_unsigned_requests_get_401_before_anything_is_parsed_or_logged(
             "stale_timestamp",
             "bad_timestamp",
         }
-        assert max(r.__dict__["bytes"] for r in refusals) > 4_000_000  # read, measured, not kept
+        assert max(r.__dict__["bytes"] for r in refusals) > 900_000  # read, measured, not kept
         assert not [r for r in caplog.records if r.name.startswith("ingest.bolt")]  # Bolt never saw them
         assert counters.delta() == {("unauthorized", "bad_signature"): len(bodies) * len(ways)}
         # nothing reached Kafka: a signed malformed marker is the only dead letter
@@ -247,6 +247,13 @@ async def test_bodies_over_the_limit_get_413_unread(serve: Serve, caplog: pytest
             assert (await client.post(small)).status == 200
     assert_bounded_logs(caplog.records)
     assert len([r for r in caplog.records if r.getMessage() == "request refused: body too large"]) == 3
+
+
+async def test_the_default_limit_is_one_mib(serve: Serve) -> None:
+    async with serve() as client:
+        assert (await client.post(big_event(1024 * 1024 + 4096), secret=None)).status == 413
+        assert (await client.post(big_event(1024 * 1024 + 4096))).status == 413
+        assert (await client.post(big_event(900 * 1024))).status == 200
 
 
 async def test_a_400_digit_event_time_is_ignored_for_the_events_own_time_and_acked(

@@ -40,6 +40,7 @@ from beepgpt.shims.slack_bolt import parse_body
 from ingest.intake import Intake, Refused
 from ingest.metrics import ACK_LATENCY, EVENTS
 from ingest.normalize import Rejected
+from ingest.settings import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class HttpEventsAdapter:
         host: str,
         port: int,
         path: str = "/slack/events",
-        max_body_bytes: int = 8 * 1024 * 1024,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._app = app
         self._intake = intake

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SLACK_MAX_TEXT_CHARS = 40_000
 
 
+MAX_BODY_BYTES = 1024 * 1024
+"""1 MiB: the default limit on an HTTP request's body (`BEEPGPT_INGEST_MAX_BODY_BYTES`)."""
+
+
 class IngestSettings(BaseSettings):
     """How Slack reaches this service and how much it may hold while Kafka is slow."""
 
@@ -22,9 +26,10 @@ class IngestSettings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=3000, ge=0, le=65535)
     http_path: str = "/slack/events"
-    # Slack's own payloads stay far below this; the limit only has to let an oversized (4 MB)
-    # event reach the normalizer so it is truncated and counted instead of refused by aiohttp.
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Larger HTTP bodies get 413 before anything is read into memory or checked. Slack's own
+    # payloads stay far below it (a message's text is at most 40,000 characters, its blocks about
+    # as much again); anything bigger is not an event Slack sends.
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
 
     # Slack gets its ack once Kafka has the event's record, or after this many seconds if Kafka
     # (or Redis) is slower: Slack gives up after 3 s, so stay well inside that. 0 acks at once
