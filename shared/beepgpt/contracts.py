@@ -13,7 +13,7 @@ they are message identities, and a float would lose the microseconds that make t
 from __future__ import annotations
 
 import json
-import math
+import re
 import time
 from typing import Annotated, Any, Final, Literal, TypeGuard, get_args
 
@@ -30,6 +30,68 @@ def now() -> float:
 def ts_to_float(ts: str) -> float:
     """Slack ts → seconds since the epoch, for ordering and gaps (never for identity)."""
     return float(ts)
+
+
+# --- field constraints every contract shares -------------------------------------------------------
+# A record that breaks one of these is poison: the consumer's decode fails and the record goes to
+# the dead-letter topic (the next one is processed). They say what every service computes with,
+# once: nothing downstream has to re-check a timestamp, a time or a score.
+
+MAX_SECONDS: Final = 2**32
+"""Times and Slack timestamps stay below 2**32 s (the year 2106): the sessionizer's query holds
+times as int64 nanoseconds, and no real event is that far out."""
+
+MAX_TEXT_CHARS: Final = 40_000
+"""Slack truncates a message's text at 40,000 characters; ingest cuts longer ones to this."""
+
+MAX_PAUSE_S: Final = 30 * 24 * 3600
+"""The longest `/beep pause`: 30 days."""
+
+_TS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,9})?", re.ASCII)
+
+
+def _slack_ts(value: str) -> str:
+    if not _TS.fullmatch(value) or int(value.partition(".")[0]) >= MAX_SECONDS:
+        raise ValueError(f"{value[:40]!r} is not a Slack timestamp (seconds.micros, ASCII digits)")
+    return value
+
+
+SlackTs = Annotated[str, AfterValidator(_slack_ts)]
+"""A Slack timestamp as Slack writes it (`"1690797600.000100"`): a message's identity in its
+channel, kept as the string (a float would lose the microseconds)."""
+
+Seconds = Annotated[float, Field(ge=0, lt=MAX_SECONDS, allow_inf_nan=False)]
+"""Seconds since the epoch: finite, not negative, below MAX_SECONDS."""
+
+Count = Annotated[int, Field(ge=0, lt=2**31)]
+
+Version = Annotated[int, Field(ge=0, lt=2**63)]
+"""A conversation's version: grows with every event (the sessionizer derives it from times, so
+it is large), and fits a signed 64-bit integer wherever it is stored."""
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+def _score(value: float) -> float:
+    # float32 cosines of identical vectors come out as 1.0000001: noise, not a wrong score
+    if abs(value) > 1.0 + 1e-6:
+        raise ValueError(f"a score is in [-1, 1], not {value!r}")
+    return min(1.0, max(-1.0, value))
+
+
+Score = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_score)]
+"""A score a candidate or a click carries: finite and in [-1, 1] (topic scores are cosine
+similarities, interest scores probabilities; float rounding within 1e-6 of a bound is clamped to
+it), so that a tampered record cannot feed a learner or a DM an absurd number."""
+
+
+def _pause_within_reach(value: float | None) -> float | None:
+    # Relative to now, so a pause set long ago still reads back (it only gets further behind).
+    if value is not None and value > now() + MAX_PAUSE_S + 86_400:
+        raise ValueError(f"a pause ends at most {MAX_PAUSE_S // 86_400} days ahead")
+    return value
+
+
+PauseEnd = Annotated[Seconds | None, AfterValidator(_pause_within_reach)]
 
 
 class Event(BaseModel):
@@ -70,13 +132,13 @@ class SlackMessage(Event):
     action: MessageAction = "new"
     team: str | None = None
     channel: str
-    ts: str
-    thread_ts: str | None = None
+    ts: SlackTs
+    thread_ts: SlackTs | None = None
     user: str | None = None
-    text: str = ""
+    text: Text = ""
     subtype: str | None = None
     event_id: str | None = None
-    event_time: float = Field(default_factory=now, description="when it happened (edit time for edits)")
+    event_time: Seconds = Field(default_factory=now, description="when it happened (edit time for edits)")
     channel_kind: ChannelKind | None = Field(
         default=None, description="who may read the channel; None: unknown (older records, tables)"
     )
@@ -97,11 +159,11 @@ class SlackReaction(Event):
     action: ReactionAction = "added"
     team: str | None = None
     channel: str
-    item_ts: str
+    item_ts: SlackTs
     user: str
     reaction: str
     event_id: str | None = None
-    event_time: float = Field(default_factory=now)
+    event_time: Seconds = Field(default_factory=now)
 
 
 SlackEvent = Annotated[SlackMessage | SlackReaction, Field(discriminator="kind")]
@@ -118,11 +180,11 @@ class ConversationMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    ts: str
+    ts: SlackTs
     user: str
-    text: str
-    thread_ts: str | None = None
-    reactions: int = 0
+    text: Text
+    thread_ts: SlackTs | None = None
+    reactions: Count = 0
 
 
 def conversation_id(channel: str, first_ts: str, thread_ts: str | None = None) -> str:
@@ -160,15 +222,15 @@ class ConversationEvent(Event):
     kind: Literal["updated", "closed"]
     conversation_id: str
     channel: str
-    thread_ts: str | None = None
-    first_ts: str
-    last_ts: str
-    version: int
+    thread_ts: SlackTs | None = None
+    first_ts: SlackTs
+    last_ts: SlackTs
+    version: Version
     messages: list[ConversationMessage]
     participants: list[str]
-    message_count: int
-    reaction_count: int = 0
-    emitted_at: float = Field(default_factory=now)
+    message_count: Count
+    reaction_count: Count = 0
+    emitted_at: Seconds = Field(default_factory=now)
 
 
 # --- notifications.candidates ---------------------------------------------------------------------
@@ -182,8 +244,8 @@ class PreviewLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     user: str
-    text: str
-    ts: str
+    text: Text
+    ts: SlackTs
 
 
 class Candidate(Event):
@@ -191,11 +253,11 @@ class Candidate(Event):
 
     user: str
     conversation_id: str
-    version: int
+    version: Version
     channel: str
-    thread_ts: str | None = None
-    latest_ts: str
-    score: float
+    thread_ts: SlackTs | None = None
+    latest_ts: SlackTs
+    score: Score
     reason: CandidateReason
     explanation: str
     topic_id: str | None = None
@@ -206,8 +268,8 @@ class Candidate(Event):
         description="for a topic alert, the embedding model its score was measured in",
     )
     preview: list[PreviewLine] = Field(default_factory=list)
-    conversation_started_at: float | None = None
-    created_at: float = Field(default_factory=now)
+    conversation_started_at: Seconds | None = None
+    created_at: Seconds = Field(default_factory=now)
 
 
 # --- notifications.sent ---------------------------------------------------------------------------
@@ -247,10 +309,10 @@ class Notification(Event):
     detail: str = ""
     reason: CandidateReason | None = None
     dm_channel: str | None = None
-    dm_ts: str | None = None
-    candidate_created_at: float | None = None
-    latest_ts: str | None = Field(default=None, description="the newest message the alert covered")
-    decided_at: float = Field(default_factory=now)
+    dm_ts: SlackTs | None = None
+    candidate_created_at: Seconds | None = None
+    latest_ts: SlackTs | None = Field(default=None, description="the newest message the alert covered")
+    decided_at: Seconds = Field(default_factory=now)
 
 
 # --- user.preferences -----------------------------------------------------------------------------
@@ -263,7 +325,7 @@ class FollowedTopic(BaseModel):
 
     id: str
     text: str
-    created_at: float = Field(default_factory=now)
+    created_at: Seconds = Field(default_factory=now)
 
 
 CLOCK_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -310,7 +372,7 @@ class Preferences(Event):
     user: str
     opted_in: bool = False
     topics: list[FollowedTopic] = Field(default_factory=list)
-    paused_until: float | None = None
+    paused_until: PauseEnd = None
     quiet_hours: QuietHours | None = None
     daily_budget: int | None = Field(
         default=None,
@@ -326,7 +388,7 @@ class Preferences(Event):
         max_length=64,
         description="the person's time zone (IANA name, from Slack), for digest times and the budget's day",
     )
-    updated_at: float = Field(default_factory=now)
+    updated_at: Seconds = Field(default_factory=now)
 
     @property
     def zone_name(self) -> str:
@@ -341,11 +403,6 @@ class Preferences(Event):
 # --- feedback -------------------------------------------------------------------------------------
 
 
-FeedbackScore = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
-"""A score a click carries: finite and in [-1, 1] (topic scores are cosine similarities, interest
-scores probabilities), so that a tampered button cannot feed a learner an absurd number."""
-
-
 class Feedback(Event):
     """A "useful" / "not useful" click on a DM; training and topic calibration learn from it."""
 
@@ -354,7 +411,7 @@ class Feedback(Event):
     useful: bool
     reason: CandidateReason | None = None
     topic_id: str | None = None
-    score: FeedbackScore | None = Field(
+    score: Score | None = Field(
         default=None,
         description=(
             "the alerted candidate's score (for a topic alert, its topic score), carried by the "
@@ -369,7 +426,7 @@ class Feedback(Event):
             "old one do not compare with new ones, and the scorer leaves them out"
         ),
     )
-    at: float = Field(default_factory=now)
+    at: Seconds = Field(default_factory=now)
 
 
 # --- DM buttons (notifier → Slack → ingest) -------------------------------------------------------
@@ -400,7 +457,7 @@ class FeedbackButton(BaseModel):
     holds at most 2,000 characters), new keys are optional, and no `schema_version` is written
     (the DMs sent so far have none). Anyone who can reach the app's endpoint can send any value,
     so nothing in it is trusted beyond this shape: the score must be a real number (not a bool,
-    not a string) that is finite and in [-1, 1] (`FeedbackScore`).
+    not a string) that is finite and in [-1, 1] (`Score`).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
@@ -408,7 +465,7 @@ class FeedbackButton(BaseModel):
     conversation_id: str
     reason: CandidateReason | None = None
     topic_id: str | None = None
-    score: Annotated[FeedbackScore, Field(strict=True)] | None = Field(
+    score: Annotated[Score, Field(strict=True)] | None = Field(
         default=None, description="the alerted candidate's score (a topic alert's: its topic score)"
     )
     score_space: str | None = Field(
@@ -425,17 +482,15 @@ class FeedbackButton(BaseModel):
 
         The score travels so that a click teaches the scorer's topic line even when no scorer
         instance still remembers it (scored before a restart, or elsewhere), rounded to 6
-        decimals (far finer than a line is learnt at) to stay short; it is left out, with its
-        space, when it is not a finite number in [-1, 1], which `decode` would drop anyway.
+        decimals (far finer than a line is learnt at) to stay short (the contract keeps a
+        candidate's score finite and in [-1, 1], so it always fits the button's).
         """
-        score = round(candidate.score, 6)
-        carried = math.isfinite(score) and -1.0 <= score <= 1.0
         return cls(
             conversation_id=candidate.conversation_id,
             reason=candidate.reason,
             topic_id=candidate.topic_id,
-            score=score if carried else None,
-            score_space=candidate.score_space if carried and candidate.score_space else None,
+            score=round(candidate.score, 6),
+            score_space=candidate.score_space or None,
         )
 
     def encode(self) -> str:

@@ -15,7 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
-from redis.exceptions import NoPermissionError
+from redis.exceptions import ClusterDownError, NoPermissionError, ReadOnlyError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from beepgpt.settings import RedisSettings
 
@@ -25,6 +27,20 @@ SECURITY_OPTIONS = frozenset(
 """The client options `security_options` owns: callers may not override them."""
 
 log = logging.getLogger(__name__)
+
+
+REDIS_OUTAGES: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    OSError,
+)
+"""Redis cannot take this service's writes for now, and will again: unreachable or timing out,
+still loading its data after a restart (LOADING: `BusyLoadingError` is a `ConnectionError`), a
+replica during a failover (READONLY), a cluster or master down, a slot migrating (TRYAGAIN).
+A service waits these out and redoes the work; any other Redis error is a bug to surface."""
 
 
 def client_url(settings: RedisSettings) -> str:

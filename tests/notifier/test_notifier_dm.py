@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from beepgpt.contracts import Candidate, FeedbackButton, PreviewLine
 from devstack.slack_standin.blocks import block_problems
@@ -126,7 +127,8 @@ def test_feedback_buttons_carry_the_score_compactly_and_never_an_impossible_one(
     assert json.loads(dm.feedback_value(candidate(score=0.1234567891234)))["score"] == 0.123457
     assert json.loads(dm.feedback_value(candidate(score=1.0000000001)))["score"] == 1.0  # float32 noise
     for impossible in (float("nan"), float("inf"), 1.5, -3.0):
-        assert "score" not in json.loads(dm.feedback_value(candidate(score=impossible)))
+        with pytest.raises(ValidationError):  # the contract refuses it before any DM is drawn
+            candidate(score=impossible)
     interest = json.loads(
         dm.feedback_value(candidate(reason="interest", topic_id=None, score=0.71, score_space=None))
     )
@@ -173,7 +175,9 @@ def test_ingest_reads_every_button_the_notifier_writes_through_the_one_contract(
 
 
 def test_huge_and_odd_text_stays_within_slack_limits() -> None:
-    huge = "x" * 5_000 + "<@U1>" + "&" * 4_000 + "\ud83d" + "🎉" * 2_000
+    with pytest.raises(ValidationError):  # a lone surrogate never reaches a DM: the contract refuses it
+        PreviewLine(user="U1", text="\ud83d", ts="1.000001")
+    huge = "x" * 5_000 + "<@U1>" + "&" * 4_000 + "\ufffd" + "🎉" * 2_000
     lines = [PreviewLine(user=f"U{i}", text=huge, ts=f"1.{i:06d}") for i in range(10)]
     big = candidate(preview=lines, explanation="because " + "&<>" * 3_000, topic_id="t" * 3_000)
     message = dm.alert(

@@ -73,6 +73,42 @@ async def test_redis_stopped_and_restarted_mid_stream_loses_nothing_and_sends_no
     assert len(set(alerts)) == 24
 
 
+async def test_a_redis_that_turns_read_only_is_an_outage_waited_out(
+    kafka_topics: KafkaSettings,
+    slack_settings: SlackSettings,
+    notifier_settings: NotifierSettings,
+    standin: SlackStandin,
+    private_redis: RedisServer,
+) -> None:
+    """A failover makes the old primary a replica for a while: it answers PING but refuses every
+    write with READONLY. The notifier waits (not ready, nothing decided) instead of ending or
+    spinning, and once writes work again every candidate is decided once."""
+    users = [ALICE, BOB, CAROL, DAVE]
+    redis = RedisSettings(url=private_redis.url, key_prefix="readonly:")
+    # three conversations a person: within the daily budget, so each is sent (or it is a bug)
+    before = [candidate(u, f"C0PROJECT:{i}.1") for i in range(1) for u in users]
+    during = [candidate(u, f"C0GENERAL:{i}.2") for i in range(2) for u in users]
+    await publish(kafka_topics, [opted_in(u) for u in users])
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        async with running(kafka_topics, redis, slack_settings, notifier_settings) as notifier:
+            await publish(kafka_topics, before)
+            await decisions(kafka_topics, len(before), idle=0.5)
+            # a replica of a primary that is not there (yet): reads work, writes get READONLY
+            await admin.execute_command("REPLICAOF", "127.0.0.1", "1")
+            await publish(kafka_topics, during)
+            await wait_until(lambda: not notifier.ready, what="the notifier noticing Redis refuses writes")
+            assert not notifier.runtime.stopping
+            await admin.execute_command("REPLICAOF", "NO", "ONE")
+            await wait_until(lambda: notifier.ready, what="the notifier resuming")
+            found = await decisions(kafka_topics, len(before) + len(during), idle=1.0)
+    finally:
+        await admin.aclose()
+    assert len(found) == len(before) + len(during)
+    assert Counter(d.outcome for d in found) == {"sent": len(before) + len(during)}
+    assert len(set(posted_alerts(standin))) == len(before) + len(during)
+
+
 @pytest.mark.parametrize("had_posted", [True, False])
 async def test_an_instance_that_died_mid_send_is_taken_over_without_a_second_dm(
     kafka_topics: KafkaSettings,

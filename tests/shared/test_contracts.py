@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any, get_args
 
@@ -260,11 +261,10 @@ def test_a_button_value_round_trips_from_candidate_to_feedback() -> None:
     assert OPEN_ACTION not in FEEDBACK_ACTIONS
 
 
-def test_a_button_never_carries_an_impossible_score() -> None:
+def test_a_candidate_never_carries_an_impossible_score() -> None:
     for impossible in (float("nan"), float("inf"), 1.5, -3.0):
-        value = json.loads(FeedbackButton.from_candidate(_candidate(score=impossible)).encode())
-        assert "score" not in value
-        assert "space" not in value  # a space says what a score was measured in: none, no space
+        with pytest.raises(ValidationError):
+            _candidate(score=impossible)
     interest = FeedbackButton.from_candidate(_candidate(reason="interest", topic_id=None, score_space=None))
     assert json.loads(interest.encode()) == {
         "conversation_id": "C9:1700000000.000100", "reason": "interest", "score": 0.876543,
@@ -330,3 +330,42 @@ def test_conversation_ids_of_flows_and_threads_differ_and_split_back() -> None:
     assert flow != thread
     assert split_conversation_id(flow) == ("C1", "5.000000", False)
     assert split_conversation_id(thread) == ("C1", "5.000000", True)
+
+
+# --- field constraints ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"ts": "abc"}, "ts"),
+        ({"ts": "١٧٠٠٠٠٠٠٠٠.000100"}, "ts"),  # digits, but not ASCII ones
+        ({"ts": "4294967296.000000"}, "ts"),  # 2**32 s: past what the query's nanoseconds hold
+        ({"thread_ts": "1700000000.x"}, "thread_ts"),
+        ({"event_time": float("inf")}, "event_time"),
+        ({"event_time": float("nan")}, "event_time"),
+        ({"event_time": -1.0}, "event_time"),
+        ({"text": "x" * 40_001}, "text"),
+    ],
+)
+def test_a_message_with_a_value_no_service_can_use_is_refused(fields: dict[str, Any], field: str) -> None:
+    good = {"channel": "C1", "ts": "1700000000.000100", "user": "U1", "text": "hi", "event_time": 1.7e9}
+    SlackMessage.model_validate(good)
+    with pytest.raises(ValidationError) as refused:
+        SlackMessage.model_validate(good | fields)
+    assert [e["loc"][-1] for e in refused.value.errors()] == [field]
+
+
+def test_a_pause_ends_at_most_thirty_days_ahead() -> None:
+    now = time.time()
+    assert Preferences(user="U1", paused_until=now + 29 * 86_400).paused_until is not None
+    assert Preferences(user="U1", paused_until=now - 400 * 86_400).paused_until is not None  # long over
+    for absurd in (now + 400 * 86_400, float("inf"), float("nan")):
+        with pytest.raises(ValidationError, match="paused_until"):
+            Preferences(user="U1", paused_until=absurd)
+
+
+def test_counts_and_versions_are_not_negative() -> None:
+    with pytest.raises(ValidationError, match="version"):
+        _candidate(version=-1)
+    assert _candidate(version=1_700_000_000_000_000).version == 1_700_000_000_000_000  # time-based

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from beepgpt.contracts import ChannelKind, SlackMessage, SlackReaction
+from beepgpt.contracts import MAX_SECONDS, ChannelKind, SlackMessage, SlackReaction
 from beepgpt.person_messages import SubtypeKind, subtype_kind
 from beepgpt.topics import SLACK_MESSAGES
 from ingest.settings import SLACK_MAX_TEXT_CHARS, IngestSettings
@@ -462,10 +462,10 @@ def envelope_of(body: Mapping[str, Any]) -> Envelope:
     )
 
 
-# Slack's `event_time` is whole epoch seconds; one outside this range (or not a finite number) is
-# not a time Slack could have sent. 2**32 s is in 2106, well inside what every reader of an
-# `event_time` can turn into nanoseconds (int64 ends in 2262).
-MAX_EVENT_TIME_S = float(2**32)
+# Slack's `event_time` is whole epoch seconds; one outside the contract's range (`Seconds`: below
+# 2**32 s, in 2106, well inside what every reader can turn into int64 nanoseconds) or not a
+# finite number is not a time Slack could have sent.
+MAX_EVENT_TIME_S = float(MAX_SECONDS)
 
 
 def delivery_time(value: object) -> float | None:
@@ -476,10 +476,10 @@ def delivery_time(value: object) -> float | None:
     is rejected (`missing_field`) to the dead-letter topic."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int) and not 0 <= value <= MAX_EVENT_TIME_S:
+    if isinstance(value, int) and not 0 <= value < MAX_EVENT_TIME_S:
         return None  # before float(): a huge int raises OverflowError
     seconds = float(value)
-    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_EVENT_TIME_S else None
+    return seconds if math.isfinite(seconds) and 0 <= seconds < MAX_EVENT_TIME_S else None
 
 
 def action_label(event: SlackMessage | SlackReaction) -> str:

@@ -7,9 +7,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from beepgpt.contracts import MAX_TEXT_CHARS
+
 # Slack truncates message text at 40,000 characters; anything longer never came from a real
-# client, and keeping it whole would only blow up Kafka record sizes downstream.
-SLACK_MAX_TEXT_CHARS = 40_000
+# client, and keeping it whole would only blow up Kafka record sizes downstream. The contract
+# holds the bound (`beepgpt.contracts.MAX_TEXT_CHARS`); ingest cuts to it, or to less.
+SLACK_MAX_TEXT_CHARS = MAX_TEXT_CHARS
 
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -49,7 +52,7 @@ class IngestSettings(BaseSettings):
     dedup_ttl_s: int = Field(default=3600, ge=60)
     dedup_memory_entries: int = Field(default=200_000, ge=1)
 
-    max_text_chars: int = Field(default=SLACK_MAX_TEXT_CHARS, ge=1)
+    max_text_chars: int = Field(default=SLACK_MAX_TEXT_CHARS, ge=1, le=MAX_TEXT_CHARS)
     # Private channels (Slack's `channel_type: group`) are not read unless this says so: a DM
     # quoting one could show it to someone who is not a member. DMs and group DMs are never read.
     # The same setting decides what `beepgpt import` reads (groups.json and its folders).

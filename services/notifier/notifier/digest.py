@@ -19,6 +19,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
+from pydantic import ValidationError
+
 from beepgpt.contracts import Notification, NotificationOutcome
 from notifier.budget import Allowance, allowance, next_digest_at
 from notifier.decisions import admit
@@ -141,13 +143,28 @@ class DigestSweeper:
 
         async def one(user: str) -> bool:
             async with gate:
-                return await self._user(user, now)
+                try:
+                    return await self._user(user, now)
+                except ValidationError as error:
+                    await self._set_aside(user, error, now)
+                    return False
 
         results = await asyncio.gather(*(one(user) for user in users), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result  # Redis went away: the caller waits for it
         return sum(1 for result in results if result is True)
+
+    async def _set_aside(self, user: str, error: ValidationError, now: float) -> None:
+        """One person's held alerts cannot be read: quarantine them, not the sweep (before, one
+        unreadable entry ended every sweep, so nobody got a digest)."""
+        reason = f"{error.title}: {error.errors()[0]['msg'] if error.errors() else error}"
+        moved = await self._held.quarantine(user, reason, now)
+        DIGESTS.labels("quarantined").inc()
+        log.error(
+            "held alerts unreadable; set aside for an operator",
+            extra={"user": user, "entries": moved, "error": reason[:200]},
+        )
 
     async def _user(self, user: str, now: float) -> bool:
         if not await self._held.lock(user, self._owner, self._lease_s):

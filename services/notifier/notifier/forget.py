@@ -49,7 +49,7 @@ class RedisForgotten:
     held_alerts: int = 0
     """alerts waiting for a digest, the ones of a digest being sent included"""
     digests: int = 0
-    """a digest in flight, a queue entry or a sweep lock"""
+    """a digest in flight, a queue entry, a sweep lock or entries set aside as unreadable"""
     dedup_keys: int = 0
     budget_keys: int = 0
     rate_limit_keys: int = 0
@@ -82,7 +82,7 @@ async def forget_redis(client: aioredis.Redis, prefix: str, user: str) -> RedisF
         out.held_alerts += len(json.loads(inflight).get("alerts", []))
     out.held_alerts += int(await client.hlen(held.held_key(user)))
     await client.delete(held.held_key(user))
-    out.digests += int(await client.delete(held.inflight_key(user), held.lock_key(user)))
+    out.digests += int(await client.delete(held.inflight_key(user), held.lock_key(user), held.quarantine_key(user)))
     out.digests += int(await client.zrem(held.due_key, user))
     # Patterns: the stores' keys with the person (escaped) and a wildcard for the rest.
     safe_prefix, safe_user = _glob_escape(prefix), _glob_escape(user)

@@ -14,13 +14,16 @@ which first asks Slack whether the digest was posted (docs/notifications.md: nev
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Literal
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from beepgpt.contracts import Candidate
+
+log = logging.getLogger(__name__)
 
 HoldReason = Literal["held", "rate_limited", "over_budget", "retry"]
 """Why an alert waits. `over_budget` alerts wait for the person's next digest time; the others go
@@ -101,6 +104,33 @@ return 0
 """
 
 
+# Set aside everything held for one person that could not be read (KEYS: held, inflight,
+# quarantine, due; ARGV: user, reason, now, ttl_s): their entries move into one quarantine hash
+# (`held:<conversation id>` and `inflight` fields, with the reason and time), so an operator can
+# read what went wrong while everyone else's digests go on; returns how many entries moved.
+_QUARANTINE = """
+local held = redis.call('HGETALL', KEYS[1])
+local moved = 0
+for i = 1, #held, 2 do
+  redis.call('HSET', KEYS[3], 'held:' .. held[i], held[i + 1])
+  moved = moved + 1
+end
+local inflight = redis.call('GET', KEYS[2])
+if inflight then
+  redis.call('HSET', KEYS[3], 'inflight', inflight)
+  moved = moved + 1
+end
+redis.call('HSET', KEYS[3], 'reason', ARGV[2], 'at', ARGV[3])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return moved
+"""
+
+QUARANTINE_TTL_S = 30 * 24 * 3600
+"""How long a set-aside entry is kept for an operator to read (then Redis drops it)."""
+
+
 class HeldAlerts:
     """The Redis side of holding alerts and handing them to the digest sweep."""
 
@@ -110,6 +140,7 @@ class HeldAlerts:
         self._begin = client.register_script(_BEGIN)
         self._finish = client.register_script(_FINISH)
         self._unlock = client.register_script(_UNLOCK)
+        self._quarantine = client.register_script(_QUARANTINE)
 
     def held_key(self, user: str) -> str:
         return f"{self._prefix}held:{{{user}}}"
@@ -119,6 +150,9 @@ class HeldAlerts:
 
     def lock_key(self, user: str) -> str:
         return f"{self._prefix}digest:lock:{{{user}}}"
+
+    def quarantine_key(self, user: str) -> str:
+        return f"{self._prefix}digest:quarantine:{{{user}}}"
 
     @property
     def due_key(self) -> str:
@@ -184,8 +218,28 @@ class HeldAlerts:
             for user, conversation_id in pairs:
                 pipe.hget(self.held_key(user), conversation_id)
             raw = await pipe.execute()
-        return [None if value is None else HeldAlert.model_validate_json(value) for value in raw]
+        return [None if value is None else _readable(user, value) for (user, _), value in zip(pairs, raw, strict=True)]
+
+    async def quarantine(self, user: str, reason: str, now: float) -> int:
+        """Set aside what is held for `user` (an entry no code can read: written by a newer
+        version, or damaged), so the sweep goes on for everyone else; returns entries moved."""
+        moved = await self._quarantine(
+            keys=[self.held_key(user), self.inflight_key(user), self.quarantine_key(user), self.due_key],
+            args=[user, reason[:500], repr(now), QUARANTINE_TTL_S],
+        )
+        return int(moved)
 
     async def held(self, user: str) -> list[HeldAlert]:
         raw = await self._redis.hvals(self.held_key(user))
         return [HeldAlert.model_validate_json(value) for value in raw]
+
+
+def _readable(user: str, value: bytes | str) -> HeldAlert | None:
+    """A held entry, or None when no code here can read it: deciding a new candidate goes on as
+    if nothing were held (holding it again overwrites the entry); the digest sweep, which must
+    read them all, sets the person's entries aside instead (`quarantine`)."""
+    try:
+        return HeldAlert.model_validate_json(value)
+    except ValidationError as error:
+        log.warning("held alert unreadable; decided as if none were held", extra={"user": user, "error": error.title})
+        return None

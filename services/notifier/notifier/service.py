@@ -31,14 +31,12 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from beepgpt.contracts import Candidate, Notification, Preferences
 from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
-from beepgpt.redis_client import check_redis_safety, redis_client
+from beepgpt.redis_client import REDIS_OUTAGES, check_redis_safety, redis_client
 from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
@@ -61,7 +59,7 @@ from notifier.stages import Work
 log = logging.getLogger(__name__)
 
 SERVICE = "notifier"
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_ERRORS = REDIS_OUTAGES
 OWNER_TTL_S = 15
 Clock = Callable[[], float]
 
@@ -283,12 +281,15 @@ class Notifier:
             del self._orphans[rid]
 
     async def _wait_for_redis(self, error: BaseException | None) -> None:
-        """Block until Redis answers PING; nothing is decided or sent meanwhile."""
+        """Block until Redis takes a write again; nothing is decided or sent meanwhile.
+
+        The probe is the owner heartbeat (a write), not PING: a replica during a failover answers
+        PING but refuses writes (READONLY), and work redone against it would fail again at once."""
         assert self._redis is not None
         first = True
         while not self.runtime.stopping:
             try:
-                await self._redis.ping()
+                await self.dedup.heartbeat(self.owner, OWNER_TTL_S)
                 break
             except REDIS_ERRORS as failure:
                 if first:
@@ -306,8 +307,6 @@ class Notifier:
             log.info("redis answers again; consumption resumes")
         self._redis_ok = True
         REDIS_UP.set(1)
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.dedup.heartbeat(self.owner, OWNER_TTL_S)
 
     # --- deciding a batch -------------------------------------------------------------------
 

@@ -17,53 +17,12 @@ a new feeder, and the replay from the committed offset restores both.
 from __future__ import annotations
 
 import enum
-import math
-import re
 
 from beepgpt.contracts import SlackMessage, SlackReaction, conversation_id
-from beepgpt.topics import SLACK_MESSAGES
 from sessionizer.query import Row, message_row, reaction_row, skip_row, tick_row
 from sessionizer.rules import Lateness, Placement, Timeline, is_conversational, slack_ts_ns, to_ns
 
 SlackEvent = SlackMessage | SlackReaction
-
-
-# What the feeder computes with: a Slack ts is ASCII digits with an optional fraction (Slack's own
-# have 10 and 6), and every time becomes int64 nanoseconds on the query's timeline (which ends in
-# 2262), so seconds stay below 2**32 (the year 2106), as ingest's bound on `event_time`.
-_TS = re.compile(r"[0-9]{1,10}(\.[0-9]{1,9})?", re.ASCII)
-MAX_SECONDS = 2**32
-
-
-class Unreadable(ValueError):
-    """A record that passed the contract's validation but has a value the sessionizer cannot
-    compute with (`ts="abc"`, an infinite `event_time`): dead-lettered like an undecodable one."""
-
-
-def decode(raw: bytes) -> SlackEvent:
-    """A `slack.messages` value as the consume loop's decode: the contract's validation, then
-    `check`. Either failing makes the record poison, which the loop dead-letters and the
-    partition's progress still passes (`Feeder.event` with None)."""
-    event: SlackEvent = SLACK_MESSAGES.decode(raw)
-    check(event)
-    return event
-
-
-def check(event: SlackEvent) -> None:
-    """Raises `Unreadable` naming the field when a value would break the feeder or the query."""
-    if isinstance(event, SlackReaction):
-        _check_ts("item_ts", event.item_ts)
-    else:
-        _check_ts("ts", event.ts)
-        if event.thread_ts is not None:
-            _check_ts("thread_ts", event.thread_ts)
-    if not (math.isfinite(event.event_time) and 0 <= event.event_time < MAX_SECONDS):
-        raise Unreadable(f"event_time {event.event_time!r} is not a time the query can hold")
-
-
-def _check_ts(name: str, value: str) -> None:
-    if not _TS.fullmatch(value) or int(value.partition(".")[0]) >= MAX_SECONDS:
-        raise Unreadable(f"{name} {value[:40]!r} is not a Slack timestamp")
 
 
 class Fed(enum.Enum):

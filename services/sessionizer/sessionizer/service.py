@@ -34,7 +34,7 @@ from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
 from sessionizer import metrics
 from sessionizer.clock import Clock, EventClock, WallClock
 from sessionizer.conversation import Emitted
-from sessionizer.feeder import SlackEvent, decode
+from sessionizer.feeder import SlackEvent
 from sessionizer.live import QueryEnded
 from sessionizer.offsets import CommitPoint, ReplayMarks
 from sessionizer.partition import PartitionSessionizer, Record
@@ -80,9 +80,6 @@ class SessionizerService:
             topic=SLACK_MESSAGES,
             producer=self._producer,
             step=self._feed_batch,
-            # The contract, then what the feeder computes with (`ts="abc"` passes the contract):
-            # either failing dead-letters the record, and the partition still passes it.
-            decode=decode,
             poll=Poll(timeout_ms=int(settings.heartbeat_s * 1000), max_records=settings.max_batch),
             commit=self._commit_due,
             tick=self._tick,

@@ -25,7 +25,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiokafka.errors import KafkaError
 from slack_bolt.async_app import AsyncApp
 
-from beepgpt.contracts import MAX_DAILY_BUDGET, MAX_DIGEST_TIMES, FollowedTopic, Preferences, QuietHours
+from beepgpt.contracts import (
+    MAX_DAILY_BUDGET,
+    MAX_DIGEST_TIMES,
+    MAX_PAUSE_S,
+    FollowedTopic,
+    Preferences,
+    QuietHours,
+)
 from beepgpt.settings import AlertDefaults
 from ingest.slack_app.preferences_store import NotReady, PreferencesStore
 
@@ -34,7 +41,7 @@ log = logging.getLogger(__name__)
 COMMAND = "/beep"
 MAX_TOPIC_CHARS = 200
 MAX_TOPICS = 20
-MAX_PAUSE_S = 30 * 24 * 3600
+
 
 DIGEST_PRESETS: dict[str, tuple[str, ...]] = {"3x": ("09:00", "13:00", "17:00"), "1x": ("09:00",)}
 """`/beep digest 3x` and `1x` (and App Home's buttons): three times a day, or each morning."""
