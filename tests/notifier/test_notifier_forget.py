@@ -21,7 +21,9 @@ from beepgpt.settings import KafkaSettings, RedisSettings
 from beepgpt.topics import FEEDBACK, PREFERENCES, Topic
 from ingest.slack_app.preferences_store import PreferencesStore
 from notifier.budget_counter import BudgetAsk, BudgetCounter
+from notifier.corrections import Corrections
 from notifier.dedup import ClaimState, DedupStore
+from notifier.delivery import Posted, SentDM
 from notifier.held import HeldAlert, HeldAlerts
 from notifier.preferences import PreferencesTable as NotifierPreferences
 from notifier.rate_limit import TokenBucket
@@ -86,6 +88,9 @@ async def store(kafka: KafkaSettings, redis: RedisSettings) -> None:
             [(u, CONVERSATION, ClaimState("claim", f"r-{u}", owner="o")) for u in (ANA, BO)]
         )
         await TokenBucket(client, redis.key_prefix, rate_per_s=0.01, burst=3).take_many([ANA, BO], NOW)
+        corrections = Corrections(client, redis.key_prefix, change_ttl_s=3600, sent_ttl_s=3600)
+        for u in (ANA, BO):
+            await corrections.remember(Posted(f"D{u}", "1700000200.000100"), SentDM(user=u, entries=[(candidate(u), "m")]))
     finally:
         await client.aclose()
 
@@ -138,6 +143,7 @@ async def test_forget_removes_one_person_and_leaves_the_other(
         "dedup_keys": 1,
         "budget_keys": 1,
         "rate_limit_keys": 1,
+        "sent_dms": 1,
     }
     assert report["models"] == {str((models / "pairs@1").resolve()): True}  # `current` is the same
     assert any("until the next model swap or restart" in note for note in report["notes"])
@@ -150,6 +156,13 @@ async def test_forget_removes_one_person_and_leaves_the_other(
     assert BO in clicks
     assert await keys_of(redis_settings, ANA) == set()
     assert len(await keys_of(redis_settings, BO)) == 5
+    client = redis_client(redis_settings)
+    try:
+        kept = Corrections(client, redis_settings.key_prefix, change_ttl_s=60, sent_ttl_s=60)
+        assert await kept.sent(Posted(f"D{BO}", "1700000200.000100")) is not None
+        assert await kept.sent(Posted(f"D{ANA}", "1700000200.000100")) is None
+    finally:
+        await client.aclose()
     activity = Activity.load(models / "current")
     assert set(activity.people) == {BO}
 

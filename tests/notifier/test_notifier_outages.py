@@ -132,7 +132,7 @@ async def test_an_instance_that_died_mid_send_is_taken_over_without_a_second_dm(
             web = AsyncWebClient(token=standin.bot_token, base_url=standin.api_url, retry_handlers=[])
             sender = SlackSender(web, notifier_settings)
             delivery = Delivery(sender, Directory(sender, 60))
-            earlier = await delivery.alert(alert, conversation_marker(BOB, alert.conversation_id))
+            earlier, _ = await delivery.alert(alert, conversation_marker(BOB, alert.conversation_id))
         async with running(kafka_topics, redis_settings, slack_settings, notifier_settings):
             found = await decisions(kafka_topics, 1, idle=0.5)
     finally:

@@ -106,7 +106,7 @@ async def test_a_post_that_timed_out_but_landed_is_not_posted_twice(standin: Sla
     delivery = Delivery(slack, Directory(slack, 60))
     # The stand-in carries the post out, but answers after the client gave up waiting.
     standin.faults.add("chat.postMessage", delay=1.5, times=1)
-    posted = await delivery.alert(candidate("U0BOB"), "marker-1")
+    posted, _ = await delivery.alert(candidate("U0BOB"), "marker-1")
     posts = standin.recorder.find_posts(method="chat.postMessage")
     assert len(posts) == 1
     assert posted.ts == posts[0].ts

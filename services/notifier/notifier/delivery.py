@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache
+from pydantic import BaseModel, ConfigDict, Field
 
 from beepgpt.contracts import Candidate
 from notifier import dm
@@ -34,6 +35,22 @@ class Posted:
 
     channel: str
     ts: str
+
+
+class SentDM(BaseModel):
+    """Enough to draw a sent DM again: its alerts (candidate, marker) and how it was framed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user: str
+    entries: list[tuple[Candidate, str]]
+    digest_id: str | None = None
+    """a digest's id (its block id); None for a real-time alert"""
+    why: str | None = None
+    title: str | None = None
+    note: str | None = None
+    max_items: int = Field(default=10, ge=1)
+
 
 
 class Delivery:
@@ -82,17 +99,17 @@ class Delivery:
         *,
         look_first: bool = False,
         note: str | None = None,
-    ) -> Posted:
-        """DM one alert; with `look_first`, first look for a copy an interrupted attempt posted."""
+    ) -> tuple[Posted, SentDM]:
+        """DM one alert; with `look_first`, first look for a copy an interrupted attempt posted.
+        Returns where it landed and how it was drawn (to draw it again after a correction)."""
+        sent = SentDM(user=candidate.user, entries=[(candidate, marker)], note=note)
         channel = await self._directory.dm_channel(candidate.user)
         block_id = dm.marker_block_id(marker)
         if look_first:
             found = await self.find(channel, block_id, time.time() - LOOKBACK_S)
             if found is not None:
-                return found
-        names, link = await asyncio.gather(self.names([candidate]), self.permalink(candidate))
-        message = dm.alert(candidate, names, link, marker, preview_lines=self._preview_lines, note=note)
-        return await self._post(channel, message, block_id)
+                return found, sent
+        return await self._post(channel, await self.draw(sent), block_id), sent
 
     async def digest(
         self,
@@ -104,36 +121,56 @@ class Delivery:
         max_items: int,
         title: str = dm.AWAY_TITLE,
         look_first: bool = False,
-    ) -> Posted:
+    ) -> tuple[Posted, SentDM]:
         """DM one digest of held alerts (candidate, marker), idempotent on `digest_id`."""
+        sent = SentDM(
+            user=user, entries=list(entries), digest_id=digest_id, why=why, title=title, max_items=max_items
+        )
         channel = await self._directory.dm_channel(user)
         block_id = dm.digest_block_id(digest_id)
         if look_first:
             found = await self.find(channel, block_id, time.time() - LOOKBACK_S)
             if found is not None:
-                return found
-        candidates = [candidate for candidate, _ in entries]
+                return found, sent
+        return await self._post(channel, await self.draw(sent), block_id), sent
+
+    async def draw(self, sent: SentDM) -> dm.Message:
+        """The Block Kit of an alert or a digest, names and permalinks looked up."""
+        candidates = [candidate for candidate, _ in sent.entries]
         names, links = await asyncio.gather(
             self.names(candidates), asyncio.gather(*(self.permalink(c) for c in candidates))
         )
+        if sent.digest_id is None or len(candidates) == 1:
+            (candidate, marker), link = sent.entries[0], links[0]
+            return dm.alert(
+                candidate,
+                names,
+                link,
+                marker,
+                preview_lines=self._preview_lines,
+                note=sent.note if sent.digest_id is None else sent.why,
+                context_block_id=None if sent.digest_id is None else dm.digest_block_id(sent.digest_id),
+            )
         digest_entries = [
             dm.DigestEntry(candidate, link, marker)
-            for (candidate, marker), link in zip(entries, links, strict=True)
+            for (candidate, marker), link in zip(sent.entries, links, strict=True)
         ]
-        if len(digest_entries) == 1:
-            only = digest_entries[0]
-            message = dm.alert(
-                only.candidate,
-                names,
-                only.permalink,
-                only.marker,
-                preview_lines=self._preview_lines,
-                note=why,
-                context_block_id=block_id,
-            )
-        else:
-            message = dm.digest(digest_entries, digest_id, names, why, max_items=max_items, title=title)
-        return await self._post(channel, message, block_id)
+        return dm.digest(
+            digest_entries,
+            sent.digest_id,
+            names,
+            sent.why or "",
+            max_items=sent.max_items,
+            title=sent.title or dm.AWAY_TITLE,
+        )
+
+    async def update(self, posted: Posted, message: dm.Message) -> None:
+        """Replace a sent DM's content (a quoted message was edited or deleted)."""
+        await self._sender.call(
+            "chat.update",
+            {"channel": posted.channel, "ts": posted.ts, "text": message.text, "blocks": message.blocks},
+            verb="json",
+        )
 
     async def _post(self, channel: str, message: dm.Message, block_id: str) -> Posted:
         started = time.time()

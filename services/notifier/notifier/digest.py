@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from beepgpt.contracts import Notification, NotificationOutcome
 from notifier.budget import Allowance, allowance, next_digest_at
+from notifier.corrections import Corrections
 from notifier.decisions import admit
 from notifier.dedup import conversation_marker
 from notifier.delivery import Delivery, Posted
@@ -115,8 +116,10 @@ class DigestSweeper:
         owner: str,
         clock: Callable[[], float] = time.time,
         permissions: Permissions | None = None,
+        corrections: Corrections | None = None,
     ) -> None:
         self._held = held
+        self._corrections = corrections
         self._permissions = permissions
         self._bucket = bucket
         self._preferences = preferences
@@ -209,12 +212,17 @@ class DigestSweeper:
             return False
         posted = self._sent.get(inflight.id)
         if posted is None:
+            in_order = sorted(alerts, key=lambda a: a.held_at)
+            # Drawn from the conversations as they are now: a line deleted since it was held is
+            # not quoted, an edit is shown as edited.
+            held = [a.candidate for a in in_order]
+            current = await self._corrections.apply(held) if self._corrections is not None else held
             entries = [
-                (a.candidate, conversation_marker(a.candidate.user, a.candidate.conversation_id))
-                for a in sorted(alerts, key=lambda a: a.held_at)
+                (candidate, conversation_marker(candidate.user, candidate.conversation_id))
+                for candidate in current
             ]
             try:
-                posted = await self._delivery.digest(
+                posted, drawn = await self._delivery.digest(
                     user,
                     entries,
                     inflight.id,
@@ -234,6 +242,8 @@ class DigestSweeper:
                 await self._held.reschedule(user, now + self._settings.retry_later_s)
                 return False
             self._sent[inflight.id] = posted
+            if self._corrections is not None:
+                await self._corrections.remember(posted, drawn)
         DIGESTS.labels("sent").inc()
         detail = f"{len(alerts)} alert(s) in one digest"
         await self._close(user, inflight, "digest", detail, posted, refused)

@@ -30,6 +30,7 @@ from beepgpt.kafka.producer import make_producer
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import FEEDBACK, PREFERENCES, Topic
 from notifier.budget_counter import BudgetCounter
+from notifier.corrections import Corrections
 from notifier.dedup import DedupStore, alert_subject
 from notifier.held import HeldAlerts
 from notifier.rate_limit import TokenBucket
@@ -53,6 +54,8 @@ class RedisForgotten:
     dedup_keys: int = 0
     budget_keys: int = 0
     rate_limit_keys: int = 0
+    sent_dms: int = 0
+    """what was kept to correct their sent DMs (notifier/corrections.py)"""
 
 
 async def _scan_delete(client: aioredis.Redis, pattern: str) -> int:
@@ -91,6 +94,7 @@ async def forget_redis(client: aioredis.Redis, prefix: str, user: str) -> RedisF
     dedup = DedupStore(client, safe_prefix, ttl_s=60).key(safe_user, any_conversation)
     dedup_pattern = dedup.removesuffix(alert_subject(any_conversation)) + "*"
     out.dedup_keys = await _scan_delete(client, dedup_pattern)
+    out.sent_dms = await Corrections(client, prefix, change_ttl_s=60, sent_ttl_s=60).forget_user(user)
     out.rate_limit_keys = int(
         await client.delete(TokenBucket(client, prefix, rate_per_s=1.0, burst=1).key(user))
     )

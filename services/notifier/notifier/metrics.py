@@ -41,6 +41,11 @@ SLACK_RATE_LIMITED = Counter(
 SLACK_RETRIES = Counter(
     "beepgpt_notifier_slack_retries_total", "Slack calls retried after a backoff, by method", ["method"]
 )
+CORRECTIONS = Counter(
+    "beepgpt_notifier_corrections_total",
+    "Sent DMs drawn again because a message they quote was edited or deleted, by result",
+    ["result"],
+)
 DIGESTS = Counter("beepgpt_notifier_digests_total", "Digest DMs, by result", ["result"])
 REDIS_UP = Gauge("beepgpt_notifier_redis_up", "1 while Redis answers; 0 while consumption is paused")
 HELD_USERS = Gauge("beepgpt_notifier_held_users", "Users with alerts waiting for a digest")

@@ -33,27 +33,28 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from slack_sdk.web.async_client import AsyncWebClient
 
-from beepgpt.contracts import Candidate, Notification, Preferences
+from beepgpt.contracts import Candidate, Notification, Preferences, SlackEvent, SlackMessage
 from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
 from beepgpt.redis_client import REDIS_OUTAGES, check_redis_safety, redis_client
 from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
-from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT
+from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT, SLACK_MESSAGES
 from notifier import stages
 from notifier.budget import allowance
 from notifier.budget_counter import BudgetCounter
+from notifier.corrections import Change, Corrections, MessageRef, change_of
 from notifier.dedup import ClaimState, DedupStore, Finish, conversation_marker, record_id
-from notifier.delivery import Delivery, Posted
+from notifier.delivery import Delivery, Posted, SentDM
 from notifier.digest import DigestSweeper
 from notifier.directory import Directory
 from notifier.held import HeldAlerts
-from notifier.metrics import CANDIDATE_AGE, DECISION_LATENCY, DECISIONS, END_TO_END, REDIS_UP
+from notifier.metrics import CANDIDATE_AGE, CORRECTIONS, DECISION_LATENCY, DECISIONS, END_TO_END, REDIS_UP
 from notifier.permissions import Permissions, PermissionUnknown
 from notifier.preferences import PreferencesTable
 from notifier.rate_limit import TokenBucket
 from notifier.settings import NotifierSettings
-from notifier.slack_sender import DefiniteSlackError, SlackSender, TransientSlackError
+from notifier.slack_sender import DefiniteSlackError, SlackCallError, SlackSender, TransientSlackError
 from notifier.stages import Work
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Notifier:
         self._http: aiohttp.ClientSession | None = None
         self._redis_ok = False
         self._sent: dict[str, Posted] = {}
+        self._drawn: dict[str, SentDM] = {}
         self._claimed: dict[str, tuple[str, str]] = {}
         self._orphans: dict[str, tuple[str, str]] = {}
         # Counters for operators' logs and for tests that must know a redo really happened.
@@ -105,7 +107,9 @@ class Notifier:
         self.permission_waits = 0
         runtime = self.runtime = Runtime(SERVICE, ready=self._serving, drain_timeout_s=BATCH_DRAIN_S)
         runtime.step("log", stop=self._log_stopped)  # first registered: its undo runs last
-        runtime.step("topics", lambda: ensure_topics(kafka, [CANDIDATES, SENT, PREFERENCES, FEEDBACK]))
+        runtime.step(
+            "topics", lambda: ensure_topics(kafka, [CANDIDATES, SENT, PREFERENCES, FEEDBACK, SLACK_MESSAGES])
+        )
         runtime.step("clients", self._connect, self._disconnect)
         runtime.add(self._producer, "producer")
         runtime.step("preferences", self._read_preferences, lambda: self.preferences.stop())
@@ -125,6 +129,18 @@ class Notifier:
             poll=Poll(timeout_ms=500, max_records=self.settings.max_batch),
             rebalance_wait_s=kafka.session_timeout_ms / 1000,
             consumer_options={"max_poll_records": self.settings.max_batch},
+        )
+        # Edits and deletions of messages a DM may quote (notifier/corrections.py): a group of its
+        # own on slack.messages, so a slow Slack during a redraw never holds up the alerts.
+        self.corrections_loop: ConsumerLoop[SlackEvent] = ConsumerLoop(
+            runtime,
+            kafka,
+            group_id=f"{self.settings.group_id}-corrections",
+            topic=SLACK_MESSAGES,
+            producer=self._producer,
+            step=self._correct_until_done,
+            poll=Poll(timeout_ms=500, max_records=500),
+            name="corrections",
         )
         runtime.step("started", self._log_started)
         runtime.task("heartbeat", self._heartbeat)
@@ -171,6 +187,9 @@ class Notifier:
         self.bucket = TokenBucket(self._redis, prefix, settings.rate_per_hour / 3600.0, settings.burst)
         self.held = HeldAlerts(self._redis, prefix)
         self.budget = BudgetCounter(self._redis, prefix)
+        self.corrections = Corrections(
+            self._redis, prefix, change_ttl_s=settings.change_ttl_s, sent_ttl_s=settings.correction_ttl_s
+        )
         self._http = aiohttp.ClientSession()
         client = AsyncWebClient(
             token=self.slack.bot_token.get_secret_value() if self.slack.bot_token else None,
@@ -206,6 +225,7 @@ class Notifier:
             self.owner,
             self.clock,
             permissions=self.permissions,
+            corrections=self.corrections,
         )
 
     async def _retire(self) -> None:
@@ -222,6 +242,7 @@ class Notifier:
         (the loop committed it before polling this one).
         """
         self._sent.clear()
+        self._drawn.clear()
         self._claimed.clear()
         delay = 0.2
         while True:
@@ -377,17 +398,19 @@ class Notifier:
         return stages.permission_stage(works, users, channels, members, now)
 
     async def _send_all(self, works: list[Work]) -> list[tuple[Work, stages.SendResult]]:
-        """Post the DMs concurrently (a DM posted before a redo is not posted again)."""
+        """Post the DMs concurrently (a DM posted before a redo is not posted again), each drawn
+        from its conversation as it is now (`corrections`), and remember what each quotes."""
         gate = asyncio.Semaphore(self.settings.send_concurrency)
+        current = await self.corrections.apply([work.candidate for work in works])
 
-        async def one(work: Work) -> tuple[Work, stages.SendResult]:
+        async def one(work: Work, candidate: Candidate) -> tuple[Work, stages.SendResult]:
             posted = self._sent.get(work.rid)
             if posted is not None:
                 return work, posted
             async with gate:
                 try:
-                    posted = await self.delivery.alert(
-                        work.candidate,
+                    posted, drawn = await self.delivery.alert(
+                        candidate,
                         conversation_marker(work.user, work.conversation_id),
                         look_first=work.takeover,
                     )
@@ -403,9 +426,62 @@ class Notifier:
                         "retry", type(error).__name__, "unexpected error; retrying later"
                     )
             self._sent[work.rid] = posted
+            self._drawn[work.rid] = drawn
             return work, posted
 
-        return list(await asyncio.gather(*(one(work) for work in works)))
+        results = list(await asyncio.gather(*(one(w, c) for w, c in zip(works, current, strict=True))))
+        # After the posts, outside them: a Redis outage here redoes the batch, which posts nothing
+        # again (`_sent`) and remembers what it quoted then.
+        remembered = [
+            (work, result, drawn)
+            for work, result in results
+            if isinstance(result, Posted) and (drawn := self._drawn.get(work.rid)) is not None
+        ]
+        for _, posted, drawn in remembered:
+            await self.corrections.remember(posted, drawn)
+        # A change that came between drawing and remembering found no DM to redraw: look again.
+        drawn_from = [d.entries[0][0] for _, _, d in remembered]
+        now_current = await self.corrections.apply([w.candidate for w, _, _ in remembered])
+        for (_, posted, _), used, now in zip(remembered, drawn_from, now_current, strict=True):
+            if now != used:
+                await self._redraw(posted)
+        return results
+
+    # --- corrections: quoted messages edited or deleted after a DM ----------------------------
+
+    async def _correct_until_done(self, batch: RecordBatch[SlackEvent]) -> None:
+        """Remember the batch's edits and deletions and redraw the DMs quoting them; a Redis
+        outage waits and redoes it (the batch's offsets are committed only once it is done)."""
+        changes: dict[MessageRef, Change] = {}
+        for _, event in batch.values():
+            if isinstance(event, SlackMessage) and (change := change_of(event)) is not None:
+                changes[(event.channel, event.ts)] = change
+        while changes:
+            if self.runtime.stopping:
+                raise LeaveUncommitted
+            try:
+                for posted in (await self.corrections.record(changes)).values():
+                    await self._redraw(posted)
+                return
+            except REDIS_ERRORS as error:
+                await self._wait_for_redis(error)
+
+    async def _redraw(self, posted: Posted) -> None:
+        """Draw a sent DM again from its conversations as they are now, and update it in Slack."""
+        sent = await self.corrections.sent(posted)
+        if sent is None:
+            return  # older than the correction window
+        current = await self.corrections.apply([candidate for candidate, _ in sent.entries])
+        redrawn = sent.model_copy(
+            update={"entries": [(c, marker) for c, (_, marker) in zip(current, sent.entries, strict=True)]}
+        )
+        try:
+            await self.delivery.update(posted, await self.delivery.draw(redrawn))
+        except SlackCallError as error:  # deleted by its reader, or Slack refuses: nothing to fix
+            CORRECTIONS.labels("failed").inc()
+            log.info("a DM could not be corrected", extra={"user": sent.user, "error": error.error})
+            return
+        CORRECTIONS.labels("redrawn").inc()
 
     async def _publish_batch(
         self, batch: RecordBatch[Candidate], decided: list[tuple[Work, Notification]]

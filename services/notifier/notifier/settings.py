@@ -47,5 +47,10 @@ class NotifierSettings(AlertDefaults):
     # Who may read what (users.info, conversations.info / .members), remembered this long: a
     # guest made a full member, or someone removed from a private channel, counts after it.
     permission_ttl_s: float = Field(default=600.0, gt=0)
+    # Quoted messages as they are now (notifier/corrections.py): an edit or deletion of a quoted
+    # message is remembered this long (past the longest pause, 30 days, so a held alert finds
+    # it), and a sent DM is redrawn when a message it quotes changes within this long of it.
+    change_ttl_s: int = Field(default=31 * 24 * 3600, ge=60)
+    correction_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     redis_probe_s: float = Field(default=0.5, gt=0)
     redis_timeout_s: float = Field(default=2.0, gt=0)

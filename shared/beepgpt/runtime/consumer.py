@@ -144,10 +144,12 @@ class ConsumerLoop(Generic[T]):
         tick: Callable[[], Awaitable[None]] | None = None,
         report_lag: bool = True,
         consumer_options: Mapping[str, Any] | None = None,
+        name: str = "consume",
     ) -> None:
         """`decode` defaults to the topic's contract; `commit` to committing the batch's offsets
         (with `commit_timeout_s`, since aiokafka may retry a commit forever mid-rebalance);
-        `report_lag` False for a service that reports its own idea of lag."""
+        `report_lag` False for a service that reports its own idea of lag; `name` names the task
+        (a service with a second loop, such as the notifier's corrections, gives it its own)."""
         self._runtime = runtime
         self._kafka = kafka
         self.group_id = group_id
@@ -180,7 +182,7 @@ class ConsumerLoop(Generic[T]):
         """What this loop last committed per partition."""
         self._progress = asyncio.Event()
         runtime.step(f"consumer {group_id}", self._start, self._stop)
-        runtime.task("consume", self._run, drain=True)
+        runtime.task(name, self._run, drain=True)
 
     # --- what services use ------------------------------------------------------------------
 
