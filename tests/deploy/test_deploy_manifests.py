@@ -72,8 +72,18 @@ def test_compose_talks_to_the_slack_standin_when_no_tokens_are_given(compose_con
             assert env["BEEPGPT_SLACK_API_URL"] == "http://slack-standin:8080/api/"
         if "SLACK_BOT_TOKEN" not in os.environ:
             assert env["SLACK_BOT_TOKEN"] == identity.DEFAULT_BOT_TOKEN
-        if "SLACK_APP_TOKEN" not in os.environ:
+        if "SLACK_APP_TOKEN" not in os.environ and service == "ingest":
             assert env["SLACK_APP_TOKEN"] == identity.DEFAULT_APP_TOKEN
+
+
+def test_compose_gives_each_service_only_the_slack_secrets_it_uses(compose_config: dict[str, Any]) -> None:
+    secrets = {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"}
+    given = {
+        name: secrets & set(service.get("environment", {}))
+        for name, service in compose_config["services"].items()
+        if name in ("ingest", "sessionizer", "scorer", "notifier")
+    }
+    assert given == {"ingest": secrets, "sessionizer": set(), "scorer": set(), "notifier": {"SLACK_BOT_TOKEN"}}
 
 
 def _created_by_compose(tmp_path: Path, partitions_cap: int) -> dict[str, tuple[int, dict[str, str]]]:
@@ -195,6 +205,15 @@ def test_secrets_are_mounted_where_settings_look_for_them(
         {"beepgpt-kafka", "beepgpt-redis"} if overlay == "prod" else set()
     )
     assert {s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets} == expected
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_the_notifier_mounts_only_the_bot_token(
+    rendered_overlays: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    volumes = _deployment(rendered_overlays[overlay], "notifier")["spec"]["template"]["spec"]["volumes"]
+    [slack] = [v for v in volumes if v["name"] == "slack"]
+    assert slack["secret"]["items"] == [{"key": "SLACK_BOT_TOKEN", "path": "SLACK_BOT_TOKEN"}]
 
 
 def test_manifest_checker_catches_the_mistakes_it_is_for(
