@@ -140,22 +140,32 @@ def tansu_binary() -> str:
     return path
 
 
-def redis_server_binary() -> str:
-    """redis-server from PATH, installing Debian's package when it is missing (as CI must)."""
-    found = shutil.which("redis-server")
+def debian_binary(name: str, package: str) -> str:
+    """`name` from PATH, installing Debian's `package` when it is missing (as CI must)."""
+    found = shutil.which(name)
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise RuntimeError("redis-server is not installed; install Debian's redis-server package")
+        raise RuntimeError(f"{name} is not installed; install Debian's {package} package")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "redis-server"], check=True, env=env, stdout=subprocess.DEVNULL
-    )
-    found = shutil.which("redis-server")
+    subprocess.run(["apt-get", "install", "-y", "-q", package], check=True, env=env, stdout=subprocess.DEVNULL)
+    found = shutil.which(name)
     if not found:
-        raise RuntimeError("apt-get installed redis-server but it is not on PATH")
+        raise RuntimeError(f"apt-get installed {package} but {name} is not on PATH")
     return found
+
+
+def redis_server_binary() -> str:
+    return debian_binary("redis-server", "redis-server")
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -170,9 +180,14 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, log_path: Path | None = None) -> Broker:
+    def start(
+        cls, port: int | None = None, log_path: Path | None = None, *, advertised_port: int | None = None
+    ) -> Broker:
+        """A broker on `port`; `advertised_port` makes it tell clients to come back another way
+        (a TLS proxy in front of it: `TlsProxy`), so it is only waited for until it listens."""
         port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port or port}"
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
             dies_with_starter(
@@ -182,7 +197,7 @@ class Broker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    advertised,
                     "--storage-engine",
                     "memory://tansu/",
                 ]
@@ -192,8 +207,9 @@ class Broker:
             start_new_session=True,
         )
         broker = cls(process, port)
+        ready = (lambda: _listening(port)) if advertised_port else (lambda: kafka_answers(broker.bootstrap_servers))
         try:
-            _wait_until(lambda: kafka_answers(broker.bootstrap_servers), "tansu broker", process)
+            _wait_until(ready, "tansu broker", process)
         except BaseException:
             broker.stop()
             raise
@@ -208,6 +224,49 @@ class Broker:
 
     def stop(self) -> None:
         _terminate(self.process)
+
+
+@dataclass
+class TlsProxy:
+    """stunnel in front of a plaintext port: TLS with the given certificate on `port`, the
+    plaintext service behind it. Tansu speaks PLAINTEXT only; this is how BeepGPT's Kafka TLS
+    settings are tested against a real broker (Debian's stunnel4, installed when missing)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+
+    @classmethod
+    def start(cls, target: int, cert: Path, key: Path, port: int | None = None) -> TlsProxy:
+        port = port or free_port()
+        workdir = Path(tempfile.mkdtemp(prefix="beepgpt-stunnel-"))
+        config = workdir / "stunnel.conf"
+        config.write_text(
+            "foreground = yes\n"
+            "pid =\n"
+            "[tls]\n"
+            f"accept = 127.0.0.1:{port}\n"
+            f"connect = 127.0.0.1:{target}\n"
+            f"cert = {cert}\n"
+            f"key = {key}\n"
+        )
+        process = subprocess.Popen(
+            dies_with_starter([debian_binary("stunnel4", "stunnel4"), str(config)]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proxy = cls(process, port, workdir)
+        try:
+            _wait_until(lambda: _listening(port), "stunnel", process)
+        except BaseException:
+            proxy.stop()
+            raise
+        return proxy
+
+    def stop(self) -> None:
+        _terminate(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass

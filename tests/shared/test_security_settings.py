@@ -1,10 +1,11 @@
 """Secured connections: Kafka TLS/SASL and Redis password/ACL user/TLS settings reach every client.
 
-The local Tansu broker speaks PLAINTEXT only, so the Kafka side proves that the settings are
-validated and that every client the project builds carries them (aiokafka's own objects,
-inspected before they connect; and no client is built outside beepgpt.kafka.clients). Redis can
-do it all, so its side runs against real servers: the shared test Redis (no password) and a
-redis-server of this module's own with TLS and a password.
+The local Tansu broker speaks PLAINTEXT only, so TLS to Kafka runs for real through stunnel in
+front of a broker that advertises the TLS port (`devstack.local_stack.TlsProxy`); SASL, which no
+local broker does, is proven by the settings being validated and carried by every client the
+project builds (aiokafka's own objects, inspected before they connect; and no client is built
+outside beepgpt.kafka.clients). Redis can do it all, so its side runs against real servers: the
+shared test Redis (no password) and a redis-server of this module's own with TLS and a password.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +27,18 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
-from pydantic import SecretStr, ValidationError
+from aiokafka.errors import KafkaConnectionError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 from redis.exceptions import AuthenticationError
 
-from beepgpt.kafka import EventProducer, make_consumer, new_admin, new_consumer, new_producer
+from beepgpt.contracts import Feedback
+from beepgpt.kafka import EventProducer, ensure_topics, make_consumer, new_admin, new_consumer, new_producer
 from beepgpt.kafka.clients import security_options
 from beepgpt.kafka.producer import make_producer
 from beepgpt.redis_client import redis_client
 from beepgpt.settings import KafkaSettings, RedisSettings
-from devstack.local_stack import dies_with_starter, free_port
+from beepgpt.topics import Topic
+from devstack.local_stack import Broker, TlsProxy, dies_with_starter, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
@@ -104,6 +109,57 @@ def certs() -> Iterator[dict[str, Path]]:
             "client_cert": d / "client.pem",
             "client_key": d / "client.key",
         }
+
+
+# ---- Kafka over TLS, for real --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(certs: dict[str, Path]) -> Iterator[str]:
+    """A Tansu broker reachable only over TLS (stunnel in front; it advertises the TLS port)."""
+    port = free_port()
+    broker = Broker.start(advertised_port=port)
+    try:
+        proxy = TlsProxy.start(broker.port, certs["server_cert"], certs["server_key"], port=port)
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            proxy.stop()
+    finally:
+        broker.stop()
+
+
+async def test_kafka_over_tls_with_the_operators_ca(tls_kafka: str, certs: dict[str, Path]) -> None:
+    settings = KafkaSettings(
+        _secrets_dir=None,
+        bootstrap_servers=tls_kafka,
+        security_protocol="SSL",
+        ssl_ca_file=certs["ca"],
+        idempotence=False,  # Tansu refuses idempotent producers
+    )
+    topic = Topic(f"tls-{uuid.uuid4().hex[:8]}", "user", TypeAdapter(Feedback), partitions=1, retention=timedelta(days=1))
+    await ensure_topics(settings, [topic])
+    click = Feedback(user="U1", conversation_id="C1:1700000000.000100", useful=True)
+    async with EventProducer(settings, "test") as producer:
+        await (await producer.send_soon(topic, "U1", click))
+    consumer = make_consumer(settings, None, topic.name)
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    assert [topic.decode(r.value) for records in batch.values() for r in records] == [click]
+
+
+async def test_kafka_over_tls_refuses_a_server_it_cannot_verify(tls_kafka: str) -> None:
+    # No CA file: the system store, which has never heard of this server's CA.
+    settings = KafkaSettings(
+        _secrets_dir=None, bootstrap_servers=tls_kafka, security_protocol="SSL", idempotence=False
+    )
+    producer = make_producer(settings, "test")
+    with pytest.raises(KafkaConnectionError):
+        await producer.start()
+    await producer.stop()
 
 
 # ---- KafkaSettings ---------------------------------------------------------------------------
