@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from beepgpt.retry import retry_call
 from ingest.intake import Intake, Overloaded, Refused
 from ingest.listeners import Register, register_all
 from ingest.metrics import EVENTS
@@ -55,39 +55,52 @@ class BotIdentity:
     enterprise_id: str | None = None
 
     @classmethod
-    async def fetch(cls, client: AsyncWebClient, timeout_s: float = 60.0) -> BotIdentity:
+    async def fetch(
+        cls,
+        client: AsyncWebClient,
+        timeout_s: float = 60.0,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> BotIdentity:
         """auth.test with backoff: Slack (or the stand-in) may come up after us; a bad token fails fast."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.1
-        while True:
-            try:
-                result = await client.auth_test()
-                return cls(
-                    team_id=result.get("team_id"),
-                    bot_user_id=result.get("user_id"),
-                    bot_id=result.get("bot_id"),
-                    bot_token=client.token or "",
-                    enterprise_id=result.get("enterprise_id"),
-                )
-            except SlackApiError as error:
-                if error.response.get("error") in (
-                    "invalid_auth",
-                    "not_authed",
-                    "account_inactive",
-                    "token_revoked",
-                ):
-                    raise
-                failure: Exception = error
-            except Exception as error:  # connection refused, timeout, 5xx
-                failure = error
-            if time.monotonic() + delay > deadline:
-                raise TimeoutError(f"auth.test did not succeed within {timeout_s:.0f}s: {failure!r}")
-            log.warning("auth.test failed; retrying", extra={"error": repr(failure)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+            log.warning("auth.test failed; retrying", extra={"error": repr(error)})
+
+        try:
+            result = await retry_call(
+                client.auth_test,
+                "auth.test",
+                None,
+                0.1,
+                5.0,
+                within_s=timeout_s,
+                retry_on=_worth_retrying,
+                on_retry=on_retry,
+                sleep=sleep,
+            )
+        except Exception as failure:
+            if not _worth_retrying(failure):
+                raise
+            raise TimeoutError(f"auth.test did not succeed within {timeout_s:.0f}s: {failure!r}") from None
+        return cls(
+            team_id=result.get("team_id"),
+            bot_user_id=result.get("user_id"),
+            bot_id=result.get("bot_id"),
+            bot_token=client.token or "",
+            enterprise_id=result.get("enterprise_id"),
+        )
 
     def authorizer(self) -> IdentityAuthorize:
         return IdentityAuthorize(self)
+
+
+_BAD_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """Everything but a bad token: connection refused, timeouts, 5xx, Slack not up yet."""
+    return not (isinstance(error, SlackApiError) and error.response.get("error") in _BAD_TOKEN)
 
 
 class IdentityAuthorize(AsyncAuthorize):  # type: ignore[misc]

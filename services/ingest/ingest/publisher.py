@@ -13,10 +13,11 @@ waiter give up and the ack go out with the record still here: Slack must hear fr
 3 seconds, and the buffer rides out the outage. Those records are counted (`buffered` acks, and
 the `buffer_acked` gauge while they wait): they are the ones a SIGKILL would lose.
 
-Retriable failures of Kafka or Redis are retried with capped exponential backoff, in order,
-forever: nothing accepted is dropped. What bounds that is the buffer: when it is full `offer`
-says no, and the caller refuses the Slack delivery explicitly (HTTP 503, or no Socket Mode ack)
-so Slack redelivers it later — back-pressure instead of silent loss or unbounded memory.
+Retriable failures of Kafka or Redis are retried with capped exponential backoff and full jitter
+(the project's one policy, `beepgpt.retry`), in order, forever: nothing accepted is dropped.
+What bounds that is the buffer: when it is full `offer` says no, and the caller refuses the
+Slack delivery explicitly (HTTP 503, or no Socket Mode ack) so Slack redelivers it later —
+back-pressure instead of silent loss or unbounded memory.
 
 Copies of one event_id that meet in this process (a redelivery of an event still waiting here)
 become one record: the copy waits on the original's result. Records keep their order within a
@@ -30,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aiokafka.errors import (
     InvalidTopicError,
@@ -47,6 +48,7 @@ from pydantic import BaseModel
 
 from beepgpt.kafka import EventProducer, Headers
 from beepgpt.observability.metrics import DEAD_LETTERS
+from beepgpt.retry import OnRetry, RetryOn, retrying
 from ingest.dedup import Dedup
 from ingest.metrics import (
     BUFFER_ACKED,
@@ -56,6 +58,9 @@ from ingest.metrics import (
     PUBLISH_LATENCY,
     PUBLISH_RETRIES,
 )
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,13 @@ Settled = Literal["durable", "failed", "lost"]
 or dropped by a shutdown that ran out of time before Kafka took it."""
 Waited = Literal["durable", "failed", "lost", "buffered"]
 """`Settled`, or `buffered`: the ack budget ran out while the record was still in the buffer."""
+
+BACKOFF_BASE_S = 0.1
+"""The ceiling of the first retry's wait; it doubles per retry up to `backoff_max_s`."""
+
+
+class _NotAllTaken(Exception):
+    """Kafka did not take some records of the batch (retriable errors): try those again."""
 
 
 @dataclass(slots=True, eq=False)
@@ -108,12 +120,14 @@ class Publisher:
         batch_size: int = 1_000,
         backoff_max_s: float = 2.0,
         ack_budget_s: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._producer = producer
         self._dedup = dedup
         self.capacity = capacity
         self._batch_size = batch_size
         self._backoff_max_s = backoff_max_s
+        self._sleep = sleep
         self.ack_budget_s = ack_budget_s
         self._queue: deque[Outgoing] = deque()
         self._pending: list[Outgoing] = []
@@ -298,18 +312,33 @@ class Publisher:
             self._pending = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_size))]
             await self._deliver()
 
+    def _forever(self, what: str, on_retry: OnRetry, retry_on: RetryOn = Exception) -> AsyncRetrying:
+        """The policy for Kafka and Redis: retry forever (the buffer is what bounds it)."""
+        return retrying(
+            what,
+            None,
+            BACKOFF_BASE_S,
+            self._backoff_max_s,
+            retry_on=retry_on,
+            on_retry=on_retry,
+            sleep=self._sleep,
+        )
+
     async def _deliver(self) -> None:
         self._pending = await self._drop_published(self._pending)
-        attempt = 0
-        while self._pending:
-            published, self._pending = await self._produce(self._pending)
-            if published:
-                await self._mark(published)
-            if self._pending:
-                attempt += 1
-                self.healthy = False
-                PUBLISH_RETRIES.labels("kafka").inc()
-                await self._backoff(attempt)
+
+        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+            self.healthy = False
+            PUBLISH_RETRIES.labels("kafka").inc()
+
+        async for attempt in self._forever("kafka publish", on_retry, retry_on=_NotAllTaken):
+            with attempt:
+                if self._pending:
+                    published, self._pending = await self._produce(self._pending)
+                    if published:
+                        await self._mark(published)
+                    if self._pending:  # `_produce` logged why
+                        raise _NotAllTaken(f"{len(self._pending)} records to send again")
         self.healthy = True
 
     async def _drop_published(self, batch: list[Outgoing]) -> list[Outgoing]:
@@ -317,20 +346,18 @@ class Publisher:
         keyed = [item for item in batch if item.event_id is not None]
         if not keyed:
             return batch
-        attempt = 0
-        while True:
-            try:
-                seen = await self._dedup.published([i.event_id or "" for i in keyed])
-                break
-            except Exception as error:  # Redis down or slow: wait like for Kafka, never skip the check
-                attempt += 1
-                self.healthy = False
-                PUBLISH_RETRIES.labels("redis").inc()
-                if attempt == 1 or attempt % 20 == 0:
-                    log.warning(
-                        "dedup check failed; retrying", extra={"error": repr(error), "attempt": attempt}
-                    )
-                await self._backoff(attempt)
+        event_ids = [i.event_id or "" for i in keyed]
+
+        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+            # Redis down or slow: wait like for Kafka, never skip the check.
+            self.healthy = False
+            PUBLISH_RETRIES.labels("redis").inc()
+            if attempt == 1 or attempt % 20 == 0:
+                log.warning("dedup check failed; retrying", extra={"error": repr(error), "attempt": attempt})
+
+        async for attempt in self._forever("dedup check", on_retry):
+            with attempt:
+                seen = await self._dedup.published(event_ids)
         if not any(seen):
             return batch
         duplicates = {id(item) for item, was in zip(keyed, seen, strict=True) if was}
@@ -346,22 +373,21 @@ class Publisher:
         that a redelivery can only arrive (Slack got no ack) when the mark is already there."""
         self._marking = published
         event_ids = [item.event_id for item in published if item.event_id is not None]
-        attempt = 0
-        while event_ids:
-            try:
-                await self._dedup.mark_published(event_ids)
-                break
-            except Exception as error:
-                attempt += 1
-                if attempt == 1:
-                    # The records are durable: do not hold their acks hostage to Redis. Without
-                    # the mark, a redelivery of one of them would be published again.
-                    for item in published:
-                        self._settle(item, "durable")
-                    log.warning("dedup mark failed; retrying", extra={"error": repr(error)})
-                self.healthy = False
-                PUBLISH_RETRIES.labels("redis").inc()
-                await self._backoff(attempt)
+
+        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+            if attempt == 1:
+                # The records are durable: do not hold their acks hostage to Redis. Without
+                # the mark, a redelivery of one of them would be published again.
+                for item in published:
+                    self._settle(item, "durable")
+                log.warning("dedup mark failed; retrying", extra={"error": repr(error)})
+            self.healthy = False
+            PUBLISH_RETRIES.labels("redis").inc()
+
+        if event_ids:
+            async for attempt in self._forever("dedup mark", on_retry):
+                with attempt:
+                    await self._dedup.mark_published(event_ids)
         for item in published:
             self._settle(item, "durable")
         self._marking = []
@@ -422,7 +448,3 @@ class Publisher:
                 extra={"records": len(retry), "error": repr(first_error)},
             )
         return published, retry
-
-    async def _backoff(self, attempt: int) -> None:
-        delay = min(self._backoff_max_s, 0.05 * 2 ** min(attempt, 10))
-        await asyncio.sleep(delay * (0.5 + random.random() / 2))

@@ -9,6 +9,9 @@ are the `FeedbackButton` contract (beepgpt.contracts), which ingest's button lis
 Each alert's actions block has the id `beepgpt:<marker>` (and a digest's context block
 `beepgpt:digest:<id>`), so that the notifier can recognise its own message when it reads the
 DM's history to find out whether an interrupted send went through.
+
+The blocks are built as slack_sdk's Block Kit models and turned into JSON (`to_dict`) once, in
+`Message`: what chat.postMessage receives.
 """
 
 from __future__ import annotations
@@ -16,6 +19,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.blocks import Block as BlockModel
 
 from beepgpt.contracts import NOT_USEFUL_ACTION, OPEN_ACTION, USEFUL_ACTION, Candidate, FeedbackButton
 from notifier import mrkdwn
@@ -32,6 +46,7 @@ EXPLANATION_LIMIT = 600
 FALLBACK_LIMIT = 300
 
 Block = dict[str, Any]
+"""A block as Slack's JSON (what `to_dict` makes of a Block Kit model)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,11 @@ class Message:
 
     text: str
     blocks: list[Block]
+
+    @classmethod
+    def of(cls, text: str, blocks: Sequence[BlockModel]) -> Message:
+        """The message of Block Kit models, as the JSON Slack takes (validated by slack_sdk)."""
+        return cls(text, [block.to_dict() for block in blocks])
 
 
 @dataclass(frozen=True)
@@ -143,34 +163,26 @@ def _preview(candidate: Candidate, names: Names, lines: int, limit: int = MAX_SE
     return "\n".join(rendered)
 
 
-def _buttons(candidate: Candidate, permalink: str | None, marker: str) -> Block:
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text))
+
+
+def _buttons(candidate: Candidate, permalink: str | None, marker: str) -> ActionsBlock:
     value = feedback_value(candidate)
-    elements: list[Block] = []
+    elements: list[ButtonElement] = []
     if permalink and len(permalink) <= MAX_URL:
         elements.append(
-            {
-                "type": "button",
-                "action_id": OPEN_ACTION,
-                "text": {"type": "plain_text", "text": "Open conversation"},
-                "url": permalink,
-            }
+            ButtonElement(
+                action_id=OPEN_ACTION, text=PlainTextObject(text="Open conversation"), url=permalink
+            )
         )
     elements += [
-        {
-            "type": "button",
-            "action_id": USEFUL_ACTION,
-            "text": {"type": "plain_text", "text": "Useful"},
-            "style": "primary",
-            "value": value,
-        },
-        {
-            "type": "button",
-            "action_id": NOT_USEFUL_ACTION,
-            "text": {"type": "plain_text", "text": "Not useful"},
-            "value": value,
-        },
+        ButtonElement(
+            action_id=USEFUL_ACTION, text=PlainTextObject(text="Useful"), style="primary", value=value
+        ),
+        ButtonElement(action_id=NOT_USEFUL_ACTION, text=PlainTextObject(text="Not useful"), value=value),
     ]
-    return {"type": "actions", "block_id": marker_block_id(marker), "elements": elements}
+    return ActionsBlock(block_id=marker_block_id(marker), elements=elements)
 
 
 def _why(candidate: Candidate) -> str:
@@ -198,19 +210,20 @@ def alert(
         if authors
         else f"A conversation in *{where}* may interest you"
     )
-    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]
+    blocks: list[BlockModel] = [_section(headline)]
     preview = _preview(candidate, names, preview_lines)
     if preview:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": preview}})
+        blocks.append(_section(preview))
     context = [_why(candidate)]
     if note:
         context.append(mrkdwn.to_mrkdwn([mrkdwn.Span(note)], 300))
-    context_block: Block = {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in context]}
-    if context_block_id:
-        context_block["block_id"] = context_block_id
-    blocks.append(context_block)
+    blocks.append(
+        ContextBlock(
+            elements=[MarkdownTextObject(text=t) for t in context], block_id=context_block_id or None
+        )
+    )
     blocks.append(_buttons(candidate, permalink, marker))
-    return Message(_fallback(candidate, names), blocks)
+    return Message.of(_fallback(candidate, names), blocks)
 
 
 def _fallback(candidate: Candidate, names: Names) -> str:
@@ -243,19 +256,12 @@ def digest(
     count = len(entries)
     noun = "conversation" if count == 1 else "conversations"
     headline = f"{title}: {count} {noun}"
-    blocks: list[Block] = [
-        {
-            "type": "header",
-            "text": {
-                "type": "plain_text",
-                "text": mrkdwn.truncate(headline, MAX_HEADER),
-            },
-        },
-        {
-            "type": "context",
-            "block_id": digest_block_id(digest_id),
-            "elements": [{"type": "mrkdwn", "text": mrkdwn.to_mrkdwn([mrkdwn.Span(why)], 300)}],
-        },
+    blocks: list[BlockModel] = [
+        HeaderBlock(text=PlainTextObject(text=mrkdwn.truncate(headline, MAX_HEADER))),
+        ContextBlock(
+            block_id=digest_block_id(digest_id),
+            elements=[MarkdownTextObject(text=mrkdwn.to_mrkdwn([mrkdwn.Span(why)], 300))],
+        ),
     ]
     shown = entries[:max_items]
     for entry in shown:
@@ -271,7 +277,7 @@ def digest(
         text = "\n".join(parts)
         if mrkdwn.utf16_len(text) > MAX_SECTION:  # only with absurd names; keep the essentials
             text = "\n".join(parts[-1:])
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        blocks.append(_section(text))
         blocks.append(_buttons(candidate, entry.permalink, entry.marker))
     rest = entries[max_items:]
     if rest:
@@ -283,8 +289,8 @@ def digest(
         text = f"And {len(rest)} more: " + ", ".join(links)
         if mrkdwn.utf16_len(text) > MAX_SECTION:
             text = f"And {len(rest)} more conversations."
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    return Message(mrkdwn.truncate(headline, FALLBACK_LIMIT), blocks[:MAX_BLOCKS])
+        blocks.append(_section(text))
+    return Message.of(mrkdwn.truncate(headline, FALLBACK_LIMIT), blocks[:MAX_BLOCKS])
 
 
 def find_block(messages: Sequence[Mapping[str, Any]], block_id: str) -> Mapping[str, Any] | None:

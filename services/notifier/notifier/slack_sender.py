@@ -2,7 +2,8 @@
 
 - HTTP 429: wait for `Retry-After`, and make every concurrent caller of that method wait too
   (Slack's limits are per method and workspace, so hammering on is pointless).
-- 5xx, timeouts, dropped connections: retry with exponential backoff and full jitter.
+- 5xx, timeouts, dropped connections: retry with exponential backoff and full jitter (the
+  project's one policy, `beepgpt.retry`).
 - A failure that may have reached Slack (timeout, 5xx) is ambiguous for a post: before trying
   again the caller's `before_retry` looks for the message, so a retry never posts twice.
 - Everything else (`channel_not_found`, `user_not_found`, revoked tokens, ...) is definite:
@@ -16,12 +17,14 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from beepgpt.retry import retrying
 from notifier.metrics import SLACK_ERRORS, SLACK_RATE_LIMITED, SLACK_RETRIES
 from notifier.settings import NotifierSettings
 
@@ -90,40 +93,71 @@ class SlackSender:
         verb: Literal["json", "get"] = "get",
         before_retry: Check | None = None,
     ) -> Mapping[str, Any]:
-        """The response body of a successful call, or a `SlackCallError`."""
-        attempt = 0
-        rate_limited_wait = 0.0
-        must_check = False
+        """The response body of a successful call, or a `SlackCallError`.
+
+        Transient failures are retried under the project's one policy (`beepgpt.retry`); each
+        attempt waits at the method's 429 gate and, after a failure that may have reached Slack,
+        looks for the earlier attempt's result first (`before_retry`)."""
+        state = _CallState()
+
+        def retriable(error: BaseException) -> bool:
+            return isinstance(error, TransientSlackError) and not state.rate_limit_spent
+
+        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+            SLACK_RETRIES.labels(method).inc()
+
+        settings = self._settings
+        policy = retrying(
+            f"slack {method}",
+            settings.max_attempts,
+            # Retry n waits up to backoff_base_s·2^n here: the first retry's ceiling is twice the base.
+            2 * settings.backoff_base_s,
+            settings.backoff_cap_s,
+            retry_on=retriable,
+            on_retry=on_retry,
+            sleep=self._sleep,
+            random=self._jitter,
+        )
+        async for attempt in policy:
+            with attempt:
+                return await self._attempt(method, params, verb, before_retry, state)
+        raise AssertionError("unreachable: the policy re-raises the last error")
+
+    async def _attempt(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        verb: str,
+        before_retry: Check | None,
+        state: _CallState,
+    ) -> Mapping[str, Any]:
+        """One attempt: through the 429 gate (as often as Slack asks, within the call's allowance
+        for rate-limited waits), then the look-before-re-post check, then the call itself."""
         while True:
             await self._gate(method)
             try:
-                if must_check and before_retry is not None:
+                if state.must_check and before_retry is not None:
                     found = await before_retry()
                     if found is not None:
                         log.info("earlier attempt had gone through", extra={"method": method})
                         return found
-                    must_check = False
+                    state.must_check = False
                 return await self._once(method, params, verb)
             except _RateLimited as limited:
                 SLACK_RATE_LIMITED.labels(method).inc()
-                if rate_limited_wait + limited.retry_after > self._settings.max_rate_limited_wait_s:
+                if state.rate_limited_wait + limited.retry_after > self._settings.max_rate_limited_wait_s:
+                    state.rate_limit_spent = True
                     raise TransientSlackError(method, "ratelimited", 429) from None
-                rate_limited_wait += limited.retry_after
+                state.rate_limited_wait += limited.retry_after
                 until = self._monotonic() + limited.retry_after
                 self._not_before[method] = max(self._not_before.get(method, 0.0), until)
-                continue
             except TransientSlackError as error:
                 SLACK_ERRORS.labels(method, error.error).inc()
-                attempt += 1
-                if attempt >= self._settings.max_attempts:
-                    raise
-                must_check = must_check or error.status != 0  # status 0: never reached Slack
+                state.must_check = state.must_check or error.status != 0  # status 0: never reached Slack
+                raise
             except DefiniteSlackError as error:
                 SLACK_ERRORS.labels(method, error.error).inc()
                 raise
-            SLACK_RETRIES.labels(method).inc()
-            ceiling = min(self._settings.backoff_cap_s, self._settings.backoff_base_s * 2**attempt)
-            await self._sleep(self._jitter() * ceiling)
 
     async def _gate(self, method: str) -> None:
         while (wait := self._not_before.get(method, 0.0) - self._monotonic()) > 0:
@@ -159,6 +193,15 @@ class SlackSender:
             extra={"method": error.method, "error": error.error, "subject": cause},
         )
         return True
+
+
+@dataclass
+class _CallState:
+    """What one `call` carries across its attempts."""
+
+    rate_limited_wait: float = 0.0  # seconds spent waiting at the 429 gate so far
+    must_check: bool = False  # an earlier attempt may have reached Slack: look before re-posting
+    rate_limit_spent: bool = False  # a 429 storm outlasted the allowance: give up, do not retry
 
 
 class _RateLimited(Exception):

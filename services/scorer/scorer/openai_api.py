@@ -1,10 +1,10 @@
 """The thin adapter around the official `openai` client: how it is built and how it is retried.
 
 The client's own retries are switched off (`max_retries=0`) so that there is one retry policy,
-ours, which is visible in metrics and tests: rate limits (HTTP 429) wait for the server's
-`Retry-After` when it sends one, otherwise an exponential backoff with full jitter; connection
-errors, timeouts and 5xx answers are retried the same way; anything else (a 400, a 401, a 404) is
-a bug or a configuration error and is raised at once.
+the project's (`beepgpt.retry`), which is visible in metrics and tests: rate limits (HTTP 429)
+wait for the server's `Retry-After` when it sends one, otherwise an exponential backoff with
+full jitter; connection errors, timeouts and 5xx answers are retried the same way; anything else
+(a 400, a 401, a 404) is a bug or a configuration error and is raised at once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import Counter
 
+from beepgpt.retry import backoff_delay, retry_call_sync
 from beepgpt.settings import OpenAISettings
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ def make_client(settings: OpenAISettings | None = None, *, timeout_s: float = 60
 
 @dataclass
 class Backoff:
-    """Retry policy for OpenAI calls; `sleep` is injectable so tests never wait for real."""
+    """Retry policy for OpenAI calls: the project's one policy (`beepgpt.retry`) with the
+    server's `Retry-After` honoured on 429s; `sleep` is injectable so tests never wait for real."""
 
     attempts: int = 6
     base_s: float = 1.0
@@ -64,25 +66,18 @@ class Backoff:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before retry number `attempt` (1-based): the server's word wins when given."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap_s)
-        return self.rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
+        return backoff_delay(attempt, self.base_s, self.cap_s, self.rng.random, retry_after=retry_after)
 
     def call(self, fn: Callable[[], T], *, what: str) -> T:
         import openai
 
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return fn()
-            except openai.RateLimitError as error:
-                why, retry_after = "rate_limited", _retry_after(error)
-                failure: Exception = error
-            except (openai.APIConnectionError, openai.InternalServerError) as error:
-                why, retry_after = "unavailable", None
-                failure = error
-            if attempt == self.attempts:
-                raise OpenAIUnavailable(f"{what}: gave up after {attempt} attempts: {failure}") from failure
-            wait = self.delay(attempt, retry_after)
+        retriable = (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError)
+
+        def server_wait(error: BaseException) -> float | None:
+            return _retry_after(error) if isinstance(error, openai.RateLimitError) else None
+
+        def on_retry(attempt: int, wait: float, error: BaseException) -> None:
+            why = "rate_limited" if isinstance(error, openai.RateLimitError) else "unavailable"
             OPENAI_RETRIES.labels(what, why).inc()
             log.warning(
                 "openai %s failed (%s), retrying",
@@ -90,11 +85,25 @@ class Backoff:
                 why,
                 extra={"attempt": attempt, "delay_s": round(wait, 3)},
             )
-            self.sleep(wait)
-        raise AssertionError("unreachable: attempts must be at least 1")
+
+        try:
+            return retry_call_sync(
+                fn,
+                f"openai {what}",
+                self.attempts,
+                self.base_s,
+                self.cap_s,
+                retry_on=retriable,
+                retry_after=server_wait,
+                on_retry=on_retry,
+                sleep=self.sleep,
+                random=self.rng.random,
+            )
+        except retriable as failure:  # only once every attempt is spent
+            raise OpenAIUnavailable(f"{what}: gave up after {self.attempts} attempts: {failure}") from failure
 
 
-def _retry_after(error: Exception) -> float | None:
+def _retry_after(error: BaseException) -> float | None:
     response = getattr(error, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:

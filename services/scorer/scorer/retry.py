@@ -8,7 +8,6 @@ the stream keeps moving. Full jitter keeps many scorer instances from retrying i
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,12 +17,6 @@ from scorer.metrics import ERRORS
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry number `attempt` (1-based): full jitter over base·2^(n-1)."""
-    ceiling = min(cap, base * 2 ** (attempt - 1))
-    return (rng or random).uniform(0, ceiling) if ceiling > 0 else 0.0
 
 
 async def retrying(
@@ -36,7 +29,7 @@ async def retrying(
 ) -> T:
     """Await `call()` until it succeeds or `attempts` are used; re-raises the last error.
 
-    The project's one policy (`beepgpt.retry`, on tenacity): the waits are `backoff_delay`'s.
+    The project's one policy (`beepgpt.retry`, on tenacity): its waits are `backoff_delay`'s.
     """
 
     def on_retry(attempt: int, delay: float, error: BaseException) -> None:

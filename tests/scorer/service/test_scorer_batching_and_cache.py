@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from beepgpt.topics import CONVERSATIONS, encode
 from scorer.batching import plan
 from scorer.message_cache import MessageCache, MessageRef, Vector
 from scorer.model_watch import ModelWatcher
-from scorer.retry import backoff_delay, retrying
+from scorer.retry import retrying
 
 
 def _record(value: bytes, offset: int, partition: int = 0) -> ConsumerRecord[bytes, bytes]:
@@ -106,13 +105,6 @@ def test_identical_texts_in_one_call_are_embedded_once() -> None:
     cache.embed([*_refs("c1", "+1"), *_refs("c2", "+1")], embed)
     assert embed.texts == ["+1"]
     assert (cache.stats.hits, cache.stats.misses) == (1, 1)  # misses count what the model computed
-
-
-def test_backoff_grows_exponentially_under_a_cap_with_jitter() -> None:
-    rng = random.Random(1)
-    delays = [backoff_delay(n, 0.5, 3.0, rng) for n in range(1, 6)]
-    assert all(0 <= d <= min(3.0, 0.5 * 2 ** (n - 1)) for n, d in enumerate(delays, 1))
-    assert backoff_delay(3, 0.0, 1.0) == 0.0
 
 
 async def test_retrying_gives_up_after_the_attempts_and_raises_the_last_error() -> None:
