@@ -158,7 +158,7 @@ async def bench_socket_mode(kafka: KafkaSettings, redis: RedisSettings) -> list[
             bot_token=slack.bot_token,
         )
         app = build_app(intake, identity, signing_secret=slack.signing_secret, api_url=slack.api_url)
-        adapter = SocketModeAdapter(app, slack.app_token, slack.api_url)
+        adapter = SocketModeAdapter(app, intake, slack.app_token, slack.api_url)
         await adapter.start()
         await slack.wait_for_socket(1)
         base = time.time() + 10_000

@@ -24,6 +24,29 @@ GENERAL, RANDOM = "C0GENERAL", "C0RANDOM"
 ALICE, BOB = "U0ALICE", "U0BOB"
 
 
+async def test_socket_mode_payloads_bolt_cannot_take_are_dead_lettered_and_acked(
+    start_ingest: StartIngest, slack: SlackStandin, kafka_topics: KafkaSettings
+) -> None:
+    """The checks HTTP bodies get, over Socket Mode: a payload nested too deep or with a routing
+    id of the wrong type is dead-lettered with its reason and acked (else Slack resends it for
+    ever), and the events after it flow."""
+    ev = slack.events
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(80):
+        deep = {"d": deep}
+    too_deep = ev.callback(ev.message(GENERAL, ALICE, "deep")) | {"extra": deep}
+    wrong_type = ev.callback(ev.message(GENERAL, ALICE, "typed")) | {"team_id": 5}
+    async with start_ingest(mode="socket"):
+        for payload in (too_deep, wrong_type):
+            ack = await slack.push_event(payload)
+            assert ack.latency < 3.0
+        await slack.push_event(ev.message(GENERAL, BOB, "still flowing"))
+        published = await read_values(kafka_topics, 1)
+        dead = await read_values(kafka_topics, 2, topic=SLACK_MESSAGES.dlq)
+    assert [m.text for m in decoded(published)] == ["still flowing"]
+    assert sorted(header(r.headers, "dlq.error.reason") or "" for r in dead) == ["invalid_field", "too_deep"]
+
+
 async def test_socket_mode_events_are_normalized_and_published(
     start_ingest: StartIngest, slack: SlackStandin, kafka_topics: KafkaSettings
 ) -> None:

@@ -127,6 +127,11 @@ class Intake:
             return None
         return self.reject(_encode_raw(raw), outcome, envelope.event_id, key=_channel_of(raw))
 
+    async def park(self, raw: bytes, rejected: Rejected, event_id: str | None) -> None:
+        """Dead-letter a body no listener can take and wait for it to be taken; raises `Refused`
+        when the buffer is full (then Slack must resend it)."""
+        await self.settle(self.reject(raw, rejected, event_id))
+
     def reject(self, value: bytes, rejected: Rejected, event_id: str | None, *, key: str = "") -> Outgoing:
         """Park what could not be understood in `slack.messages.dlq`, with why, for a later replay;
         returns the buffered dead letter (`settle` it before acking)."""

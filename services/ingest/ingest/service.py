@@ -179,7 +179,7 @@ class IngestService:
             extra_listeners=self.extra_listeners,
         )
         if self.ingest.mode == "socket":
-            self.adapter = SocketModeAdapter(app, self._app_token, self.slack.api_url)
+            self.adapter = SocketModeAdapter(app, self.intake, self._app_token, self.slack.api_url)
         else:
             self.adapter = HttpEventsAdapter(
                 app,

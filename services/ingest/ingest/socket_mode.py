@@ -9,27 +9,50 @@ simply redelivered later.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from beepgpt.shims.slack_bolt import run_async_bolt_app, send_async_response
+from ingest.envelopes import body_problem, event_id_of
+from ingest.intake import Intake, Refused
 from ingest.metrics import ACK_LATENCY
 
 log = logging.getLogger(__name__)
 
 
 class _MeasuredHandler(AsyncSocketModeHandler):  # type: ignore[misc]
+    intake: Intake | None = None
+
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:
         start = time.perf_counter()
-        response = await run_async_bolt_app(self.app, req)
+        rejected = body_problem(req.payload)
+        if rejected is not None:
+            assert self.intake is not None, "SocketModeAdapter sets it"
+            try:
+                await self.intake.park(_raw(req.payload), rejected, event_id_of(req.payload))
+            except Refused:
+                return  # no ack: Slack redelivers it once the buffer has room
+            response = BoltResponse(status=200, body="")
+        else:
+            response = await run_async_bolt_app(self.app, req)
         await send_async_response(client, req, response, start)
         ACK_LATENCY.labels("socket").observe(time.perf_counter() - start)
+
+
+def _raw(payload: object) -> bytes:
+    """The payload as JSON for the dead-letter topic (what slack_sdk parsed it from)."""
+    try:
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
+    except (RecursionError, TypeError, ValueError):
+        return b""
 
 
 class SocketModeAdapter:
@@ -37,13 +60,14 @@ class SocketModeAdapter:
 
     mode = "socket"
 
-    def __init__(self, app: AsyncApp, app_token: str, api_url: str) -> None:
+    def __init__(self, app: AsyncApp, intake: Intake, app_token: str, api_url: str) -> None:
         self._handler = _MeasuredHandler(
             app,
             app_token=app_token,
             logger=logging.getLogger("ingest.socket_mode"),
             web_client=AsyncWebClient(base_url=api_url),
         )
+        self._handler.intake = intake
         self._connected = False
 
     async def start(self) -> None:

@@ -37,6 +37,7 @@ from beepgpt.contracts import Candidate, Notification, Preferences, SlackEvent, 
 from beepgpt.kafka import EventProducer, ensure_topics, header
 from beepgpt.kafka.headers import TRACE_ID
 from beepgpt.redis_client import REDIS_OUTAGES, check_redis_safety, redis_client
+from beepgpt.retry import backoff_delay
 from beepgpt.runtime import ConsumerLoop, LeaveUncommitted, Poll, RecordBatch, Runtime
 from beepgpt.settings import KafkaSettings, RedisSettings, SlackSettings
 from beepgpt.topics import CANDIDATES, FEEDBACK, PREFERENCES, SENT, SLACK_MESSAGES
@@ -64,6 +65,9 @@ REDIS_ERRORS = REDIS_OUTAGES
 OWNER_TTL_S = 15
 Clock = Callable[[], float]
 
+
+REDO_BASE_S, REDO_MAX_S = 0.2, 10.0
+"""Backoff between redoes of a batch Slack's permission lookups or Kafka failed (beepgpt.retry)."""
 
 BATCH_DRAIN_S = 30.0
 """How long a stop waits for the batch in hand before the work is left to the next owner."""
@@ -244,7 +248,7 @@ class Notifier:
         self._sent.clear()
         self._drawn.clear()
         self._claimed.clear()
-        delay = 0.2
+        attempt = 0
         while True:
             if self.runtime.stopping:
                 raise LeaveUncommitted
@@ -267,8 +271,8 @@ class Notifier:
                     "slack could not say who may read a channel; redoing the batch",
                     extra={"method": error.method, "error": error.error},
                 )
-                await self.loop.idle(delay)
-                delay = min(delay * 2, 10.0)
+                attempt += 1
+                await self.loop.idle(backoff_delay(attempt, REDO_BASE_S, REDO_MAX_S))
             except OwnerBusy:
                 self.owner_waits += 1
                 log.info("waiting for another instance to finish a claim")
@@ -276,8 +280,8 @@ class Notifier:
             except KafkaError as error:
                 self.redone_batches += 1
                 log.warning("publishing decisions failed; redoing the batch", extra={"error": str(error)})
-                await self.loop.idle(delay)
-                delay = min(delay * 2, 10.0)
+                attempt += 1
+                await self.loop.idle(backoff_delay(attempt, REDO_BASE_S, REDO_MAX_S))
 
     def _still_assigned(self, batch: RecordBatch[Candidate]) -> RecordBatch[Candidate]:
         """Drop records of partitions taken away by a rebalance; their claims become orphans."""
