@@ -282,7 +282,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls, port: int | None = None) -> RedisServer:
+    def start(cls, port: int | None = None, *args: str) -> RedisServer:
+        """Without persistence by default; `args` are more redis-server options (later ones win,
+        `--appendonly yes` included). With options such as ACLs a PING may be refused, so then it
+        is waited for until it listens."""
         port = port or free_port()
         workdir = tempfile.mkdtemp(prefix="beepgpt-redis-")
         process = subprocess.Popen(
@@ -299,6 +302,7 @@ class RedisServer:
                     "no",
                     "--dir",
                     workdir,
+                    *args,
                 ]
             ),
             stdout=subprocess.DEVNULL,
@@ -306,8 +310,9 @@ class RedisServer:
             start_new_session=True,
         )
         server = cls(process, port, workdir)
+        ready = (lambda: _listening(port)) if args else (lambda: redis_answers(server.url))
         try:
-            _wait_until(lambda: redis_answers(server.url), "redis-server", process)
+            _wait_until(ready, "redis-server", process)
         except BaseException:
             server.stop()
             raise

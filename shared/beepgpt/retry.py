@@ -22,7 +22,7 @@ import logging
 import random as _random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from tenacity import (
     AsyncRetrying,
@@ -91,21 +91,28 @@ class _FullJitter(wait_base):
         )
 
 
-def _policy(
-    what: str,
-    attempts: int | None,
-    base_s: float,
-    max_s: float,
-    *,
-    within_s: float | None,
-    retry_on: RetryOn,
-    on_retry: OnRetry | None,
-    random: Random,
-    retry_after: RetryAfter | None,
-) -> dict[str, Any]:
+class Options(TypedDict, total=False):
+    """What shapes the policy beyond its attempts and delays (every entry optional)."""
+
+    within_s: float | None
+    """give up before an attempt that would start later than this after the first"""
+    retry_on: RetryOn
+    """which errors are retried (default: every `Exception`)"""
+    on_retry: OnRetry | None
+    """replaces the default warning log (logger `beepgpt.retry`)"""
+    random: Random
+    retry_after: RetryAfter | None
+
+
+def _policy(what: str, attempts: int | None, base_s: float, max_s: float, options: Options) -> dict[str, Any]:
     """The keyword arguments of `Retrying` / `AsyncRetrying` that make the policy."""
     if attempts is not None and attempts < 1:
         raise ValueError(f"{what}: attempts must be at least 1, not {attempts}")
+    within_s = options.get("within_s")
+    retry_on: RetryOn = options.get("retry_on", Exception)
+    on_retry = options.get("on_retry")
+    random = options.get("random", _random.random)
+    retry_after = options.get("retry_after")
     stops: list[stop_base] = []
     if attempts is not None:
         stops.append(stop_after_attempt(attempts))
@@ -156,29 +163,11 @@ def retrying(
     base_s: float,
     max_s: float,
     *,
-    within_s: float | None = None,
-    retry_on: RetryOn = Exception,
-    on_retry: OnRetry | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    random: Random = _random.random,
-    retry_after: RetryAfter | None = None,
+    **options: Unpack[Options],
 ) -> AsyncRetrying:
-    """The policy, for `async for attempt in retrying(...): with attempt: ...`.
-
-    `on_retry` replaces the default warning log (logger `beepgpt.retry`).
-    """
-    policy = _policy(
-        what,
-        attempts,
-        base_s,
-        max_s,
-        within_s=within_s,
-        retry_on=retry_on,
-        on_retry=on_retry,
-        random=random,
-        retry_after=retry_after,
-    )
-    return AsyncRetrying(sleep=sleep, **policy)
+    """The policy, for `async for attempt in retrying(...): with attempt: ...`."""
+    return AsyncRetrying(sleep=sleep, **_policy(what, attempts, base_s, max_s, options))
 
 
 def retrying_sync(
@@ -187,26 +176,11 @@ def retrying_sync(
     base_s: float,
     max_s: float,
     *,
-    within_s: float | None = None,
-    retry_on: RetryOn = Exception,
-    on_retry: OnRetry | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    random: Random = _random.random,
-    retry_after: RetryAfter | None = None,
+    **options: Unpack[Options],
 ) -> Retrying:
     """`retrying` for blocking code: `for attempt in retrying_sync(...): with attempt: ...`."""
-    policy = _policy(
-        what,
-        attempts,
-        base_s,
-        max_s,
-        within_s=within_s,
-        retry_on=retry_on,
-        on_retry=on_retry,
-        random=random,
-        retry_after=retry_after,
-    )
-    return Retrying(sleep=sleep, **policy)
+    return Retrying(sleep=sleep, **_policy(what, attempts, base_s, max_s, options))
 
 
 async def retry_call(
@@ -216,27 +190,11 @@ async def retry_call(
     base_s: float,
     max_s: float,
     *,
-    within_s: float | None = None,
-    retry_on: RetryOn = Exception,
-    on_retry: OnRetry | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    random: Random = _random.random,
-    retry_after: RetryAfter | None = None,
+    **options: Unpack[Options],
 ) -> T:
     """Await `call()` under the policy: its result, or the last error once the policy gives up."""
-    policy = retrying(
-        what,
-        attempts,
-        base_s,
-        max_s,
-        within_s=within_s,
-        retry_on=retry_on,
-        on_retry=on_retry,
-        sleep=sleep,
-        random=random,
-        retry_after=retry_after,
-    )
-    async for attempt in policy:
+    async for attempt in retrying(what, attempts, base_s, max_s, sleep=sleep, **options):
         with attempt:
             return await call()
     raise AssertionError("unreachable: tenacity re-raises the last error")
@@ -249,27 +207,11 @@ def retry_call_sync(
     base_s: float,
     max_s: float,
     *,
-    within_s: float | None = None,
-    retry_on: RetryOn = Exception,
-    on_retry: OnRetry | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    random: Random = _random.random,
-    retry_after: RetryAfter | None = None,
+    **options: Unpack[Options],
 ) -> T:
     """`retry_call` for blocking code."""
-    policy = retrying_sync(
-        what,
-        attempts,
-        base_s,
-        max_s,
-        within_s=within_s,
-        retry_on=retry_on,
-        on_retry=on_retry,
-        sleep=sleep,
-        random=random,
-        retry_after=retry_after,
-    )
-    for attempt in policy:
+    for attempt in retrying_sync(what, attempts, base_s, max_s, sleep=sleep, **options):
         with attempt:
             return call()
     raise AssertionError("unreachable: tenacity re-raises the last error")

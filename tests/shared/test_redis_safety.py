@@ -7,10 +7,6 @@ without the CONFIG command stands for a managed Redis that forbids it.
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,58 +16,29 @@ import pytest
 from beepgpt import redis_client as redis_client_module
 from beepgpt.redis_client import REDIS_SAFETY, RedisUnsafe, check_redis_safety
 from beepgpt.settings import RedisSettings
-from devstack.local_stack import dies_with_starter, free_port, redis_server_binary
+from devstack.local_stack import RedisServer, free_port
 
 StartRedis = Callable[..., RedisSettings]
 
 
 @pytest.fixture
 def start_redis() -> Iterator[StartRedis]:
-    """redis-server with the given arguments in a temp dir; returns settings for it."""
-    running: list[tuple[subprocess.Popen[bytes], tempfile.TemporaryDirectory[str]]] = []
+    """redis-server with the given arguments (`RedisServer.start`); returns settings for it."""
+    running: list[RedisServer] = []
 
     def start(*args: str, allow_ephemeral: bool = False, **settings: object) -> RedisSettings:
-        port = free_port()
-        workdir = tempfile.TemporaryDirectory(prefix="beepgpt-redis-safety-")
-        process = subprocess.Popen(
-            dies_with_starter(
-                [
-                    redis_server_binary(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--dir",
-                    workdir.name,
-                    *args,
-                ]
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        running.append((process, workdir))
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server {args} did not start") from None
-                time.sleep(0.05)
+        server = RedisServer.start(None, *args)
+        running.append(server)
         return RedisSettings(
             _secrets_dir=None,
-            url=f"redis://127.0.0.1:{port}/0",
+            url=server.url,
             allow_ephemeral=allow_ephemeral,
             **settings,  # type: ignore[arg-type]
         )
 
     yield start
-    for process, workdir in running:
-        process.terminate()
-        process.wait(timeout=10)
-        workdir.cleanup()
+    for server in running:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
