@@ -202,7 +202,8 @@ async def run() -> list[dict[str, Any]]:
     if not redis_answers(url):
         own_redis = RedisServer.start()
         url = own_redis.url
-    redis = RedisSettings(url=url, key_prefix=f"bench:{uuid.uuid4().hex[:8]}:")
+    # A benchmark's Redis holds nothing worth keeping: the notifier may run on one without disk.
+    redis = RedisSettings(url=url, key_prefix=f"bench:{uuid.uuid4().hex[:8]}:", allow_ephemeral=True)
     directory = Path(tempfile.mkdtemp(prefix="beepgpt-bench-notifier-"))
     standin, info = start_standin(directory)
     try:

@@ -90,7 +90,7 @@ async def store(kafka: KafkaSettings, redis: RedisSettings) -> None:
         await TokenBucket(client, redis.key_prefix, rate_per_s=0.01, burst=3).take_many([ANA, BO], NOW)
         corrections = Corrections(client, redis.key_prefix, change_ttl_s=3600, sent_ttl_s=3600)
         for u in (ANA, BO):
-            await corrections.remember(Posted(f"D{u}", "1700000200.000100"), SentDM(user=u, entries=[(candidate(u), "m")]))
+            await corrections.remember([(Posted(f"D{u}", "1700000200.000100"), SentDM(user=u, entries=[(candidate(u), "m")]))])
     finally:
         await client.aclose()
 

@@ -122,15 +122,17 @@ class Corrections:
                 affected[self.dm_key(posted)] = posted
         return affected
 
-    async def remember(self, posted: Posted, sent: SentDM) -> None:
-        """A DM went out: keep what it quoted, so a later change can redraw it."""
-        quoted = refs(candidate for candidate, _ in sent.entries)
-        member = f"{posted.channel}|{posted.ts}"
+    async def remember(self, sent: Sequence[tuple[Posted, SentDM]]) -> None:
+        """DMs went out: keep what each quoted, so a later change can redraw it (one round trip)."""
+        if not sent:
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.dm_key(posted), sent.model_dump_json(), ex=self._sent_ttl_s)
-            for ref in quoted:
-                pipe.sadd(self.quotes_key(ref), member)
-                pipe.expire(self.quotes_key(ref), self._sent_ttl_s)
+            for posted, dm in sent:
+                member = f"{posted.channel}|{posted.ts}"
+                pipe.set(self.dm_key(posted), dm.model_dump_json(), ex=self._sent_ttl_s)
+                for ref in refs(candidate for candidate, _ in dm.entries):
+                    pipe.sadd(self.quotes_key(ref), member)
+                    pipe.expire(self.quotes_key(ref), self._sent_ttl_s)
             await pipe.execute()
 
     async def sent(self, posted: Posted) -> SentDM | None:

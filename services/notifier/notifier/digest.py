@@ -243,7 +243,7 @@ class DigestSweeper:
                 return False
             self._sent[inflight.id] = posted
             if self._corrections is not None:
-                await self._corrections.remember(posted, drawn)
+                await self._corrections.remember([(posted, drawn)])
         DIGESTS.labels("sent").inc()
         detail = f"{len(alerts)} alert(s) in one digest"
         await self._close(user, inflight, "digest", detail, posted, refused)

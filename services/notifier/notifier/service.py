@@ -441,8 +441,7 @@ class Notifier:
             for work, result in results
             if isinstance(result, Posted) and (drawn := self._drawn.get(work.rid)) is not None
         ]
-        for _, posted, drawn in remembered:
-            await self.corrections.remember(posted, drawn)
+        await self.corrections.remember([(posted, drawn) for _, posted, drawn in remembered])
         # A change that came between drawing and remembering found no DM to redraw: look again.
         drawn_from = [d.entries[0][0] for _, _, d in remembered]
         now_current = await self.corrections.apply([w.candidate for w, _, _ in remembered])
