@@ -15,6 +15,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
 
 from beepgpt.contracts import Notification, Preferences, split_conversation_id
 from beepgpt.settings import AlertDefaults
@@ -45,26 +56,16 @@ BUDGET_CHOICES = (0, 1, 3, 5, 10)
 DIGEST_CHOICES = (("3x", "3× a day"), ("1x", "Once a day"))
 DEFAULT = "default"
 
-Block = dict[str, Any]
+MAX_SECTION = 3_000
+MAX_BUTTON_VALUE = 2_000
 
 
-def _section(text: str, accessory: Block | None = None) -> Block:
-    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
-    if accessory is not None:
-        block["accessory"] = accessory
-    return block
+def _section(text: str, accessory: ButtonElement | None = None) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text[:MAX_SECTION]), accessory=accessory)
 
 
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value[:2000],
-    }
-    if style:
-        button["style"] = style
-    return button
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(text=text, action_id=action_id, value=value[:MAX_BUTTON_VALUE], style=style)
 
 
 def _escape(text: str) -> str:
@@ -73,14 +74,13 @@ def _escape(text: str) -> str:
 
 def _choices(action_id: str, options: Sequence[tuple[str, str]], current: str) -> Block:
     """A row of buttons, the person's current choice marked."""
-    return {
-        "type": "actions",
-        "block_id": action_id,
-        "elements": [
+    return ActionsBlock(
+        block_id=action_id,
+        elements=[
             _button(text, f"{action_id}:{value}", value, "primary" if value == current else None)
             for value, text in options
         ],
-    }
+    )
 
 
 def budget_blocks(prefs: Preferences, defaults: AlertDefaults) -> list[Block]:
@@ -106,8 +106,9 @@ def home_view(
     now: float,
     defaults: AlertDefaults = BUILT_IN_DEFAULTS,
 ) -> dict[str, Any]:
-    """The Home tab for one person (pure: preferences, their recent alerts, the time)."""
-    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "BeepGPT"}}]
+    """The Home tab for one person (pure: preferences, their recent alerts, the time), as the
+    JSON views.publish takes; built from slack_sdk's Block Kit models, which check each block."""
+    blocks: list[Block] = [HeaderBlock(text="BeepGPT")]
     if prefs.opted_in:
         blocks.append(
             _section(
@@ -134,16 +135,16 @@ def home_view(
         )
     else:
         blocks.append(_section("No quiet hours. Set some with `/beep quiet 22:00-07:00`."))
-    blocks.append({"type": "divider"})
+    blocks.append(DividerBlock())
     blocks += budget_blocks(prefs, defaults)
-    blocks.append({"type": "divider"})
+    blocks.append(DividerBlock())
     blocks.append(_section(f"*Topics you follow* ({len(prefs.topics)}/{MAX_TOPICS})"))
     if prefs.topics:
         for topic in prefs.topics[:MAX_TOPICS]:
             blocks.append(_section(_escape(topic.text), _button("Unfollow", UNFOLLOW_ACTION, topic.id)))
     else:
         blocks.append(_section("None yet. Try `/beep follow streaming technology decisions`."))
-    blocks.append({"type": "divider"})
+    blocks.append(DividerBlock())
     blocks.append(_section("*Recent alerts*"))
     if alerts:
         lines = []
@@ -157,12 +158,10 @@ def home_view(
     else:
         blocks.append(_section("No alerts in the last week."))
     blocks.append(
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": "Type `/beep help` anywhere for every command."}],
-        }
+        ContextBlock(elements=[MarkdownTextObject(text="Type `/beep help` anywhere for every command.")])
     )
-    return {"type": "home", "blocks": blocks[:MAX_VIEW_BLOCKS]}
+    view: dict[str, Any] = View(type="home", blocks=blocks[:MAX_VIEW_BLOCKS]).to_dict()
+    return view
 
 
 def _is_ts(text: str) -> bool:

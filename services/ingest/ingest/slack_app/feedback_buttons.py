@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 
 from beepgpt.contracts import (
     FEEDBACK_ACTIONS,
@@ -61,7 +62,7 @@ def thanked(blocks: list[dict[str, Any]], block_id: str, useful: bool) -> list[d
         links = [e for e in block.get("elements", []) if e.get("action_id") == OPEN_ACTION]
         if links:
             out.append({**block, "elements": links})
-        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        out.append(ContextBlock(elements=[MarkdownTextObject(text=note)]).to_dict())
     return out
 
 

@@ -1,4 +1,4 @@
-"""`/beep` parsing and its effect on preferences (pure), and the App Home view's shape."""
+"""The Slack app (ingest/slack_app): `/beep` parsing and replies, the App Home view as Slack validates it."""
 
 from __future__ import annotations
 
