@@ -9,17 +9,40 @@ example workspace has opted in and three people follow topics, as in the demo; t
 rate limit and daily budget are lifted so that a DM is never held back for a digest (the limits
 are not what is measured here).
 
-The load is the example workspace's own chat, re-timed: its conversations (cut by the 10-minute
-gap, at most 12 messages) are played in many fresh channels ("lanes") at once, one message about
-every second inside a conversation and a silence longer than the sessionizer's gap (5 s here,
+Two loads, one after the other, through the same services:
+
+- the generated workspace: the example workspace's own chat (`data/`, median about 38 words a
+  message), records as they always were (`step_<rate>_...`, `max_sustained_msgs_per_s`, ...);
+- real chat: the messages of elmlang #general (`REAL_CHAT`: `../shared/data/real-chat/
+  elmlang-general` beside the checkout, read at run time with the project's own reader and never
+  copied into the repository; median about 13 words), records prefixed `real_chat_`. Its speakers
+  are played by the example workspace's people (in each conversation, the k-th person to speak
+  or be mentioned becomes the k-th of the people, rotated from one conversation to the next), so
+  the same people are opted in, follow the same topics and get the DMs; only the chat differs.
+  Without the folder the run fails naming the path (no figures are made up for it).
+
+Why both: the scorer embeds every message and the embedding model is the pipeline's limit
+(bench/NOTES.md), and its cost grows with a message's length; the generated workspace's
+messages are about three times as long as a real workspace's, so its saturation point alone
+understates what a real workspace would see. `median_words_per_message` and
+`real_chat_median_words_per_message` measure the two loads' lengths (whitespace-separated words
+of the messages replayed); `messages_per_conversation` and `real_chat_messages_per_conversation`
+their conversations' mean size.
+
+Each load is its chat re-timed: its conversations (cut the same way for both: per channel by the
+10-minute gap, at most 12 messages, threads flattened into their channel, conversations of one
+message left out) are played in many fresh channels ("lanes") at once, one message about every
+second inside a conversation and a silence longer than the sessionizer's gap (5 s here,
 compressed like the demo's) between two conversations of a lane. The number of lanes sets the
 rate. Each message gets a fresh `ts` when it is pushed, so the ts is the moment Slack hands it to
 ingest. A 10 s warm-up (not reported) lets the services load what they load lazily; then each
 step offers one rate for `STEP_S` seconds (BEEPGPT_BENCH_PIPELINE_STEP_S, default 20; the rates
 from BEEPGPT_BENCH_PIPELINE_RATES) and waits (at most `DRAIN_CAP_S`) until every service has
-caught up, so that the next step starts from an empty pipeline.
+caught up, so that the next step starts from an empty pipeline. Between the two loads the run
+waits (at most `SETTLE_CAP_S`) until nothing is left anywhere, so the real chat starts from an
+empty pipeline too (and fails rather than measure on top of a backlog).
 
-Per step (`step_<rate>_...` records):
+Per step (`step_<rate>_...` records; `real_chat_step_<rate>_...` for real chat):
 
 - `offered_msgs_per_s`: messages pushed ÷ step duration (the planned rate, Poisson-like around
   the target); `push_ack_p99_ms`: ingest's Socket Mode ack as Slack sees it.
@@ -42,11 +65,13 @@ Per step (`step_<rate>_...` records):
 - `peak_rss_mib_<service>`: the largest resident set sampled during the step (/proc VmRSS);
   `peak_rss_mib_<service>` without a step is the process's lifetime peak (VmHWM).
 
-Steps go up until one saturates (sustained below 90 % of offered, p99 over 5 s, or no drain
-within the cap); if that happens below `TARGET_RATE` one more step runs at the target so that
-its figures are on record too. Summary records: `max_sustained_msgs_per_s`,
-`saturation_offered_msgs_per_s` (0 when no step saturated) and the latency at the target rate.
-A plot of latency and sustained rate against offered rate goes to bench/pipeline.png.
+For each load, steps go up until one saturates (sustained below 90 % of offered, p99 over 5 s,
+or no drain within the cap); if that happens below `TARGET_RATE` one more step runs at the
+target so that its figures are on record too. Summary records (`real_chat_` prefixed for real
+chat): `max_sustained_msgs_per_s`, `saturation_offered_msgs_per_s` (0 when no step saturated)
+and the latency at the target rate; the lifetime peaks (VmHWM) are read after the generated
+load for its records, and at the end (both loads) for real chat's. A plot of latency and
+sustained rate against offered rate, both loads, goes to bench/pipeline.png.
 
 The load generator, the stand-in and the topic watcher share the machine (2 cores) with the
 pipeline, as Slack would not; figures are therefore conservative.
@@ -59,6 +84,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -85,9 +111,12 @@ from devstack.local_stack import LocalStack
 from devstack.processes import SERVICES, Services
 from devstack.slack_standin import SlackStandin
 from devstack.slack_standin.workspace import Channel, Workspace
+from offline.tables import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "demo"
+# Real chat, beside the checkout; it has no data licence, so it is read from there, never copied.
+REAL_CHAT = ROOT.parent / "shared" / "data" / "real-chat" / "elmlang-general"
 PLOT = Path(__file__).parent / "pipeline.png"
 RATES = tuple(
     float(r) for r in os.environ.get("BEEPGPT_BENCH_PIPELINE_RATES", "25,50,100,200,400,800").split(",")
@@ -95,6 +124,7 @@ RATES = tuple(
 TARGET_RATE = 200.0
 STEP_S = float(os.environ.get("BEEPGPT_BENCH_PIPELINE_STEP_S", "20"))
 DRAIN_CAP_S = 30.0
+SETTLE_CAP_S = 300.0  # between the loads: a saturated last step can leave minutes of backlog
 WARMUP_S = 10.0
 WARMUP_STEP = 99
 POLL_S = 0.5
@@ -113,6 +143,9 @@ def record(metric: str, value: float, unit: str) -> dict[str, Any]:
     return {"benchmark": "pipeline", "metric": metric, "value": round(value, 3), "unit": unit}
 
 
+Conversation = list[tuple[str, str]]  # (user, text) of each message, in order
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -121,12 +154,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 # --- the load -------------------------------------------------------------------------------------
 
 
-def source_conversations(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
-    """(user, text) runs of the example chat, cut by the 10-minute gap and at MAX_CONVERSATION,
-    so that replayed conversations have the sizes and wording real ones had."""
-    out: list[list[tuple[str, str]]] = []
+def source_conversations(table: pd.DataFrame) -> list[Conversation]:
+    """(user, text) runs of a message table, cut by the 10-minute gap and at MAX_CONVERSATION,
+    so that replayed conversations have the sizes and wording the chat's own had."""
+    out: list[Conversation] = []
     for _, rows in table.groupby("channel", sort=True):
-        current: list[tuple[str, str]] = []
+        current: Conversation = []
         previous: float | None = None
         for row in rows.sort_values("ts", kind="stable").itertuples(index=False):
             t = float(row.ts)
@@ -141,6 +174,61 @@ def source_conversations(table: pd.DataFrame) -> list[list[tuple[str, str]]]:
         if current:
             out.append(current)
     return [c for c in out if len(c) >= 2]
+
+
+_MENTION = re.compile(r"<@([A-Z0-9]+)(\|[^>]*)?>")
+
+
+def cast(conversations: list[Conversation], members: Sequence[str]) -> list[Conversation]:
+    """The conversations with their people played by `members`: in each conversation the k-th
+    person to speak or be mentioned becomes members[(start + k) % n], `start` moving on by one
+    each conversation, so turns and mentions keep their shape (up to n people)."""
+    return [_cast_one(conversation, members, start) for start, conversation in enumerate(conversations)]
+
+
+def _cast_one(conversation: Conversation, members: Sequence[str], start: int) -> Conversation:
+    roles: dict[str, str] = {}
+
+    def role(user: str) -> str:
+        if user not in roles:
+            roles[user] = members[(start + len(roles)) % len(members)]
+        return roles[user]
+
+    return [
+        (role(user), _MENTION.sub(lambda m: f"<@{role(m.group(1))}>", text)) for user, text in conversation
+    ]
+
+
+@dataclass(frozen=True)
+class Load:
+    """One chat to replay: its conversations and the prefix of its records."""
+
+    name: str
+    prefix: str
+    conversations: list[Conversation]
+
+    @property
+    def median_words(self) -> float:
+        return float(statistics.median(len(text.split()) for c in self.conversations for _, text in c))
+
+    @property
+    def mean_conversation(self) -> float:
+        return statistics.mean(len(c) for c in self.conversations)
+
+
+def real_chat_load(members: Sequence[str], path: Path = REAL_CHAT) -> Load:
+    """elmlang #general read where it lies (never copied), cut like the generated load and
+    played by the example workspace's people; fails naming the path when it is not there."""
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"the pipeline benchmark's real-chat load needs the Slack export at {path} "
+            "(../shared/data/real-chat/elmlang-general beside the checkout; it is read there, "
+            "never copied into the repository)"
+        )
+    conversations = source_conversations(load_table(path))
+    if not conversations:
+        raise ValueError(f"no conversation of two messages or more in {path}")
+    return Load("real chat (elmlang #general)", "real_chat_", cast(conversations, members))
 
 
 @dataclass(frozen=True)
@@ -163,7 +251,7 @@ def step_of(channel: str) -> int | None:
 
 
 def plan_step(
-    step: int, rate: float, duration: float, conversations: list[list[tuple[str, str]]], rng: random.Random
+    step: int, rate: float, duration: float, conversations: list[Conversation], rng: random.Random
 ) -> tuple[list[Planned], list[str]]:
     """Messages of one step at about `rate` per second, and the channels (lanes) they use.
 
@@ -414,7 +502,7 @@ async def run_step(
     rate: float,
     slack: SlackStandin,
     probe: Probe,
-    conversations: list[list[tuple[str, str]]],
+    conversations: list[Conversation],
     members: list[str],
     steps: dict[int, Step],
     duration: float = STEP_S,
@@ -463,6 +551,20 @@ async def drain(probe: Probe, step: Step, scorer_before: tuple[int, int]) -> Non
     step.sustained = step.progress * step.pushed / max(1e-9, step.ended - first_out)
 
 
+async def settle(probe: Probe, cap: float = SETTLE_CAP_S) -> float:
+    """Wait until nothing is left anywhere for three polls in a row; seconds waited. Raises
+    after `cap`: the next load would be measured on top of this one's backlog."""
+    started = time.monotonic()
+    idle_polls = 0
+    while time.monotonic() - started < cap:
+        lags = await probe.lags()
+        idle_polls = idle_polls + 1 if all(lag == 0 for lag in lags.values()) else 0
+        if idle_polls >= 3:
+            return time.monotonic() - started
+        await asyncio.sleep(POLL_S)
+    raise RuntimeError(f"the pipeline did not empty within {cap:g}s between the loads (lags {lags})")
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -486,8 +588,8 @@ def service_env(stack: LocalStack, slack: SlackStandin) -> dict[str, str]:
     }
 
 
-def step_records(step: Step) -> list[dict[str, Any]]:
-    prefix = f"step_{step.rate:g}_"
+def step_records(step: Step, load_prefix: str = "") -> list[dict[str, Any]]:
+    prefix = f"{load_prefix}step_{step.rate:g}_"
     out = [
         record(prefix + "offered_msgs_per_s", step.offered, "msg/s"),
         record(prefix + "sustained_msgs_per_s", step.sustained, "msg/s"),
@@ -510,12 +612,16 @@ def step_records(step: Step) -> list[dict[str, Any]]:
     return out
 
 
-def summary_records(steps: list[Step], lifetime_rss: dict[str, float]) -> list[dict[str, Any]]:
+def summary_records(
+    steps: list[Step], lifetime_rss: dict[str, float], load_prefix: str = "", rss_unit: str = "MiB (VmHWM)"
+) -> list[dict[str, Any]]:
     saturated = next((s for s in steps if s.saturated), None)
     out = [
-        record("max_sustained_msgs_per_s", max((s.sustained for s in steps), default=0.0), "msg/s"),
         record(
-            "saturation_offered_msgs_per_s",
+            load_prefix + "max_sustained_msgs_per_s", max((s.sustained for s in steps), default=0.0), "msg/s"
+        ),
+        record(
+            load_prefix + "saturation_offered_msgs_per_s",
             saturated.offered if saturated else 0.0,
             "msg/s offered at the first saturated step (0: none saturated)",
         ),
@@ -525,58 +631,74 @@ def summary_records(steps: list[Step], lifetime_rss: dict[str, float]) -> list[d
         suffix = "" if target.drained_at is not None else " (lower bound: not drained)"
         out += [
             record(
-                f"e2e_latency_p50_ms_at_{TARGET_RATE:g}",
+                f"{load_prefix}e2e_latency_p50_ms_at_{TARGET_RATE:g}",
                 percentile(target.latencies, 0.5) * 1000,
                 "ms" + suffix,
             ),
             record(
-                f"e2e_latency_p99_ms_at_{TARGET_RATE:g}",
+                f"{load_prefix}e2e_latency_p99_ms_at_{TARGET_RATE:g}",
                 percentile(target.latencies, 0.99) * 1000,
                 "ms" + suffix,
             ),
         ]
-    out += [record(f"peak_rss_mib_{name}", mib, "MiB (VmHWM)") for name, mib in lifetime_rss.items()]
+    out += [record(f"{load_prefix}peak_rss_mib_{name}", mib, rss_unit) for name, mib in lifetime_rss.items()]
     return out
 
 
-def plot(steps: list[Step], path: Path = PLOT) -> None:
-    """Latency p50/p99 and sustained rate against offered rate, saturated steps marked."""
+def load_records(load: Load) -> list[dict[str, Any]]:
+    """What the load is made of: how long its messages and conversations are."""
+    return [
+        record(
+            load.prefix + "median_words_per_message",
+            load.median_words,
+            "words (whitespace-separated) per replayed message, median",
+        ),
+        record(load.prefix + "messages_per_conversation", load.mean_conversation, "messages, mean"),
+    ]
+
+
+def plot(loads: list[tuple[Load, list[Step]]], path: Path = PLOT) -> None:
+    """Latency p50/p99 and sustained rate against offered rate for each load, saturated steps
+    marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    offered = [s.offered for s in steps]
+    every = [s for _, steps in loads for s in steps]
     fig, (rate_ax, latency_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    top = max([*offered, *(s.sustained for s in steps)], default=1.0) * 1.1
+    top = max([*(s.offered for s in every), *(s.sustained for s in every)], default=1.0) * 1.1
     rate_ax.plot([0, top], [0, top], color="grey", linestyle=":", label="sustained = offered")
-    rate_ax.plot(offered, [s.sustained for s in steps], marker="o", label="sustained")
-    for s in steps:
-        if s.saturated:
-            rate_ax.plot(s.offered, s.sustained, marker="x", color="red", markersize=10)
-    rate_ax.set(xlabel="offered (msg/s)", ylabel="sustained (msg/s)", title="Throughput (x: saturated)")
-    rate_ax.legend()
-    with_dms = [s for s in steps if s.latencies]
-    for q, label in ((0.5, "p50"), (0.99, "p99")):
-        latency_ax.plot(
-            [s.offered for s in with_dms],
-            [percentile(s.latencies, q) for s in with_dms],
-            marker="o",
-            label=label,
-        )
-    for s in with_dms:
-        if s.drained_at is None:
-            latency_ax.annotate(
-                "≥ (not drained)",
-                (s.offered, percentile(s.latencies, 0.99)),
-                xytext=(-80, 6),
-                textcoords="offset points",
-                fontsize=8,
+    for load, steps in loads:
+        words = f"{load.name}, {load.median_words:g} words"
+        rate_ax.plot([s.offered for s in steps], [s.sustained for s in steps], marker="o", label=words)
+        for s in steps:
+            if s.saturated:
+                rate_ax.plot(s.offered, s.sustained, marker="x", color="red", markersize=10)
+        with_dms = [s for s in steps if s.latencies]
+        for q, label, style in ((0.5, "p50", "--"), (0.99, "p99", "-")):
+            latency_ax.plot(
+                [s.offered for s in with_dms],
+                [percentile(s.latencies, q) for s in with_dms],
+                marker="o",
+                linestyle=style,
+                label=f"{label}, {load.name}",
             )
+        for s in with_dms:
+            if s.drained_at is None:
+                latency_ax.annotate(
+                    "≥ (not drained)",
+                    (s.offered, percentile(s.latencies, 0.99)),
+                    xytext=(-80, 6),
+                    textcoords="offset points",
+                    fontsize=8,
+                )
+    rate_ax.set(xlabel="offered (msg/s)", ylabel="sustained (msg/s)", title="Throughput (x: saturated)")
+    rate_ax.legend(fontsize=8)
     latency_ax.axhline(1.0, color="grey", linestyle=":", label="1 s target")
     latency_ax.set_yscale("log")
     latency_ax.set(xlabel="offered (msg/s)", ylabel="message → DM (s)", title="End-to-end latency")
-    latency_ax.legend()
+    latency_ax.legend(fontsize=8)
     fig.suptitle("BeepGPT pipeline, 4 services on 2 cores (Tansu, Redis, Slack stand-in)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -587,13 +709,43 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+async def ladder(
+    load: Load, slack: SlackStandin, probe: Probe, members: list[str], steps: dict[int, Step]
+) -> list[Step]:
+    """The rising rates for one load, up to its first saturated step (and the target rate)."""
+    done: list[Step] = []
+    pending = list(RATES)
+    while pending:
+        rate = pending.pop(0)
+        step = await run_step(len(steps), rate, slack, probe, load.conversations, members, steps)
+        done.append(step)
+        p50, p99 = percentile(step.latencies, 0.5), percentile(step.latencies, 0.99)
+        log(
+            f"  {rate:>5g} msg/s: offered {step.offered:.1f}, sustained {step.sustained:.1f}, "
+            f"decisions {dict(step.outcomes)}, p50 {p50:.2f}s p99 {p99:.2f}s, lag {dict(step.max_lag)}"
+            f"{'' if step.drained_at else ', NOT drained'}{', saturated' if step.saturated else ''}"
+        )
+        if step.saturated:
+            # Record the target rate too, once, even when the pipeline gave up below it.
+            pending = [TARGET_RATE] if rate < TARGET_RATE and TARGET_RATE in pending else []
+    return done
+
+
+@dataclass
+class Measured:
+    """Each load's steps, and the services' lifetime peaks after each load."""
+
+    steps: list[tuple[Load, list[Step]]] = field(default_factory=list)
+    lifetime_rss: list[dict[str, float]] = field(default_factory=list)
+
+
 async def measure(
-    kafka: KafkaSettings, stack: LocalStack, example: ExampleWorkspace, work: Path
-) -> tuple[list[Step], dict[str, float]]:
-    conversations = source_conversations(example.messages)
+    kafka: KafkaSettings, stack: LocalStack, example: ExampleWorkspace, loads: list[Load], work: Path
+) -> Measured:
     members = [str(u["id"]) for u in example.users]
     users_path, channels_path = example.write_standin_files(work)
     steps: dict[int, Step] = {}
+    measured = Measured()
     async with (
         SlackStandin(Workspace.from_files(users_path, channels_path)) as slack,
         aiohttp.ClientSession() as http,
@@ -610,33 +762,35 @@ async def measure(
             # Not measured: the first batches load what the services load lazily (torch kernels,
             # tokenizer, connections), which would otherwise count against the first step.
             warmup = await run_step(
-                WARMUP_STEP, RATES[0], slack, probe, conversations, members, steps, WARMUP_S
+                WARMUP_STEP, RATES[0], slack, probe, loads[0].conversations, members, steps, WARMUP_S
             )
             log(f"  warm-up: {warmup.pushed} messages, {warmup.outcomes['sent']} DMs")
-            pending = list(RATES)
-            while pending:
-                rate = pending.pop(0)
-                step = await run_step(len(steps), rate, slack, probe, conversations, members, steps)
-                p50, p99 = percentile(step.latencies, 0.5), percentile(step.latencies, 0.99)
+            for number, load in enumerate(loads):
+                if number:
+                    waited = await settle(probe)
+                    log(f"  pipeline empty after {waited:.0f}s")
                 log(
-                    f"  {rate:>5g} msg/s: offered {step.offered:.1f}, sustained {step.sustained:.1f}, "
-                    f"decisions {dict(step.outcomes)}, p50 {p50:.2f}s p99 {p99:.2f}s, lag {dict(step.max_lag)}"
-                    f"{'' if step.drained_at else ', NOT drained'}{', saturated' if step.saturated else ''}"
+                    f"  load: {load.name}, {len(load.conversations)} conversations of "
+                    f"{load.mean_conversation:.1f} messages, median {load.median_words:g} words a message"
                 )
-                if step.saturated:
-                    # Record the target rate too, once, even when the pipeline gave up below it.
-                    pending = [TARGET_RATE] if rate < TARGET_RATE and TARGET_RATE in pending else []
-            lifetime = probe.rss_mib("VmHWM")
+                measured.steps.append((load, await ladder(load, slack, probe, members, steps)))
+                measured.lifetime_rss.append(probe.rss_mib("VmHWM"))
         finally:
             await probe.stop()
             await watcher.stop()
             await services.stop()
-    return [s for n, s in steps.items() if n != WARMUP_STEP], lifetime
+    return measured
 
 
 async def run() -> list[dict[str, Any]]:
-    await asyncio.to_thread(ensure_model, MODEL_DIR)
     example = ExampleWorkspace.load()
+    members = [str(u["id"]) for u in example.users]
+    # Read (or fail on) the real chat before anything starts, not after minutes of the first load.
+    loads = [
+        Load("generated workspace", "", source_conversations(example.messages)),
+        real_chat_load(members),
+    ]
+    await asyncio.to_thread(ensure_model, MODEL_DIR)
     work = ROOT / "build" / "bench-pipeline"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -647,11 +801,21 @@ async def run() -> list[dict[str, Any]]:
         async with EventProducer(kafka, "bench") as producer:
             for prefs in example.preferences(time.time()):
                 await producer.send(topics.PREFERENCES, prefs.user, prefs)
-        steps, lifetime = await measure(kafka, stack, example, work)
+        measured = await measure(kafka, stack, example, loads, work)
     finally:
         await asyncio.to_thread(stack.stop)  # also deletes the stack's Redis keys
-    plot(steps)
-    return [*(r for step in steps for r in step_records(step)), *summary_records(steps, lifetime)]
+    plot(measured.steps)
+    out: list[dict[str, Any]] = []
+    for number, ((load, steps), lifetime) in enumerate(
+        zip(measured.steps, measured.lifetime_rss, strict=True)
+    ):
+        rss_unit = "MiB (VmHWM)" if number == 0 else "MiB (VmHWM: process lifetime, both loads)"
+        out += [
+            *(r for step in steps for r in step_records(step, load.prefix)),
+            *summary_records(steps, lifetime, load.prefix, rss_unit),
+            *load_records(load),
+        ]
+    return out
 
 
 if __name__ == "__main__":
