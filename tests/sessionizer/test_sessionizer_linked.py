@@ -97,6 +97,28 @@ def test_linked_mode_is_one_definition_in_history() -> None:
     assert len(conversations(table, SessionizerSettings(conversations="gap"))) == 1
 
 
+def test_a_reply_after_its_conversation_closed_starts_a_new_one() -> None:
+    """The linker may name a parent whose conversation the query has already closed (here the
+    idle time is shorter than the linker's 30-minute window): the message starts a conversation
+    of its own rather than reviving one whose `closed` event is out."""
+    start = 1_700_000_000.0
+    table = pd.DataFrame(
+        {
+            "ts": [start, start + 100],
+            "thread_ts": [None, None],
+            "channel": ["C", "C"],
+            "user": ["UA", "UB"],
+            "text": ["how do I mount a usb disk in ubuntu?", "<@UA> try sudo mount /dev/sdb1 /mnt"],
+        }
+    )
+    links: dict[str, str | None] = {}
+    together = conversations(table, LINKED, on_link=links.__setitem__)
+    assert [len(c.messages) for c in together] == [2]
+    assert links[f"C:{start + 100:.6f}"] == f"C:{start:.6f}"
+    apart = conversations(table, LINKED.model_copy(update={"linked_idle_s": 60.0}))
+    assert sorted(c.conversation_id for c in apart) == [f"C:{start:.6f}", f"C:{start + 100:.6f}"]
+
+
 async def test_amendments_follow_their_message_and_each_conversation_closes_on_its_own_clock(
     kafka_topics: KafkaSettings,
 ) -> None:

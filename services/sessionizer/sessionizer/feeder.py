@@ -1,6 +1,6 @@
 """Slack events (or table rows) into query rows the live query can rely on.
 
-Three rules live here rather than in the query, because Kaskada 0.6.1 cannot run them live
+These rules live here rather than in the query, because Kaskada 0.6.1 cannot run them live
 (see query.py):
 
 - order: times always move forward (`rules.Timeline`: late rows are clamped, and a new message older

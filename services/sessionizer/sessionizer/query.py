@@ -6,7 +6,8 @@ at once, or rows added as Kafka delivers them). Per input row the query decides:
 
 - which messages form conversations (people's messages, not bots or housekeeping subtypes),
 - membership: a thread message joins its thread; a channel message joins the channel's current
-  conversation unless the previous channel message is more than `gap` older, then it starts one,
+  conversation unless the previous channel message is more than `gap` older, then it starts one
+  (gap mode), or the conversation the feeder's reply linker chose for it (linked mode),
 - where an edit, deletion or reaction goes (its thread, or the channel's current conversation
   when the message it is about is not older than that conversation's first message),
 - when a conversation is finished: each message's row is shifted to its close deadline (`gap`,
