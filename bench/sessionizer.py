@@ -23,6 +23,12 @@ with the broker and the reader counting the output).
   conversations by event time too (all but the last few). `closed_events_repeated` must be 0.
 - `cpu_us_per_message`: the service processes' CPU time (start-up included) per message; it
   holds when other work shares the machine, when messages per second do not.
+- `linked_*`: the same figures of one service process in linked mode (`BEEPGPT_CONVERSATIONS=linked`:
+  the reply linker decides each flow message's conversation in the feeder, before the query);
+  `linked_messages_per_s` is the one to hold against the 10,000 messages/s target. Its
+  conversations are the linker's, so the run ends once every conversation it announced, but the
+  next day's, has closed (`linked_closed_conversations`), rather than at the bursts' count.
+  `BEEPGPT_BENCH_SESSIONIZER_MODES` (default `gap,linked`) chooses which modes run.
 - `peak_rss_mb`: the service process's peak resident memory (VmHWM); `rss_growth_mb_second_half`:
   its resident memory at the end minus at half way, while about 15,000 conversations close. It
   stays flat if memory follows open conversations rather than closed ones. The queries are
@@ -56,9 +62,11 @@ REPO = Path(__file__).resolve().parents[1]
 MESSAGES = int(os.environ.get("BEEPGPT_BENCH_SESSIONIZER_MESSAGES", "200000"))
 CHANNELS = int(os.environ.get("BEEPGPT_BENCH_SESSIONIZER_CHANNELS", "2000"))
 PARTITIONS = 4
+MODES = os.environ.get("BEEPGPT_BENCH_SESSIONIZER_MODES", "gap,linked").split(",")
 REBUILD_AFTER_CLOSED = os.environ.get("BEEPGPT_BENCH_SESSIONIZER_REBUILD_AFTER_CLOSED")
 """Unset: the service's default (50,000 per partition, so none in this replay)."""
 START = 1_700_000_000.0
+NEXT_DAY = "next day"
 WORDS = [
     "the",
     "deploy",
@@ -114,7 +122,7 @@ def workload(messages: int, channels: int, seed: int = 7) -> tuple[list[SlackMes
             t += rnd.uniform(900, 10_800)
     last = max(float(m.ts) for m in out)
     out.extend(
-        SlackMessage(channel=f"C{c:05d}", ts=f"{last + 86_400 + c:.6f}", user="U999", text="next day")
+        SlackMessage(channel=f"C{c:05d}", ts=f"{last + 86_400 + c:.6f}", user="U999", text=NEXT_DAY)
         for c in range(channels)
     )
     out.sort(key=lambda m: float(m.ts))
@@ -150,12 +158,17 @@ async def run() -> list[dict[str, Any]]:
         _record("channels", CHANNELS, "channels"),
         _record("conversations", conversations, "conversations"),
     ]
-    for instances in (1, 2):
-        records.extend(await measure(messages, conversations, instances))
+    if "gap" in MODES:
+        for instances in (1, 2):
+            records.extend(await measure(messages, conversations, instances))
+    if "linked" in MODES:
+        records.extend(await measure(messages, conversations, 1, mode="linked"))
     return records
 
 
-async def measure(messages: list[SlackMessage], conversations: int, instances: int) -> list[dict[str, Any]]:
+async def measure(
+    messages: list[SlackMessage], conversations: int, instances: int, mode: str = "gap"
+) -> list[dict[str, Any]]:
     """One replay through `instances` service processes in one consumer group, on a fresh broker.
 
     The workload is published first; the clock starts once the group is stable (every instance
@@ -163,6 +176,7 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
     steady work, not of the group forming.
     """
     suffix = "" if instances == 1 else f"_{instances}_instances"
+    prefix = "" if mode == "gap" else f"{mode}_"
     broker = Broker.start()
     processes: list[asyncio.subprocess.Process] = []
     try:
@@ -182,10 +196,13 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
             "BEEPGPT_LOG_LEVEL": "WARNING",
             "BEEPGPT_SESSIONIZER_CLOCK": "events",
             "BEEPGPT_SESSIONIZER_GROUP_ID": group,
+            "BEEPGPT_CONVERSATIONS": mode,
         }
         if REBUILD_AFTER_CLOSED:
             env["BEEPGPT_SESSIONIZER_REBUILD_AFTER_CLOSED"] = REBUILD_AFTER_CLOSED
         counter = EventCounter(len(messages), conversations)
+        if mode != "gap":  # the linker's conversations: wait for all but the next day's to close
+            counter.all_closed_but = {f"{m.channel}:{m.ts}".encode() for m in messages if m.text == NEXT_DAY}
         publish_s = await publish_all(kafka, messages)
         reading = asyncio.create_task(counter.run(kafka))
         for _ in range(instances):
@@ -226,7 +243,7 @@ async def measure(messages: list[SlackMessage], conversations: int, instances: i
     if instances == 1:
         records.insert(0, _record("publish_messages_per_s", len(messages) / publish_s, "messages/s"))
     for record in records:
-        record["metric"] += suffix
+        record["metric"] = prefix + record["metric"] + suffix
     return records
 
 
@@ -267,6 +284,16 @@ class EventCounter:
     events_at_last_message: int = 0
     rss_half: float = 0.0
     rss_end: float = 0.0
+    all_closed_but: set[bytes] | None = None
+    """Linked mode: done once every conversation announced has closed, but these (the next day's)."""
+    announced: set[bytes] = field(default_factory=set)
+
+    def done(self) -> bool:
+        if self.updated < self.messages:
+            return False
+        if self.all_closed_but is None:
+            return len(self.closed_ids) >= self.conversations
+        return self.announced - self.all_closed_but <= self.closed_ids
 
     async def run(self, kafka: KafkaSettings) -> None:
         consumer = AIOKafkaConsumer(
@@ -278,7 +305,7 @@ class EventCounter:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             quiet_since = time.monotonic()
-            while self.updated < self.messages or len(self.closed_ids) < self.conversations:
+            while not self.done():
                 if time.monotonic() - quiet_since > 60:
                     raise TimeoutError(
                         f"nothing new for a minute: {self.updated}/{self.messages} updated, "
@@ -294,6 +321,8 @@ class EventCounter:
                             self.closed_ids.add(record.key or b"")
                         else:
                             self.updated += 1
+                            if self.all_closed_but is not None:
+                                self.announced.add(record.key or b"")
                 if self.updated >= self.messages and not self.last_message_at:
                     self.last_message_at = time.perf_counter()
                     self.events_at_last_message = self.updated + self.closed

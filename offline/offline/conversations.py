@@ -4,10 +4,12 @@ Prints (or writes) one JSON line per conversation of a history table, built by t
 the live service runs: its id as people read it (`{"channel": "General", "thread": 1690797600.0}`,
 the float ts of its first message), its messages and its participants. A count goes to stderr.
 
-`--mode gap` (the default, and the live service's only mode) is the 10-minute rule through the
-Kaskada query; `--mode linked` builds flow conversations with the reply linker
-(`sessionizer.linker`, history only for now), so its output can be compared with known
-conversations (`beepgpt eval conversations` does that with figures).
+`--mode gap` is the 10-minute rule; `--mode linked` builds flow conversations with the reply
+linker (`sessionizer.linker`), each closing after its own silence. Both run through the Kaskada
+query and the feeder the live service runs, in the mode it runs with (`BEEPGPT_CONVERSATIONS`,
+the default of `--mode`), so the listing is what the service would build from the same
+messages, and can be compared with known conversations (`beepgpt eval conversations` does that
+with figures).
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from beepgpt.contracts import ConversationEvent, ConversationMessage, conversation_id
+from beepgpt.contracts import ConversationEvent
 from offline.tables import TableError, load_table
 from sessionizer.history import conversations
 from sessionizer.settings import SessionizerSettings
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,8 +34,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mode",
         choices=("gap", "linked"),
-        default="gap",
-        help="gap: the 10-minute rule (default, as live); linked: the reply linker (history only)",
+        default=defaults.conversations,
+        help="gap: the 10-minute rule; linked: the reply linker (default: BEEPGPT_CONVERSATIONS, "
+        f"as the service runs: {defaults.conversations})",
     )
     parser.add_argument("--gap", type=float, default=defaults.gap_s, help="seconds of channel silence (600)")
     parser.add_argument(
@@ -65,13 +65,13 @@ def as_record(event: ConversationEvent) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    settings = SessionizerSettings(gap_s=args.gap, thread_idle_s=args.thread_idle)
+    settings = SessionizerSettings(gap_s=args.gap, thread_idle_s=args.thread_idle, conversations=args.mode)
     try:
         table = load_table(args.source)
     except (TableError, ValueError, OSError) as error:
         print(f"beepgpt conversations: {error}", file=sys.stderr)
         return 2
-    found = conversations(table, settings) if args.mode == "gap" else linked_conversations(table)
+    found = conversations(table, settings)
     if args.out is not None:
         with args.out.open("w", encoding="utf-8") as out:
             _write(found, out)
@@ -85,49 +85,6 @@ def main(argv: list[str]) -> int:
     where = f" to {args.out}" if args.out is not None else ""
     print(f"{len(found)} conversations from {len(table)} messages{where}", file=sys.stderr)
     return 0
-
-
-def linked_conversations(table: pd.DataFrame) -> list[ConversationEvent]:
-    """The reply linker's conversations as closed events (whole: every message), in the order
-    their first messages were written."""
-    from offline.evaluation.conversations.modes import linked
-
-    found = linked(table)
-    assert found.members is not None
-    rows = {
-        conversation_id(str(r.channel), str(r.slack_ts)): r
-        for r in table.itertuples(index=False)
-    }
-    events = []
-    for conversation, ids in found.members.items():
-        first = rows[ids[0]]
-        thread = str(first.slack_thread_ts) if conversation.endswith("/thread") else None
-        messages = [
-            ConversationMessage(
-                ts=str(rows[m].slack_ts),
-                user=str(rows[m].user),
-                text=str(rows[m].text),
-                thread_ts=thread,
-                reactions=int(rows[m].reactions or 0),
-            )
-            for m in ids
-        ]
-        events.append(
-            ConversationEvent(
-                kind="closed",
-                conversation_id=conversation,
-                channel=str(first.channel),
-                thread_ts=thread,
-                first_ts=messages[0].ts,
-                last_ts=messages[-1].ts,
-                version=1,
-                messages=messages,
-                participants=list(dict.fromkeys(m.user for m in messages)),
-                message_count=len(messages),
-                reaction_count=sum(m.reactions for m in messages),
-            )
-        )
-    return events
 
 
 def _write(found: list[ConversationEvent], out: TextIO) -> None:

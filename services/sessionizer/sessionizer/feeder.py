@@ -1,26 +1,35 @@
 """Slack events (or table rows) into query rows the live query can rely on.
 
-Three rules live here rather than in the query, because Kaskada 0.6.1 cannot run them live
+These rules live here rather than in the query, because Kaskada 0.6.1 cannot run them live
 (see query.py):
 
 - order: times always move forward (`rules.Timeline`: late rows are clamped, and a new message older
   than anything this feeder has seen is dropped, since it could be a forgotten duplicate);
 - identity: a (channel, ts) seen before is a duplicate and never reaches the rules twice;
 - reactions do not say which thread their message is in, so the feeder remembers it (a
-  thread's parent included, once a reply names it).
+  thread's parent included, once a reply names it);
+- linked mode (`BEEPGPT_CONVERSATIONS=linked`): which conversation each new flow message joins,
+  decided by the reply linker (`LinkedFlow`), and the conversation of every message an edit,
+  deletion or reaction is about. The linker is a model over the channel's recent window: it
+  cannot be written as a Kaskada expression, so its choice goes into the row as a key, the
+  way a thread's does.
 
 Everything a feeder remembers spans the life of one query instance, exactly like the query's
 own state: rebuilding the query (a restart, a rebalance, a rebuild that releases memory) starts
-a new feeder, and the replay from the committed offset restores both.
+a new feeder, and the replay from the committed offset restores both. The linker's window is
+rebuilt by that replay too, and decides every replayed message as before: see `LinkedFlow`.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from beepgpt.contracts import SlackMessage, SlackReaction, conversation_id
+from sessionizer.linker import Linker, LinkerModel
 from sessionizer.query import Row, message_row, reaction_row, skip_row, tick_row
-from sessionizer.rules import Lateness, Placement, Timeline, is_conversational, slack_ts_ns, to_ns
+from sessionizer.rules import NS, Lateness, Placement, Timeline, is_conversational, slack_ts_ns, to_ns
+from sessionizer.settings import SessionizerSettings
 
 SlackEvent = SlackMessage | SlackReaction
 
@@ -36,11 +45,82 @@ class Fed(enum.Enum):
     UNREADABLE = "unreadable"
 
 
+OnLink = Callable[[str, str | None], None]
+"""Told each linked message's id and its parent's id (None: it starts a conversation)."""
+
+
+class LinkedFlow:
+    """Linked mode: the conversation each new flow message joins, and each message's conversation.
+
+    The linker names a parent (or none); the message joins its parent's conversation, named
+    `channel:root_ts` after that conversation's first message. Only up to the instant the query
+    would close it: a conversation closes `idle_ns` after its latest message on the query's
+    timeline, so a message placed later starts a conversation of its own rather than reviving
+    one whose `closed` event is out. With `linked_idle_s` at least the linker's window that never
+    happens for messages on time (the parent would be outside the window); it can for a message
+    the timeline clamped later than its own ts. The roots are kept here rather than read from the
+    linker's `Link.root_ts`, which cannot know of such a cut.
+
+    Restarts decide the same (the argument of `linker.py`'s docstring, with the sessionizer's
+    clean cut): the replay starts at or before the first message of every conversation that may
+    still change, and no closed conversation straddles it. A replayed message's parent, if it had
+    one, is in its own conversation, so at or after the cut: replayed, and in the window the
+    replay rebuilds, which is a suffix of the window the first run saw. Scores depend on nothing
+    older than the candidate, so the argmax over that suffix is the same winner, and "starts a
+    conversation" stays the winner over fewer candidates. Roots follow parents, so they repeat too.
+    """
+
+    def __init__(self, linker: Linker, idle_ns: int, on_link: OnLink | None = None) -> None:
+        self.linker = linker
+        self.idle_ns = idle_ns
+        self.on_link = on_link
+        self._roots: dict[str, str] = {}
+        """message id → the ts of its conversation's first message."""
+        self._last_ns: dict[str, int] = {}
+        """conversation key → the query time of its latest message."""
+
+    def place(self, message: SlackMessage, time_ns: int) -> str:
+        """The root ts of the conversation the new flow `message`, placed at `time_ns`, joins."""
+        channel, ts = message.channel, message.ts
+        link = self.linker.link(channel, ts, float(ts), message.user or "", message.text)
+        root, parent = ts, None
+        if link.parent_ts is not None:
+            parent = conversation_id(channel, link.parent_ts)
+            parent_root = self._roots.get(parent)
+            last = None if parent_root is None else self._last_ns.get(conversation_id(channel, parent_root))
+            if parent_root is not None and last is not None and time_ns <= last + self.idle_ns:
+                root = parent_root
+            else:
+                parent = None  # that conversation is closed (or closes at this instant)
+        message_id = conversation_id(channel, ts)
+        self._roots[message_id] = root
+        self._last_ns[conversation_id(channel, root)] = time_ns
+        if self.on_link is not None:
+            self.on_link(message_id, parent)
+        return root
+
+    def root_of(self, message_id: str) -> str | None:
+        """The root ts of the linked conversation `message_id` is in (None: not a linked message)."""
+        return self._roots.get(message_id)
+
+
 class Feeder:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        settings: SessionizerSettings | None = None,
+        *,
+        model: LinkerModel | None = None,
+        on_link: OnLink | None = None,
+    ) -> None:
+        """A feeder for the conversation mode of `settings` (None: gap, the rows of today's rule).
+
+        `model` is the linker's (default: the shipped one), `on_link` sees each link decided."""
         self.timeline = Timeline()
         self._seen: set[str] = set()
         self._threads: dict[str, str] = {}
+        self.linked: LinkedFlow | None = None
+        if settings is not None and settings.conversations == "linked":
+            self.linked = LinkedFlow(Linker(model), int(settings.linked_idle_s * NS), on_link)
 
     def event(self, offset: int, event: SlackEvent | None) -> tuple[Row, Fed]:
         """The row for the record at `offset`; None is a record that could not be read."""
@@ -48,11 +128,15 @@ class Feeder:
             return self._skip(offset), Fed.UNREADABLE
         if isinstance(event, SlackReaction):
             placement = self.timeline.amendment(to_ns(event.event_time))
-            thread_ts = self._threads.get(conversation_id(event.channel, event.item_ts))
-            return reaction_row(event, _time(placement), offset, thread_ts), _fed(placement)
+            about = conversation_id(event.channel, event.item_ts)
+            thread_ts = self._threads.get(about)
+            linked = None if self.linked is None else self.linked.root_of(about)
+            return reaction_row(event, _time(placement), offset, thread_ts, linked), _fed(placement)
         if event.action != "new":
             placement = self.timeline.amendment(to_ns(event.event_time))
-            return message_row(event, _time(placement), offset), _fed(placement)
+            about = conversation_id(event.channel, event.ts)
+            linked = None if self.linked is None else self.linked.root_of(about)
+            return message_row(event, _time(placement), offset, linked), _fed(placement)
         if not is_conversational(event.subtype, event.user):
             return self._skip(offset), Fed.HOUSEKEEPING
         message_id = conversation_id(event.channel, event.ts)
@@ -62,11 +146,17 @@ class Feeder:
         if placement.time_ns is None:
             return self._skip(offset), Fed.TOO_LATE
         self._seen.add(message_id)
+        root: str | None = None
+        if self.linked is not None and (event.thread_ts is None or event.thread_ts == event.ts):
+            # A thread's parent is linked too: live it arrives before any reply, as a flow
+            # message, so history (where it carries its own thread_ts) links it the same way;
+            # its row then goes to its thread (`message_row`: the thread wins).
+            root = self.linked.place(event, placement.time_ns)
         if event.thread_ts is not None:
             self._threads[message_id] = event.thread_ts
             # Live, the parent came without thread_ts; its thread adopts it, reactions follow.
             self._threads.setdefault(conversation_id(event.channel, event.thread_ts), event.thread_ts)
-        return message_row(event, placement.time_ns, offset), _fed(placement)
+        return message_row(event, placement.time_ns, offset, root), _fed(placement)
 
     def tick(self, at_ns: int, number: int) -> Row:
         return tick_row(self.timeline.tick(at_ns), number)

@@ -4,9 +4,12 @@ Public API (signatures are stable; offline training and evaluation use them, ove
 by `offline.tables.load_table`):
 
     conversations(table: DataFrame, settings: SessionizerSettings | None = None,
-                  *, window: int | None = None) -> list[ConversationEvent]
+                  *, window: int | None = None, model: LinkerModel | None = None,
+                  on_link: OnLink | None = None) -> list[ConversationEvent]
         Every conversation of the table as its final `closed` event, in the order they closed.
         `window=None` keeps every message (the live service carries the latest MAX_MESSAGES).
+        In linked mode (`settings.conversations`), `model` is the reply linker's (default: the
+        shipped one) and `on_link(message_id, parent_id)` sees each link it decided.
 
     message_contexts(table: DataFrame, settings: SessionizerSettings | None = None)
         -> list[MessageContext]
@@ -16,8 +19,10 @@ by `offline.tables.load_table`):
         the latest MAX_MESSAGES of the conversation, exactly what a live `updated` event carries,
         so training prompts and live prompts are built the same way (docs/scoring.md).
 
-`settings` defaults to `SessionizerSettings()` (BEEPGPT_SESSIONIZER_* or the defaults: 10-minute
-gap, 30-minute thread idle, 20 messages, 5 context messages).
+`settings` defaults to `SessionizerSettings()` (BEEPGPT_CONVERSATIONS, BEEPGPT_SESSIONIZER_* or the
+defaults: gap mode, 10-minute gap, 30-minute thread idle, 20 messages, 5 context messages). Both
+modes go through the feeder the live service uses, so the reply linker decides in history exactly
+as it does live (`feeder.LinkedFlow`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import kaskada as kd
 from beepgpt.contracts import ConversationEvent
 from beepgpt.message_table import complete, to_messages
 from sessionizer.conversation import Conversation, ConversationBook
-from sessionizer.feeder import Fed, Feeder
+from sessionizer.feeder import Fed, Feeder, OnLink
+from sessionizer.linker import LinkerModel
 from sessionizer.query import (
     INPUT_SCHEMA,
     Change,
@@ -91,7 +97,12 @@ class MessageContext:
 
 
 def conversations(
-    table: pd.DataFrame, settings: SessionizerSettings | None = None, *, window: int | None = None
+    table: pd.DataFrame,
+    settings: SessionizerSettings | None = None,
+    *,
+    window: int | None = None,
+    model: LinkerModel | None = None,
+    on_link: OnLink | None = None,
 ) -> list[ConversationEvent]:
     """Every conversation of `table` as its last `closed` event, in the order they first closed.
 
@@ -102,7 +113,7 @@ def conversations(
     rules = settings or SessionizerSettings()
     book = ConversationBook(window, resume_threads_ns=_FOREVER_NS, parents=rules.remembered_parents)
     closed: dict[str, ConversationEvent] = {}
-    for event in _run(_fold(table, rules, book)):
+    for event in _run(fold_rows(table_rows(table, rules, model=model, on_link=on_link), rules, book)):
         if event.kind == "closed":
             closed[event.conversation_id] = event
     return list(closed.values())
@@ -143,12 +154,19 @@ def message_contexts(
     return contexts
 
 
-def table_rows(table: pd.DataFrame) -> list[Row]:
+def table_rows(
+    table: pd.DataFrame,
+    settings: SessionizerSettings | None = None,
+    *,
+    model: LinkerModel | None = None,
+    on_link: OnLink | None = None,
+) -> list[Row]:
     """The query rows of a message table: one row per message, in time order, through the same
     feeder the live service uses (duplicates and what is not a person's message, by
-    `beepgpt.person_messages` as in ingest, pass without forming anything)."""
+    `beepgpt.person_messages` as in ingest, pass without forming anything; in linked mode the
+    reply linker's choice of conversation)."""
     rows: list[Row] = []
-    feeder = Feeder()
+    feeder = Feeder(settings, model=model, on_link=on_link)
     completed = complete(table)
     counts = completed["reactions"].fillna(0).astype(int).tolist()
     for index, (message, reactions) in enumerate(zip(to_messages(completed), counts, strict=True)):
@@ -162,7 +180,7 @@ def table_rows(table: pd.DataFrame) -> list[Row]:
 async def _fold(
     table: pd.DataFrame, settings: SessionizerSettings, book: ConversationBook
 ) -> list[ConversationEvent]:
-    return await fold_rows(table_rows(table), settings, book)
+    return await fold_rows(table_rows(table, settings), settings, book)
 
 
 async def fold_rows(

@@ -60,7 +60,7 @@ class PartitionSessionizer:
         self._settings = settings
         self._marks = marks
         self._publish = publish
-        self._feeder = Feeder()
+        self._feeder = Feeder(settings)
         self._book = ConversationBook(
             settings.max_messages,
             resume_threads_ns=int(settings.thread_resume_s * NS),

@@ -6,7 +6,8 @@ at once, or rows added as Kafka delivers them). Per input row the query decides:
 
 - which messages form conversations (people's messages, not bots or housekeeping subtypes),
 - membership: a thread message joins its thread; a channel message joins the channel's current
-  conversation unless the previous channel message is more than `gap` older, then it starts one,
+  conversation unless the previous channel message is more than `gap` older, then it starts one
+  (gap mode), or the conversation the feeder's reply linker chose for it (linked mode),
 - where an edit, deletion or reaction goes (its thread, or the channel's current conversation
   when the message it is about is not older than that conversation's first message),
 - when a conversation is finished: each message's row is shifted to its close deadline (`gap`,
@@ -61,6 +62,8 @@ INPUT_SCHEMA = pa.schema(
         ("subtype", pa.string()),
         ("reactions", pa.int64()),  # reactions a new row already has, or ±1 for a reaction row
         ("offset", pa.int64()),  # where the row came from: Kafka offset, table row, tick number
+        ("linked_key", pa.string()),  # linked mode: the conversation key the feeder's linker chose
+        ("root_ts", pa.string()),  # linked mode, new flow messages: the ts that key is made of
     ]
 )
 
@@ -78,9 +81,22 @@ def thread_key(channel: str, thread_ts: str) -> str:
     return conversation_id(channel, thread_ts, thread_ts)
 
 
-def message_row(message: SlackMessage, time_ns: int, offset: int) -> Row:
-    """A `SlackMessage` (new, edited or deleted) as a query row placed at `time_ns`."""
+def linked_key(channel: str, root_ts: str) -> str:
+    """A linked conversation's key inside the query: its conversation id, `channel:root_ts`, the
+    form of a flow conversation (`contracts.conversation_id`), never a thread's."""
+    return conversation_id(channel, root_ts)
+
+
+def message_row(
+    message: SlackMessage, time_ns: int, offset: int, root_ts: str | None = None
+) -> Row:
+    """A `SlackMessage` (new, edited or deleted) as a query row placed at `time_ns`.
+
+    `root_ts` (linked mode only) names the linked conversation the message is in, as the
+    feeder's linker decided: a new message's own, or the message an edit or deletion is about.
+    A thread message never has one (thread membership wins)."""
     thread_ts = message.thread_ts
+    linked = root_ts if root_ts is not None and not thread_ts else None
     return {
         "time": time_ns,
         "channel": message.channel,
@@ -95,11 +111,16 @@ def message_row(message: SlackMessage, time_ns: int, offset: int) -> Row:
         "subtype": message.subtype,
         "reactions": 0,
         "offset": offset,
+        "linked_key": None if linked is None else linked_key(message.channel, linked),
+        "root_ts": linked if message.action == "new" else None,
     }
 
 
-def reaction_row(reaction: SlackReaction, time_ns: int, offset: int, thread_ts: str | None) -> Row:
-    """A reaction as a query row; `thread_ts` is the thread of the message it is on, if known."""
+def reaction_row(
+    reaction: SlackReaction, time_ns: int, offset: int, thread_ts: str | None, root_ts: str | None = None
+) -> Row:
+    """A reaction as a query row; `thread_ts` is the thread of the message it is on, if known,
+    `root_ts` (linked mode) the linked conversation it is in."""
     return {
         "time": time_ns,
         "channel": reaction.channel,
@@ -114,6 +135,8 @@ def reaction_row(reaction: SlackReaction, time_ns: int, offset: int, thread_ts: 
         "subtype": None,
         "reactions": 1 if reaction.action == "added" else -1,
         "offset": offset,
+        "linked_key": linked_key(reaction.channel, root_ts) if root_ts and not thread_ts else None,
+        "root_ts": None,
     }
 
 
@@ -143,6 +166,8 @@ def passing_row(time_ns: int, kind: str, offset: int) -> Row:
         "subtype": None,
         "reactions": 0,
         "offset": offset,
+        "linked_key": None,
+        "root_ts": None,
     }
 
 
@@ -152,6 +177,13 @@ def conversation_query(source: kd.Timestream, settings: SessionizerSettings) -> 
     One output row per input row and per close, keyed by conversation: `change` (the input
     row, plus `first_ts`, the ts its conversation id is made of) or `closed` (how many messages
     it had). Rows that change no conversation come out under `TICK_CHANNEL` with `member` false.
+
+    `settings.conversations` chooses how the channel's flow is cut: `gap` computes flow starts
+    here; `linked` reads the conversation the feeder's reply linker chose for each flow message
+    (`linked_key`, `root_ts`: decided before the query because the linker is a model over the
+    channel's recent window, which Kaskada cannot run) and treats it like a thread key, so a
+    linked conversation closes after `linked_idle_s` of its own silence, not the channel's.
+    Both share the rest: threads, amendments, closes, pass-through rows.
     """
     gap = timedelta(seconds=settings.gap_s)
     thread_idle = timedelta(seconds=settings.thread_idle_s)
@@ -163,22 +195,32 @@ def conversation_query(source: kd.Timestream, settings: SessionizerSettings) -> 
         allowed_subtype = allowed_subtype.or_(subtype.eq(name))
     accepted = source.filter(kind.eq("new").and_(source.col("user").is_not_null()).and_(allowed_subtype))
 
-    # Channel flow: a message more than `gap` after the previous one starts a conversation,
-    # whose key is the id of that first message.
-    flow = accepted.filter(accepted.col("thread_key").is_null())
-    previous = flow.time().lag(1)
-    starts = previous.is_null().or_(flow.time().gt(_plus(previous, gap)))
-    flow_key = flow.col("message_id").if_(starts).last()
-    flow_first_ts = flow.col("ts").if_(starts).last()
-    flow_first_sent = flow.col("sent").if_(starts).last()
-
-    new_key = accepted.col("thread_key").coalesce(flow_key).filter(accepted.is_not_null())
-
-    # Edits, deletions and reactions go to their thread, or to the channel's current
-    # conversation if the message is not older than its start (an older one's is closed).
     amend = source.filter(kind.eq("edited").or_(kind.eq("deleted")).or_(kind.eq("reaction")))
-    in_current_flow = flow_key.filter(amend.col("sent").ge(flow_first_sent))
-    amend_key = amend.col("thread_key").coalesce(in_current_flow).filter(amend.is_not_null())
+    if settings.conversations == "linked":
+        # The feeder decided every flow message's conversation, and knows the conversation of
+        # each message an amendment is about; one it does not know passes through.
+        new_key = accepted.col("thread_key").coalesce(accepted.col("linked_key")).filter(accepted.is_not_null())
+        amend_key = amend.col("thread_key").coalesce(amend.col("linked_key")).filter(amend.is_not_null())
+        first_ts = source.col("thread_ts").coalesce(source.col("root_ts"))
+        flow_idle = timedelta(seconds=settings.linked_idle_s)
+    else:
+        # Channel flow: a message more than `gap` after the previous one starts a conversation,
+        # whose key is the id of that first message.
+        flow = accepted.filter(accepted.col("thread_key").is_null())
+        previous = flow.time().lag(1)
+        starts = previous.is_null().or_(flow.time().gt(_plus(previous, gap)))
+        flow_key = flow.col("message_id").if_(starts).last()
+        flow_first_ts = flow.col("ts").if_(starts).last()
+        flow_first_sent = flow.col("sent").if_(starts).last()
+
+        new_key = accepted.col("thread_key").coalesce(flow_key).filter(accepted.is_not_null())
+
+        # Edits, deletions and reactions go to their thread, or to the channel's current
+        # conversation if the message is not older than its start (an older one's is closed).
+        in_current_flow = flow_key.filter(amend.col("sent").ge(flow_first_sent))
+        amend_key = amend.col("thread_key").coalesce(in_current_flow).filter(amend.is_not_null())
+        first_ts = source.col("thread_ts").coalesce(flow_first_ts)
+        flow_idle = gap
 
     # Every other row (heartbeats, housekeeping, skipped records, amendments of gone conversations)
     # passes through under the reserved key, so the output accounts for every row fed: what has
@@ -193,7 +235,7 @@ def conversation_query(source: kd.Timestream, settings: SessionizerSettings) -> 
             "channel": source.col("channel"),
             "ts": source.col("ts"),
             "thread_ts": source.col("thread_ts"),
-            "first_ts": source.col("thread_ts").coalesce(flow_first_ts),
+            "first_ts": first_ts,
             "user": source.col("user"),
             "text": source.col("text"),
             "reactions": source.col("reactions"),
@@ -210,7 +252,13 @@ def conversation_query(source: kd.Timestream, settings: SessionizerSettings) -> 
     at = messages.time()
     # "Quiet for more than the gap": one nanosecond past it, so a message exactly `gap` after
     # the last one (which joins, see `starts`) is never on the same instant as the close.
-    due = _plus(at, thread_idle, 1).if_(messages.col("thread_ts").is_not_null()).coalesce(_plus(at, gap, 1))
+    # Linked conversations: `linked_idle_s` of their own silence (the feeder joins a message to
+    # one only up to that instant: `feeder.LinkedFlow`).
+    due = (
+        _plus(at, thread_idle, 1)
+        .if_(messages.col("thread_ts").is_not_null())
+        .coalesce(_plus(at, flow_idle, 1))
+    )
     stamp = kd.record({"count": count, "due": due}).filter(messages.is_not_null())
     shifted = stamp.shift_to(stamp.col("due"))
     closed = shifted.filter(shifted.col("count").eq(count)).col("count")

@@ -11,13 +11,32 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Mode = Literal["gap", "linked"]
+"""How a channel's flow (messages outside threads) becomes conversations (docs/conversations.md)."""
+
 
 class SessionizerSettings(BaseSettings):
     """Conversation rules (docs/conversations.md) and how the live service drives and checkpoints them."""
 
-    model_config = SettingsConfigDict(env_prefix="BEEPGPT_SESSIONIZER_")
+    model_config = SettingsConfigDict(env_prefix="BEEPGPT_SESSIONIZER_", populate_by_name=True)
 
     # --- the rules, shared by history and live ---------------------------------------------------
+    conversations: Mode = Field(
+        default="gap",
+        validation_alias="BEEPGPT_CONVERSATIONS",
+        description="gap: a flow conversation ends after gap_s of channel silence; linked: the reply "
+        "linker puts each flow message in the conversation of the message it answers, and a "
+        "conversation closes after linked_idle_s of its own silence. BEEPGPT_CONVERSATIONS, without "
+        "the sessionizer's prefix: `beepgpt conversations` and the evaluation read it as their "
+        "default too, so history is built the way the service runs",
+    )
+    linked_idle_s: float = Field(
+        default=1_800.0,
+        gt=0,
+        description="linked mode: silence that closes a linked conversation, on its own clock. At "
+        "least the linker's window (30 minutes in the shipped model), so no message can be linked "
+        "into a conversation that has closed",
+    )
     gap_s: float = Field(default=600.0, gt=0, description="channel silence that ends a conversation")
     thread_idle_s: float = Field(default=1_800.0, gt=0, description="silence that closes a thread")
     max_messages: int = Field(default=20, ge=1, description="latest messages an event carries")

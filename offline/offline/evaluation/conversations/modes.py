@@ -5,8 +5,10 @@
   channel silence, a thread is its own conversation.
 - `linked`: the reply linker (`sessionizer.linker`) over every flow message in time order, each
   joining the conversation of the message it replies to; threads stay their own conversation
-  (thread membership always wins). It also says which parent each message was given, for link
-  accuracy. The live service does not run this mode yet: it is measured here in history only.
+  (thread membership always wins). Built by the same history query in linked mode
+  (`history.conversations` with `conversations="linked"`), so through the feeder's `LinkedFlow`:
+  the one definition of the rule, which the live service runs with `BEEPGPT_CONVERSATIONS=linked`.
+  It also says which parent each message was given, for link accuracy.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from beepgpt.contracts import conversation_id
-from offline.evaluation.conversations.data import people_messages
 from sessionizer.history import conversations
-from sessionizer.linker import Linker, LinkerModel
+from sessionizer.linker import LinkerModel
 from sessionizer.settings import SessionizerSettings
 
 if TYPE_CHECKING:
@@ -46,15 +47,16 @@ def assign(
 ) -> Assignment:
     if mode == "gap":
         return gap(table, settings)
-    return linked(table, model)
+    return linked(table, model, settings)
 
 
 def gap(table: pd.DataFrame, settings: SessionizerSettings | None = None) -> Assignment:
     """The 10-minute rule, as the sessionizer's history query builds it."""
+    rules = (settings or SessionizerSettings()).model_copy(update={"conversations": "gap"})
     found: dict[str, str] = {}
     parents: dict[str, str | None] = {}
     members: dict[str, list[str]] = {}
-    for event in conversations(table, settings):
+    for event in conversations(table, rules):
         ids = [conversation_id(event.channel, m.ts) for m in event.messages]
         members[event.conversation_id] = ids
         for previous, message in zip([None, *ids], ids, strict=False):
@@ -63,29 +65,32 @@ def gap(table: pd.DataFrame, settings: SessionizerSettings | None = None) -> Ass
     return Assignment(found, parents, members)
 
 
-def linked(table: pd.DataFrame, model: LinkerModel | None = None) -> Assignment:
-    """The reply linker's conversations: a flow conversation is named `channel:root_ts` after its
-    first message, a thread `channel:thread_ts/thread`, as the sessionizer names them."""
-    linker = Linker(model)
+def linked(
+    table: pd.DataFrame, model: LinkerModel | None = None, settings: SessionizerSettings | None = None
+) -> Assignment:
+    """The reply linker's conversations, as the sessionizer builds them in linked mode: a flow
+    conversation is named `channel:root_ts` after its first message, a thread
+    `channel:thread_ts/thread`. A thread reply's parent is the thread's first message."""
+    rules = (settings or SessionizerSettings()).model_copy(update={"conversations": "linked"})
+    links: dict[str, str | None] = {}
     found: dict[str, str] = {}
     parents: dict[str, str | None] = {}
     members: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    for channel, ts, thread_ts, user, text in people_messages(table):
-        message = conversation_id(str(channel), str(ts))
-        if message in seen:
-            continue  # a duplicate, as the feeder drops it
-        seen.add(message)
-        if thread_ts is not None and thread_ts != ts:
-            conversation = conversation_id(str(channel), str(thread_ts), str(thread_ts))
-            parents[message] = conversation_id(str(channel), str(thread_ts))
-        else:
-            link = linker.link(str(channel), str(ts), float(ts), str(user), str(text))
-            if thread_ts is not None:  # a thread's parent: the thread wins
-                conversation = conversation_id(str(channel), str(ts), str(ts))
+    events = conversations(table, rules, model=model, on_link=links.__setitem__)
+    for event in sorted(events, key=lambda e: _ts_order(e.messages[0].ts) if e.messages else (0, "")):
+        ids = []
+        for message in event.messages:
+            message_id = conversation_id(event.channel, message.ts)
+            ids.append(message_id)
+            found[message_id] = event.conversation_id
+            if message.thread_ts is not None and message.thread_ts != message.ts:
+                parents[message_id] = conversation_id(event.channel, message.thread_ts)
             else:
-                conversation = conversation_id(str(channel), link.root_ts)
-            parents[message] = None if link.parent_ts is None else conversation_id(str(channel), link.parent_ts)
-        found[message] = conversation
-        members.setdefault(conversation, []).append(message)
+                parents[message_id] = links.get(message_id)
+        members[event.conversation_id] = ids
     return Assignment(found, parents, members)
+
+
+def _ts_order(ts: str) -> tuple[int, str]:
+    """Slack ts strings compare as numbers; equal-length ones also compare as text."""
+    return (len(ts), ts)
