@@ -76,7 +76,7 @@ def test_a_fitted_model_loads_and_links_the_answers(tmp_path: Path, kind: str) -
     scored = training.example_scores(examples, model)
     again = training.measure(dev, examples, scored, model.window_messages, model.window_s, 0.0)
     assert again.exact_f1 == pytest.approx(model.meta["dev"]["exact_f1"])
-    root, chosen = training.decide(examples, scored, model.window_messages, model.window_s, 0.0)
+    _root, chosen = training.decide(examples, scored, model.window_messages, model.window_s, 0.0)
     linker = Linker(model)
     from offline.evaluation.conversations.data import people_messages
 
