@@ -673,9 +673,9 @@ class Linker:
             leaving = window.seq - window.size
             window.by_user[int(window.users[slot])].popleft()
             for mentioned in (window.mention_a[slot], window.mention_b[slot]):
-                held = window.mentioning.get(int(mentioned))
-                if held and held[0] == leaving:
-                    held.popleft()
+                seqs = window.mentioning.get(int(mentioned))
+                if seqs and seqs[0] == leaving:
+                    seqs.popleft()
         # every earlier message of this author now has one more after it
         since_score = self._since_score
         size = window.size
