@@ -6,18 +6,28 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from offline import conversations as listing
-from sessionizer.linker import Linker, load_model, read
+from sessionizer.linker import FEATURE_SET, FEATURES, Linker, LinkerModel, ModelError, load_model, read
 
 
 def test_the_shipped_model_loads_with_its_window() -> None:
     model = load_model()
-    assert model.window_messages == 50
-    assert model.window_s == 1800.0
+    assert model.window_messages == 100
+    assert model.window_s == 14_400.0
+    assert model.meta["feature_set"] == FEATURE_SET == 2
     assert "Kummerfeld" in model.meta["trained_on"]
+    assert model.meta["trained_by"] == "offline.training.linker"
+
+
+def test_a_model_of_another_feature_set_is_refused() -> None:
+    data = load_model().to_dict()
+    data["feature_set"] = 1
+    with pytest.raises(ModelError):
+        LinkerModel.from_dict(data)
 
 
 def test_a_mention_of_a_recent_author_links_to_their_message() -> None:
@@ -32,8 +42,16 @@ def test_a_mention_of_a_recent_author_links_to_their_message() -> None:
 def test_nothing_older_than_the_window_is_a_candidate() -> None:
     linker = Linker()
     linker.link("C", "1.000000", 1.0, "UA", "how do I mount a usb disk?")
-    late = linker.link("C", "5000.000000", 5000.0, "UA", "<@UA> mount the usb disk")
-    assert late.parent_ts is None  # 83 minutes later: past the 30-minute window
+    late = linker.link("C", "20000.000000", 20000.0, "UB", "<@UA> mount the usb disk")
+    assert late.parent_ts is None  # five and a half hours later: past the four-hour window
+
+
+def test_a_quiet_channel_links_an_answer_minutes_later() -> None:
+    """A slow channel: the answer names the asker twenty minutes on."""
+    linker = Linker()
+    linker.link("C", "1.000000", 1.0, "UA", "how do I mount a usb disk?")
+    answer = linker.link("C", "1201.000000", 1201.0, "UB", "<@UA> use the mount command on the usb disk")
+    assert answer.parent_ts == "1.000000"
 
 
 def test_channels_never_link_across() -> None:
@@ -51,34 +69,75 @@ def test_cues_are_read_from_text() -> None:
     assert said.question
 
 
-def _chat(n: int, seed: int) -> list[tuple[str, float, str, str]]:
+def _chat(n: int, seed: int, *, gap_s: float = 120.0) -> list[tuple[str, float, str, str]]:
     rng = random.Random(seed)
     users = [f"U{i}" for i in range(8)]
     words = ["disk", "mount", "usb", "grub", "kernel", "driver", "wifi", "sound", "xorg", "apt", "package", "install", "error", "boot"]
+    cues = ["", "", "", " thanks", " `sudo apt`", " https://x.org", " yes", "hi "]
     out = []
     t = 1_000.0
     for _i in range(n):
-        t += rng.uniform(1, 120)
-        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
+        t += rng.uniform(1, gap_s)
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6))) + rng.choice(cues)
         if rng.random() < 0.4:
             text = f"<@{rng.choice(users)}> {text}"
+        if rng.random() < 0.1:
+            text = f"<@{rng.choice(users)}> <@{rng.choice(users)}> <@{rng.choice(users)}> {text}"
         if rng.random() < 0.2:
             text += "?"
         out.append((f"{t:.6f}", t, rng.choice(users), text))
     return out
 
 
-def test_a_replay_from_the_first_message_of_an_open_conversation_decides_the_same() -> None:
+@pytest.mark.parametrize("gap_s", [5.0, 120.0, 900.0])
+def test_the_fast_linear_scores_equal_the_rows_times_the_weights(gap_s: float) -> None:
+    """`link` scores a linear model group by group (`_linear_scores`); training reads the rows
+    (`_rows`). Both must give the same score to every candidate and to starting, on busy and
+    quiet chat, with a small ring (messages leave it) and a model whose every weight differs."""
+    rng = np.random.default_rng(1)
+    model = LinkerModel.linear(
+        rng.normal(size=len(FEATURES)), window_messages=30, window_s=3_000.0, version="t", meta={}
+    )
+    linker = Linker(model)
+    checked = 0
+    for ts, t, user, text in _chat(1_500, seed=11, gap_s=gap_s):
+        window = linker._windows.get("C")
+        if window is not None:
+            said = read(text)
+            user_id = linker._user_id(user)
+            slots = linker._slots(window, t)
+            if len(slots):
+                fast, own = linker._linear_scores(window, slots, said, user_id, t)
+                rows = model.score(linker._rows(window, slots, said, user_id, t))
+                assert np.allclose(fast, rows[:-1], atol=1e-9)
+                assert own == pytest.approx(rows[-1], abs=1e-9)
+                checked += 1
+        linker.link("C", ts, t, user, text)
+    assert checked > 1_000
+
+
+def _net() -> LinkerModel:
+    rng = np.random.default_rng(2)
+    return LinkerModel(
+        hidden=rng.normal(size=(len(FEATURES), 8)), hidden_bias=rng.normal(size=8), output=rng.normal(size=8),
+        activation="relu", window_messages=40, window_s=3_600.0, version="t", meta={},
+    )
+
+
+@pytest.mark.parametrize("net", [False, True])
+def test_a_replay_from_the_first_message_of_an_open_conversation_decides_the_same(net: bool) -> None:
     """What a restart does: the sessionizer replays from the oldest message of a conversation that
-    may still change; every later message must get the same parent as the first time."""
+    may still change; every later message must get the same parent as the first time (for the
+    shipped linear model and for a feed-forward net alike)."""
     chat = _chat(600, seed=7)
-    first = Linker()
+    model = _net() if net else load_model()
+    first = Linker(model)
     links = [first.link("C", ts, t, u, x) for ts, t, u, x in chat]
     now = chat[-1][1]
     window = first.model.window_s
     roots = {link.root_ts for (ts, t, _, _), link in zip(chat, links, strict=True) if now - t <= window}
     start = min(i for i, (ts, _, _, _) in enumerate(chat) if ts in roots)
-    again = Linker()
+    again = Linker(model)
     replayed = [again.link("C", ts, t, u, x) for ts, t, u, x in chat[start:]]
     by_ts = dict(zip((c[0] for c in chat), links, strict=True))
     open_again = [

@@ -1,23 +1,32 @@
 """Fit the reply linker on chat with annotated reply links and write the model file.
 
     python -m offline.training.linker --data ../shared/data/real-chat/ubuntu-irc-train \\
-        --out services/sessionizer/sessionizer/models/reply-linker-v1.json
+        --out services/sessionizer/sessionizer/models/reply-linker-v2.json --version 2
 
 The data's chunks are split by `evaluation.data.split_of` (fixed: 60 % train, 20 % dev, 20 %
-test). The model is fitted on train; the window, the regularisation and the offset of the
-"starts a conversation" score are chosen on dev, by exact-match F1 of conversations (link
+test). The model is fitted on train; the window, the kind of model, its size and the offset of
+the "starts a conversation" score are chosen on dev, by exact-match F1 of conversations (link
 accuracy breaks ties); test is not read. Needs scikit-learn (requirements-eval.txt); the model
-is plain JSON of named weights, read by `linker.load_model` with numpy alone.
+is plain JSON, read by `linker.load_model` with numpy alone.
 
-Why a logistic regression over binary features: the sessionizer scores every candidate of every
-message (up to 50 per message) in its hot path, and a dot product over the window is a few
-microseconds in numpy; a tree ensemble evaluated per candidate in Python is not (see
-`models/README.md` for what was measured).
+Why a small feed-forward net (scikit-learn's `MLPClassifier`, one hidden layer, a few seeds
+averaged): the linker scores every candidate of every message in the sessionizer's hot path; one
+hidden layer over the window's rows is two matrix products in numpy, while it can combine
+features a linear model only adds up (a long silence with a mention, an answer to a question
+several messages back). The same code also fits the linear model (`--kinds linear`) it is
+compared with.
 
 Fitting: every annotated message gives one row per candidate in its window plus one "starts a
 conversation" row; a row is positive when it is one of the message's annotated parents (itself
 for a start). Messages whose every true parent lies outside the window have no positive row and
 are left out of the fit (no choice could be right for them); they still count in dev figures.
+Far candidates (beyond `NEAR` messages) are sampled (`--far-share`), which keeps the fit small;
+the start offset chosen on dev absorbs the shift it gives the scores.
+
+`--stretch` adds copies of the train chunks with every time gap multiplied (a channel as busy in
+messages but slower in time): the Ubuntu chunks are busy (a message every 7.5 s at the median),
+and a quiet channel's replies come minutes after their question, where the busy chunks alone
+would teach that a minute-old message is rarely answered.
 """
 
 from __future__ import annotations
@@ -36,30 +45,32 @@ import numpy.typing as npt
 from beepgpt.contracts import conversation_id
 from offline.evaluation.conversations.data import Annotated, load_annotated, people_messages, split
 from offline.evaluation.conversations.metrics import Scores, score
-from sessionizer.linker import PAIR_FEATURES, SELF_FEATURES, Linker, LinkerModel
+from sessionizer.linker import FEATURES, Linker, LinkerModel
 
-MAX_WINDOW_MESSAGES = 80
-MAX_WINDOW_S = 7_200.0
+MAX_WINDOW_MESSAGES = 100
+MAX_WINDOW_S = 14_400.0
+NEAR = 20
+"""Candidates this close (in messages) always enter the fit; farther ones are sampled."""
 
 
 @dataclass
 class Example:
-    """One flow message with the features of every candidate in the largest window."""
+    """One flow message with the feature rows of every candidate in the largest window."""
 
     message: str
-    pair: npt.NDArray[np.uint8]
+    pair: npt.NDArray[np.float32]
     candidates: list[str]
-    self_row: npt.NDArray[np.float64]
+    self_row: npt.NDArray[np.float32]
     distance: npt.NDArray[np.int64]
     age_s: npt.NDArray[np.float64]
 
 
-def collect(data: Annotated) -> list[Example]:
+def collect(data: Annotated, *, stretch: float = 1.0, annotated_only: bool = False) -> list[Example]:
     """Every flow message of `data` in time order, with its candidates (decisions do not change
-    features, so one pass serves every setting)."""
-    zero = LinkerModel(
-        pair_weights=np.zeros(len(PAIR_FEATURES)),
-        self_weights=np.zeros(len(SELF_FEATURES)),
+    features, so one pass serves every setting). `stretch` multiplies every time gap;
+    `annotated_only` keeps only the examples of messages with known parents (for fitting)."""
+    zero = LinkerModel.linear(
+        np.zeros(len(FEATURES)),
         window_messages=MAX_WINDOW_MESSAGES,
         window_s=MAX_WINDOW_S,
         version="collect",
@@ -67,18 +78,21 @@ def collect(data: Annotated) -> list[Example]:
     )
     linker = Linker(zero)
     examples: list[Example] = []
-    table = data.table
-    for channel, ts, thread_ts, user, text in people_messages(table):
+    for channel, ts, thread_ts, user, text in people_messages(data.table):
         if thread_ts is not None and thread_ts != ts:
             continue  # a thread reply: its thread, never the linker
-        sent = float(ts)
+        sent = float(ts) * stretch
+        message = conversation_id(str(channel), str(ts))
+        if annotated_only and message not in data.parents:
+            linker.add(str(channel), str(ts), sent, str(user), str(text), str(ts))
+            continue
         found = linker.candidates(str(channel), sent, str(user), str(text))
         examples.append(
             Example(
-                message=conversation_id(str(channel), str(ts)),
-                pair=found.pair.astype(np.uint8),
+                message=message,
+                pair=found.pair.astype(np.float32),
                 candidates=[conversation_id(str(channel), c) for c in found.ts],
-                self_row=found.self_row,
+                self_row=found.self_row.astype(np.float32),
                 distance=found.distance,
                 age_s=found.age_s,
             )
@@ -92,43 +106,86 @@ def _in_window(example: Example, messages: int, seconds: float) -> npt.NDArray[n
 
 
 def design(
-    examples: list[Example], parents: dict[str, frozenset[str]], messages: int, seconds: float
+    examples: list[Example],
+    parents: dict[str, frozenset[str]],
+    messages: int,
+    seconds: float,
+    *,
+    far_share: float = 1.0,
+    seed: int = 0,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
-    """The fitting rows: candidates then the start row of every annotated message with a positive."""
+    """The fitting rows: candidates then the start row of every annotated message with a
+    positive; candidates farther than `NEAR` that are not parents kept with `far_share`."""
+    rng = np.random.default_rng(seed)
     blocks: list[npt.NDArray[np.float32]] = []
     labels: list[npt.NDArray[np.int8]] = []
-    width = len(PAIR_FEATURES) + len(SELF_FEATURES)
     for example in examples:
         true = parents.get(example.message)
         if not true:
             continue
         keep = _in_window(example, messages, seconds)
-        y = np.array([c in true for c, k in zip(example.candidates, keep, strict=True) if k] + [example.message in true])
+        y_all = np.array([c in true for c in example.candidates], dtype=bool)
+        if far_share < 1.0:
+            far = (example.distance > NEAR) & ~y_all
+            keep &= ~far | (rng.random(len(keep)) < far_share)
+        y = np.append(y_all[keep], example.message in true)
         if not y.any():
             continue
-        rows = np.zeros((len(y), width), dtype=np.float32)
-        rows[:-1, : len(PAIR_FEATURES)] = example.pair[keep]
-        rows[-1, len(PAIR_FEATURES) :] = example.self_row
-        blocks.append(rows)
+        blocks.append(np.vstack([example.pair[keep], example.self_row[None, :]]))
         labels.append(y.astype(np.int8))
     return np.vstack(blocks), np.concatenate(labels)
 
 
-def fit(x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], c: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Pair and self weights of an L2 logistic regression (the intercept is dropped: it adds the
-    same to every choice of a message)."""
+def fit_linear(x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], c: float) -> tuple[Any, ...]:
+    """Layers of an L2 logistic regression (the intercept is dropped: it adds the same to every
+    choice of a message)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=c, max_iter=2_000, tol=1e-6)
     model.fit(x, y)
-    w = model.coef_[0].astype(np.float64)
-    return w[: len(PAIR_FEATURES)], w[len(PAIR_FEATURES) :]
+    w = model.coef_[0].astype(np.float64).reshape(-1, 1)
+    return w, np.zeros(1), np.ones(1), "identity"
+
+
+def fit_mlp(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], units: int, alpha: float, seeds: int
+) -> tuple[Any, ...]:
+    """Layers of `seeds` one-hidden-layer nets side by side: their mean logit (the output bias
+    is dropped, as above)."""
+    from sklearn.neural_network import MLPClassifier
+
+    hidden, biases, outputs = [], [], []
+    for seed in range(seeds):
+        net = MLPClassifier(
+            hidden_layer_sizes=(units,), activation="relu", alpha=alpha, batch_size=512,
+            learning_rate_init=1e-3, max_iter=12, n_iter_no_change=3, tol=1e-5,
+            early_stopping=False, random_state=seed,
+        )
+        net.fit(x, y)
+        hidden.append(net.coefs_[0].astype(np.float64))
+        biases.append(net.intercepts_[0].astype(np.float64))
+        outputs.append(net.coefs_[1][:, 0].astype(np.float64) / seeds)
+    return np.hstack(hidden), np.concatenate(biases), np.concatenate(outputs), "relu"
+
+
+def build(layers: tuple[Any, ...], messages: int, seconds: float, version: str, meta: dict[str, Any]) -> LinkerModel:
+    hidden, bias, output, activation = layers
+    return LinkerModel(hidden=hidden, hidden_bias=bias, output=output, activation=activation,
+                       window_messages=messages, window_s=seconds, version=version, meta=meta)
+
+
+def example_scores(examples: list[Example], model: LinkerModel) -> list[tuple[npt.NDArray[np.float64], float]]:
+    """Each example's candidate scores (all of the largest window) and its start score."""
+    out = []
+    for example in examples:
+        s = model.score(np.vstack([example.pair, example.self_row[None, :]]).astype(np.float64))
+        out.append((s[:-1], float(s[-1])))
+    return out
 
 
 def decide(
     examples: list[Example],
-    pair_w: npt.NDArray[np.float64],
-    self_w: npt.NDArray[np.float64],
+    scored: list[tuple[npt.NDArray[np.float64], float]],
     messages: int,
     seconds: float,
     offset: float,
@@ -136,25 +193,23 @@ def decide(
     """Each message's conversation (its root's id) and chosen parent, as `Linker.link` decides."""
     root: dict[str, str] = {}
     chosen: dict[str, str | None] = {}
-    for example in examples:
-        keep = _in_window(example, messages, seconds)
+    for example, (scores, own) in zip(examples, scored, strict=True):
+        keep = np.flatnonzero(_in_window(example, messages, seconds))
         parent = None
-        if keep.any():
-            scores = example.pair[keep] @ pair_w
-            best = int(np.argmax(scores))
-            if scores[best] > float(example.self_row @ self_w) + offset:
-                parent = [c for c, k in zip(example.candidates, keep, strict=True) if k][best]
+        if len(keep):
+            best = int(keep[np.argmax(scores[keep])])
+            if scores[best] > own + offset:
+                parent = example.candidates[best]
         chosen[example.message] = parent
         root[example.message] = root[parent] if parent is not None else example.message
     return root, chosen
 
 
-def measure(
-    data: Annotated, examples: list[Example], weights: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
-    messages: int, seconds: float, offset: float,
-) -> Scores:
-    root, chosen = decide(examples, *weights, messages, seconds, offset)
+def measure(data: Annotated, examples: list[Example], scored: list[tuple[npt.NDArray[np.float64], float]],
+            messages: int, seconds: float, offset: float) -> Scores:
+    root, chosen = decide(examples, scored, messages, seconds, offset)
     return score(data.truth, root, true_parents=data.parents, chosen_parents=chosen)
+
 
 
 def main(argv: list[str]) -> int:
@@ -162,10 +217,16 @@ def main(argv: list[str]) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="Slack export with conversations.json and links.json")
     p.add_argument("--out", type=Path, required=True, help="model JSON to write")
-    p.add_argument("--version", default="1")
-    p.add_argument("--windows", default="30x1800,50x1800,50x3600,80x3600", help="MESSAGESxSECONDS candidates")
-    p.add_argument("--c", default="0.1,1,10", help="regularisation strengths to try")
-    p.add_argument("--offsets", default="-1,-0.5,-0.25,0,0.25,0.5,1", help="start-score offsets to try")
+    p.add_argument("--version", default="2")
+    p.add_argument("--windows", default="100x3600", help="MESSAGESxSECONDS candidates")
+    p.add_argument("--kinds", default="mlp", help="linear and/or mlp")
+    p.add_argument("--c", default="1", help="linear: regularisation strengths to try")
+    p.add_argument("--units", default="32", help="mlp: hidden units to try")
+    p.add_argument("--alpha", default="1e-4", help="mlp: L2 penalties to try")
+    p.add_argument("--seeds", type=int, default=3, help="mlp: nets averaged")
+    p.add_argument("--far-share", type=float, default=0.3, help="share of far non-parent candidates fitted on")
+    p.add_argument("--stretch", default="1", help="time-gap factors of the train copies (1: as is)")
+    p.add_argument("--offsets", default="-1,-0.5,-0.25,0,0.25,0.5,1,1.5,2", help="start-score offsets to try")
     args = p.parse_args(argv)
     started = time.monotonic()
     data = load_annotated(args.data, args.data / "conversations.json", args.data / "links.json")
@@ -173,44 +234,66 @@ def main(argv: list[str]) -> int:
     train, dev = parts["train"], parts["dev"]
     print(f"train {len(train.truth)} / dev {len(dev.truth)} annotated messages "
           f"({train.table['channel'].nunique()} / {dev.table['channel'].nunique()} chunks)", file=sys.stderr)
-    train_examples, dev_examples = collect(train), collect(dev)
+    stretch = [float(v) for v in args.stretch.split(",")]
+    train_examples = [e for k in stretch for e in collect(train, stretch=k, annotated_only=True)]
+    dev_examples = collect(dev)
     trials: list[dict[str, Any]] = []
-    best: tuple[tuple[float, float], dict[str, Any], Any] | None = None
+    best: tuple[tuple[float, float], dict[str, Any], LinkerModel] | None = None
     for window in args.windows.split(","):
         messages, seconds = int(window.split("x")[0]), float(window.split("x")[1])
-        x, y = design(train_examples, train.parents, messages, seconds)
-        for c in (float(v) for v in args.c.split(",")):
-            weights = fit(x, y, c)
+        x, y = design(train_examples, train.parents, messages, seconds, far_share=args.far_share)
+        print(f"window {window}: {len(y)} rows", file=sys.stderr)
+        settings: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
+        for kind in args.kinds.split(","):
+            if kind == "linear":
+                for c in (float(v) for v in args.c.split(",")):
+                    settings.append(({"kind": "linear", "c": c}, fit_linear(x, y, c)))
+            elif kind == "mlp":
+                for units in (int(v) for v in args.units.split(",")):
+                    for alpha in (float(v) for v in args.alpha.split(",")):
+                        settings.append(({"kind": "mlp", "units": units, "alpha": alpha, "seeds": args.seeds},
+                                         fit_mlp(x, y, units, alpha, args.seeds)))
+            else:
+                raise SystemExit(f"unknown kind {kind!r}")
+        for setting, layers in settings:
+            model = build(layers, messages, seconds, args.version, {})
+            scored = example_scores(dev_examples, model)
             for offset in (float(v) for v in args.offsets.split(",")):
-                got = measure(dev, dev_examples, weights, messages, seconds, offset)
-                trial = {"window_messages": messages, "window_s": seconds, "c": c, "self_offset": offset,
-                         "dev": got.as_dict()}
+                got = measure(dev, dev_examples, scored, messages, seconds, offset)
+                trial = {"window_messages": messages, "window_s": seconds, **setting, "self_offset": offset,
+                         "stretch": stretch, "far_share": args.far_share, "dev": got.as_dict()}
                 trials.append(trial)
                 print(json.dumps(trial), file=sys.stderr)
                 key = (got.exact_f1, got.link_accuracy or 0.0)
                 if best is None or key > best[0]:
-                    best = (key, trial, weights)
+                    best = (key, trial, model)
     assert best is not None
-    _, chosen, (pair_w, self_w) = best
-    # The offset is folded into the start bias, so the shipped model needs no extra setting.
-    self_w = self_w.copy()
-    self_w[SELF_FEATURES.index("self_bias")] += chosen["self_offset"]
-    model = LinkerModel(
-        pair_weights=pair_w,
-        self_weights=self_w,
-        window_messages=chosen["window_messages"],
-        window_s=chosen["window_s"],
-        version=args.version,
+    _, chosen, model = best
+    # The offset is folded into the start row's bias, so the shipped model needs no setting.
+    hidden = model.hidden.copy()
+    if model.activation == "identity":
+        hidden[FEATURES.index("self_bias"), 0] += chosen["self_offset"]
+    else:  # a hidden unit that is on only for the start row, worth the offset
+        column = np.zeros((len(FEATURES), 1))
+        column[FEATURES.index("self_bias"), 0] = 1.0
+        hidden = np.hstack([hidden, column])
+    output = model.output if model.activation == "identity" else np.append(model.output, chosen["self_offset"])
+    bias = model.hidden_bias if model.activation == "identity" else np.append(model.hidden_bias, 0.0)
+    shipped = LinkerModel(
+        hidden=hidden, hidden_bias=bias, output=output, activation=model.activation,
+        window_messages=chosen["window_messages"], window_s=chosen["window_s"], version=args.version,
         meta={
             "trained_on": "Ubuntu IRC disentanglement corpus, train split (Kummerfeld et al., ACL 2019; CC BY 4.0)",
+            "trained_by": "offline.training.linker",
             "split": "offline.evaluation.conversations.data.split_of: crc32(chunk name) % 5 == 3 dev, == 4 test, else train",
-            "fitted_with": "scikit-learn LogisticRegression (L2), C chosen on dev",
-            "chosen": {k: chosen[k] for k in ("window_messages", "window_s", "c", "self_offset")},
+            "fitted_with": "scikit-learn " + ("MLPClassifier (one hidden layer, seeds averaged)"
+                                              if model.activation == "relu" else "LogisticRegression (L2)"),
+            "chosen": {k: v for k, v in chosen.items() if k != "dev"},
             "dev": chosen["dev"],
             "train_annotated_messages": len(train.truth),
         },
     )
-    args.out.write_text(json.dumps(model.to_dict(), indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(shipped.to_dict(), indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}: {json.dumps(chosen)} in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return 0
 

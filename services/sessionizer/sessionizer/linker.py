@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -43,10 +44,10 @@ import numpy as np
 import numpy.typing as npt
 
 FORMAT = "beepgpt-reply-linker"
-FEATURE_SET = 1
+FEATURE_SET = 2
 """Bumped whenever a feature changes meaning: a model fitted on another feature set is refused."""
 
-DEFAULT_MODEL = "reply-linker-v1.json"
+DEFAULT_MODEL = "reply-linker-v2.json"
 """The shipped model, in `sessionizer/models/`."""
 
 # --- what a message says -------------------------------------------------------------------------
@@ -104,78 +105,88 @@ def read(text: str) -> Said:
 
 # --- features ------------------------------------------------------------------------------------
 
-DIST_EDGES = np.array([1, 2, 3, 5, 8, 13, 21, 34])
+DIST_EDGES = np.array([1, 2, 3, 4, 5, 6, 8, 10, 13, 17, 23, 31, 42, 56, 75, 100])
 """Flow messages from the candidate to the new one (1 = the previous message), binned."""
-TIME_EDGES = np.array([5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0, 900.0, 1800.0, 3600.0, 7200.0])
-"""Seconds from the candidate to the new message, binned (log-like)."""
+TIME_EDGES = np.array(
+    [2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 360.0, 480.0, 720.0,
+     900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 10800.0, 14400.0]
+)
+"""Seconds from the candidate to the new message, binned (log-like, up to four hours: a quiet
+channel's reply may come long after its question)."""
 
 _PAIR_FLAGS = (
     "same_user",  # the same author going on
-    "same_user_latest",  # ... and the candidate is their latest message
+    "same_user_latest",  # ... and the candidate is their previous message
     "mentions_author",  # the new message mentions the candidate's author
     "mentions_author_latest",  # ... whose latest message the candidate is
     "author_mentions_me",  # the candidate mentions the new message's author
     "author_mentions_me_unanswered",  # ... who has not spoken since
     "author_latest",  # the candidate is its author's latest message
+    "their_since_1",  # the candidate's author wrote one more message after it
+    "their_since_2plus",  # ... two or more
     "mentions_someone_else",  # the new message addresses somebody else
+    "candidate_mentions_other",  # the candidate addresses somebody other than the new author
     "i_spoke_since",  # the new message's author spoke after the candidate
+    "mine_since_2plus",  # ... at least twice
     "they_addressed_me_since",  # the candidate's author mentioned me in it or after it
     "i_addressed_them_since",  # I mentioned the candidate's author after it
     "overlap_1",
     "overlap_2",
     "overlap_3plus",  # content words shared
-    "candidate_question",
     "answers_question",  # candidate asks, the new message by someone else does not
-    "candidate_thanks",
     "thanks_other",  # the new message thanks, the candidate is someone else's
-    "candidate_greeting",
-    "candidate_code",
-    "candidate_url",
     "code_both",
+    "url_both",
     "opener_other",  # the new message opens like a reply ("yes", "it", "try"), to someone else
-    "candidate_short",
-    "candidate_long",
+    "log_distance",  # log(1 + distance) / log(101): continuous, for the hidden layer
+    "log_age",  # log(1 + seconds) / log(14401)
 )
+_CUES = ("question", "thanks", "greeting", "opener", "code", "url", "short", "long", "mentions")
+"""A message's own cues: a candidate's (in its pair row), the new message's (in every row)."""
+
 PAIR_FEATURES: tuple[str, ...] = (
     *(f"dist_{i}" for i in range(len(DIST_EDGES) + 1)),
     *(f"time_{i}" for i in range(len(TIME_EDGES) + 1)),
     *_PAIR_FLAGS,
+    *(f"candidate_{c}" for c in _CUES),
 )
-SELF_FEATURES: tuple[str, ...] = (
-    "self_bias",
-    "self_mentions",
-    "self_question",
-    "self_greeting",
-    "self_thanks",
-    "self_opener",
-    "self_code",
-    "self_url",
-    "self_short",
-    "self_long",
-)
-"""The score of "starts a conversation": from the message alone (see the module docstring)."""
+"""Columns only a candidate's row has (zero in the "starts a conversation" row)."""
+MESSAGE_FEATURES: tuple[str, ...] = tuple(f"message_{c}" for c in _CUES)
+"""Columns of the new message, the same in every row of it (so the hidden layer can combine
+them with a candidate's features)."""
+SELF_FEATURES: tuple[str, ...] = ("self_bias", *(f"self_{c}" for c in _CUES))
+"""Columns only the "starts a conversation" row has: from the message alone (module docstring)."""
+FEATURES: tuple[str, ...] = (*PAIR_FEATURES, *MESSAGE_FEATURES, *SELF_FEATURES)
+"""One row per choice (each candidate, and starting a conversation), in this column order."""
 
 _D0 = 0
 _T0 = len(DIST_EDGES) + 1
 _F0 = _T0 + len(TIME_EDGES) + 1
-_FLAG = {name: _F0 + i for i, name in enumerate(_PAIR_FLAGS)}
+_FLAG_ROW = {name: i for i, name in enumerate(_PAIR_FLAGS)}
+_C0 = _F0 + len(_PAIR_FLAGS)
+_M0 = len(PAIR_FEATURES)
+_S0 = _M0 + len(MESSAGE_FEATURES)
+_LOG_DIST = float(np.log1p(DIST_EDGES[-1]))
+_LOG_AGE = float(np.log1p(TIME_EDGES[-1]))
+
+
+def cues(said: Said) -> npt.NDArray[np.float64]:
+    """A message's cues in `_CUES` order."""
+    return np.array(
+        [said.question, said.thanks, said.greeting, said.opener, said.code, said.url,
+         said.length == 0, said.length == 2, bool(said.mentions)],
+        dtype=np.float64,
+    )
 
 
 def self_features(said: Said) -> npt.NDArray[np.float64]:
-    return np.array(
-        [
-            1.0,
-            float(bool(said.mentions)),
-            float(said.question),
-            float(said.greeting),
-            float(said.thanks),
-            float(said.opener),
-            float(said.code),
-            float(said.url),
-            float(said.length == 0),
-            float(said.length == 2),
-        ]
-    )
+    """The "starts a conversation" row of a message: its cues, as message and as self columns."""
+    row = np.zeros(len(FEATURES))
+    c = cues(said)
+    row[_M0:_S0] = c
+    row[_S0] = 1.0
+    row[_S0 + 1 :] = c
+    return row
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -187,14 +198,41 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class LinkerModel:
-    """Weights of the pair and self features, and the window the model was chosen with."""
+    """A scorer of choices: score = relu(x @ hidden + hidden_bias) @ output for a feed-forward
+    net (`activation` "relu"), or x @ hidden[:, 0] for a linear model ("identity", one column).
 
-    pair_weights: npt.NDArray[np.float64]
-    self_weights: npt.NDArray[np.float64]
+    An ensemble of nets is one wider net (hidden units side by side, output weights divided by
+    their number: the mean of their logits), so scoring a window stays two matrix products.
+    `hidden` is stored by feature name (one list of hidden weights per feature)."""
+
+    hidden: npt.NDArray[np.float64]
+    """(len(FEATURES), units)."""
+    hidden_bias: npt.NDArray[np.float64]
+    output: npt.NDArray[np.float64]
+    activation: str
     window_messages: int
     window_s: float
     version: str
     meta: dict[str, Any]
+
+    def score(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The score of each row of `x` (rows in `FEATURES` order); higher is more likely."""
+        z = x @ self.hidden
+        if self.activation == "relu":
+            z += self.hidden_bias
+            np.maximum(z, 0.0, out=z)
+        return np.asarray(z @ self.output)
+
+    @classmethod
+    def linear(cls, weights: npt.NDArray[np.float64], **kwargs: Any) -> LinkerModel:
+        """A linear model over `FEATURES` (weights in that order)."""
+        return cls(
+            hidden=np.asarray(weights, dtype=np.float64).reshape(-1, 1),
+            hidden_bias=np.zeros(1),
+            output=np.ones(1),
+            activation="identity",
+            **kwargs,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LinkerModel:
@@ -203,22 +241,30 @@ class LinkerModel:
                 f"not a {FORMAT} model of feature set {FEATURE_SET}: "
                 f"{data.get('format')!r} / {data.get('feature_set')!r}"
             )
-        weights: dict[str, float] = data["weights"]
-        missing = [n for n in (*PAIR_FEATURES, *SELF_FEATURES) if n not in weights]
+        hidden: dict[str, list[float]] = data["hidden"]
+        missing = [n for n in FEATURES if n not in hidden]
         if missing:
             raise ModelError(f"the model lacks weights for {missing}")
+        activation = str(data.get("activation", "relu"))
+        if activation not in ("relu", "identity"):
+            raise ModelError(f"unknown activation {activation!r}")
+        w = np.array([hidden[n] for n in FEATURES], dtype=np.float64)
+        bias = np.array(data["hidden_bias"], dtype=np.float64)
+        out = np.array(data["output"], dtype=np.float64)
+        if w.ndim != 2 or bias.shape != (w.shape[1],) or out.shape != (w.shape[1],):
+            raise ModelError(f"inconsistent layer shapes {w.shape} / {bias.shape} / {out.shape}")
         return cls(
-            pair_weights=np.array([weights[n] for n in PAIR_FEATURES], dtype=np.float64),
-            self_weights=np.array([weights[n] for n in SELF_FEATURES], dtype=np.float64),
+            hidden=w,
+            hidden_bias=bias,
+            output=out,
+            activation=activation,
             window_messages=int(data["window_messages"]),
             window_s=float(data["window_s"]),
             version=str(data["version"]),
-            meta={k: v for k, v in data.items() if k not in ("weights",)},
+            meta={k: v for k, v in data.items() if k not in ("hidden", "hidden_bias", "output")},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        weights = dict(zip(PAIR_FEATURES, self.pair_weights.tolist(), strict=True))
-        weights.update(zip(SELF_FEATURES, self.self_weights.tolist(), strict=True))
         data = dict(self.meta)
         data.update(
             format=FORMAT,
@@ -226,7 +272,10 @@ class LinkerModel:
             version=self.version,
             window_messages=self.window_messages,
             window_s=self.window_s,
-            weights={k: round(v, 6) for k, v in weights.items()},
+            activation=self.activation,
+            hidden={n: [round(v, 6) for v in row] for n, row in zip(FEATURES, self.hidden.tolist(), strict=True)},
+            hidden_bias=[round(v, 6) for v in self.hidden_bias.tolist()],
+            output=[round(v, 6) for v in self.output.tolist()],
         )
         return data
 
@@ -269,14 +318,17 @@ class _Window:
         self.users = np.full(size, -1, dtype=np.int64)
         self.mention_a = np.full(size, -2, dtype=np.int64)
         self.mention_b = np.full(size, -2, dtype=np.int64)
-        self.latest = np.zeros(size, dtype=bool)
-        # candidate cues: question, thanks, greeting, code, url, short, long
-        self.cues = np.zeros((size, 7))
+        self.since = np.zeros(size, dtype=np.int64)
+        """Messages its author wrote after each slot's message, up to 2 (0: its author's latest)."""
+        self.question = np.zeros(size)
+        """Each slot's question cue (the first of `cues`, for `answers_question`)."""
+        self.cues = np.zeros((size, len(_CUES)))
+        self.slot_score = np.zeros(size)
+        """A linear model's weight of what a slot's message says alone (its cues, whether it
+        addresses someone) and of its author's messages after it: kept up to date by `_add`."""
         self.words: list[frozenset[str]] = [frozenset()] * size
         self.ts: list[str] = [""] * size
         self.roots: list[str] = [""] * size
-        self.latest_slot: dict[int, int] = {}
-        self.last_seq: dict[int, int] = {}
         self.mentioned_me: dict[int, dict[int, int]] = {}
         """user → {author: seq of the author's latest message mentioning that user}: "they
         mentioned me in or after the candidate" is one comparison per author who did, and
@@ -285,6 +337,10 @@ class _Window:
         """author → {user: seq of the author's latest message mentioning them}."""
         self.word_slots: dict[str, set[int]] = {}
         """content word → the slots whose message has it (shared words without a loop over the window)."""
+        self.by_user: dict[int, deque[int]] = {}
+        """author → seqs of their messages in the ring, oldest first."""
+        self.mentioning: dict[int, deque[int]] = {}
+        """user → seqs of the ring's messages that mention them (first two mentions), oldest first."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +348,7 @@ class Candidates:
     """A message's feature rows, before it is decided (what training reads)."""
 
     pair: npt.NDArray[np.float64]
-    """One row of `PAIR_FEATURES` per candidate, oldest first (see `ts`)."""
+    """One row of `FEATURES` per candidate, oldest first (see `ts`)."""
     ts: list[str]
     self_row: npt.NDArray[np.float64]
     distance: npt.NDArray[np.int64]
@@ -314,9 +370,23 @@ class Linker:
         """Added to every "starts a conversation" score (settings are chosen with it)."""
         self._windows: dict[str, _Window] = {}
         self._user_ids: dict[str, int] = {}
+        self._weights = self.model.hidden[:, 0] * self.model.output[0] if self.model.activation == "identity" else None
+        """A linear model's weights: `link` then scores without building rows (`_linear_scores`)."""
+        self._cue_weights = None if self._weights is None else self._weights[_C0:_M0]
+        w = self._weights if self._weights is not None else np.zeros(len(FEATURES))
+        self._w = {name: float(w[_F0 + i]) for i, name in enumerate(_PAIR_FLAGS)}
+        self._w["log_age"] /= _LOG_AGE
+        distances = np.arange(self.model.window_messages, 0, -1)  # oldest candidate first
+        self._dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
+            np.log1p(distances) * self._w["log_distance"] / _LOG_DIST
+        )
+        self._overlap = (0.0, self._w["overlap_1"], self._w["overlap_2"], self._w["overlap_3plus"])
+        self._since_score = (self._w["author_latest"], self._w["their_since_1"], self._w["their_since_2plus"])
+        """A slot's weight for its author's messages after it: none, one, two or more."""
 
     def link(self, channel: str, ts: str, sent_s: float, user: str, text: str) -> Link:
         said = read(text)
+        message = cues(said)
         window = self._windows.get(channel)
         if window is None:
             window = self._windows[channel] = _Window(self.model.window_messages)
@@ -325,14 +395,16 @@ class Linker:
         parent: str | None = None
         root = ts
         if len(slots):
-            x = self._pair_rows(window, slots, said, user_id, sent_s)
-            scores = x @ self.model.pair_weights
+            if self._weights is not None:
+                scores, own = self._linear_scores(window, slots, said, user_id, sent_s, message)
+            else:
+                both = self.model.score(self._rows(window, slots, said, user_id, sent_s))
+                scores, own = both[:-1], float(both[-1])
             best = int(np.argmax(scores))
-            own = float(self_features(said) @ self.model.self_weights) + self.self_offset
-            if scores[best] > own:
+            if scores[best] > own + self.self_offset:
                 slot = int(slots[best])
                 parent, root = window.ts[slot], window.roots[slot]
-        self._add(window, ts, sent_s, user_id, said, root)
+        self._add(window, ts, sent_s, user_id, said, root, message)
         return Link(parent, root)
 
     def candidates(self, channel: str, sent_s: float, user: str, text: str) -> Candidates:
@@ -340,11 +412,11 @@ class Linker:
         window = self._windows.setdefault(channel, _Window(self.model.window_messages))
         slots = self._slots(window, sent_s)
         user_id = self._user_id(user)
-        x = self._pair_rows(window, slots, said, user_id, sent_s)
+        x = self._rows(window, slots, said, user_id, sent_s)
         return Candidates(
-            x,
+            x[:-1],
             [window.ts[int(s)] for s in slots],
-            self_features(said),
+            x[-1],
             distance=window.seq - window.seqs[slots],
             age_s=np.maximum(sent_s - window.times[slots], 0.0),
         )
@@ -362,52 +434,186 @@ class Linker:
         return found
 
     def _slots(self, window: _Window, sent_s: float) -> npt.NDArray[np.int64]:
-        """The window's slots still within `window_s` of `sent_s`, oldest first."""
+        """The window's candidates, oldest first: the ring's messages after the latest one older
+        than `window_s` (all of them in time order; a suffix of the ring, so candidates are
+        consecutive messages and `_linear_scores` can address them by seq)."""
         n = window.filled
         if n == 0:
             return np.empty(0, dtype=np.int64)
         order = (np.arange(window.next - n, window.next) % window.size).astype(np.int64)
-        recent = window.times[order] >= sent_s - self.model.window_s
-        return order[recent]
+        old = np.flatnonzero(window.times[order] < sent_s - self.model.window_s)
+        return order[old[-1] + 1 :] if len(old) else order
 
-    def _pair_rows(
+    def _rows(
         self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
     ) -> npt.NDArray[np.float64]:
+        """One row of `FEATURES` per candidate, then the "starts a conversation" row (the last)."""
         n = len(slots)
-        x = np.zeros((n, len(PAIR_FEATURES)))
+        x = np.zeros((n + 1, len(FEATURES)))
+        x[n] = self_features(said)
+        x[:n, _M0:_S0] = x[n, _M0:_S0]
         if n == 0:
             return x
+        dist_bin, time_bin, flags = self._pairs(window, slots, said, user, sent_s)
         rows = np.arange(n)
-        dist = window.seq - window.seqs[slots]
-        x[rows, _D0 + np.searchsorted(DIST_EDGES, dist, side="left")] = 1.0
+        x[rows, _D0 + dist_bin] = 1.0
+        x[rows, _T0 + time_bin] = 1.0
+        x[:n, _F0:_C0] = flags.T
+        x[:n, _C0:_M0] = window.cues[slots]
+        return x
+
+    def _linear_scores(
+        self,
+        window: _Window,
+        slots: npt.NDArray[np.int64],
+        said: Said,
+        user: int,
+        sent_s: float,
+        message_cues: npt.NDArray[np.float64] | None = None,
+    ) -> tuple[npt.NDArray[np.float64], float]:
+        """The candidates' scores and the start score of a linear model, without building rows
+        (what `link` runs; equal to `_rows` @ weights, which a test checks on random chat).
+
+        Each group of features is added where it applies: distance is a fixed vector (the
+        candidates are the latest messages), a candidate's own cues and its author's later
+        messages were weighted when they happened (`slot_score`), and what depends on the new
+        message's author and mentions is added at the few seqs it concerns (`by_user`,
+        `mentioning`), so a message costs a handful of vector operations and short loops."""
+        w = self._weights
+        assert w is not None
+        g = self._w
+        n = len(slots)
+        seq0 = window.seq - n  # the oldest candidate's seq; candidate i has seq seq0 + i
         dt = np.maximum(sent_s - window.times[slots], 0.0)
-        x[rows, _T0 + np.searchsorted(TIME_EDGES, dt, side="right")] = 1.0
+        scores = self._dist_score[-n:] + window.slot_score[slots]
+        scores += w[_T0 + np.searchsorted(TIME_EDGES, dt, side="right")]
+        scores += np.log1p(dt) * g["log_age"]
+        message = cues(said) if message_cues is None else message_cues
+        constant = float(message @ w[_M0:_S0])
+        own = constant + w[_S0] + float(message @ w[_S0 + 1 :])
+        # "to someone else" cues: everyone's candidates, mine taken back below
+        other_all = constant
+        if said.thanks:
+            other_all += g["thanks_other"]
+        if said.opener:
+            other_all += g["opener_other"]
+        if said.mentions:
+            other_all += g["mentions_someone_else"]
+        scores += other_all
+        if not said.question:
+            scores += window.question[slots] * g["answers_question"]
+        if said.code:
+            scores += window.cues[slots, 4] * g["code_both"]
+        if said.url:
+            scores += window.cues[slots, 5] * g["url_both"]
+        mine = [q - seq0 for q in window.by_user.get(user, ()) if q >= seq0]  # oldest first
+        mentioned_not_mine = 0.0
+        if said.mentions:
+            mentioned_not_mine = -g["mentions_someone_else"]
+        for i in mine:
+            scores[i] += g["same_user"] - (other_all - constant)
+            if not said.question:
+                scores[i] -= window.question[slots[i]] * g["answers_question"]
+        if mine:
+            last = mine[-1]
+            scores[last] += g["same_user_latest"]
+            scores[:last] += g["i_spoke_since"]
+            if len(mine) >= 2:
+                scores[: mine[-2]] += g["mine_since_2plus"]
+        my_last = mine[-1] if mine else -1
+        for name in said.mentions:
+            them = self._user_ids.get(name)
+            if them is None or them == user:
+                continue
+            theirs = [q - seq0 for q in window.by_user.get(them, ()) if q >= seq0]
+            for i in theirs:
+                scores[i] += g["mentions_author"] + mentioned_not_mine
+            if theirs:
+                scores[theirs[-1]] += g["mentions_author_latest"]
+        for q in window.mentioning.get(user, ()):
+            i = q - seq0
+            if i < 0:
+                continue
+            scores[i] -= g["candidate_mentions_other"]
+            if window.users[q % window.size] != user:
+                scores[i] += g["author_mentions_me"]
+                if my_last < i:
+                    scores[i] += g["author_mentions_me_unanswered"]
+        oldest = window.seq - window.filled
+        for table, flag in ((window.mentioned_me, "they_addressed_me_since"), (window.mentioned_by, "i_addressed_them_since")):
+            by_user = table.get(user)
+            if not by_user:
+                continue
+            weight = g[flag]
+            for them, latest_seq in list(by_user.items()):
+                if latest_seq < oldest:
+                    del by_user[them]
+                    continue
+                if them == user:
+                    continue
+                for q in window.by_user.get(them, ()):
+                    if seq0 <= q <= latest_seq:
+                        scores[q - seq0] += weight
+        if said.words:
+            counts: dict[int, int] = {}
+            index = window.word_slots
+            for word in said.words:
+                for held in index.get(word, ()):
+                    counts[held] = counts.get(held, 0) + 1
+            buckets = self._overlap
+            for held, shared in counts.items():
+                i = int(window.seqs[held]) - seq0
+                if i >= 0:
+                    scores[i] += buckets[min(shared, 3)]
+        return scores, own
+
+    def _pairs(
+        self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Each candidate's distance bin, time bin and `_PAIR_FLAGS` (one row per flag: rows
+        are contiguous, so each flag is one vector write)."""
+        n = len(slots)
+        seqs = window.seqs[slots]
+        dist = window.seq - seqs
+        dt = np.maximum(sent_s - window.times[slots], 0.0)
+        dist_bin = np.searchsorted(DIST_EDGES, dist, side="left")
+        time_bin = np.searchsorted(TIME_EDGES, dt, side="right")
+        flags = np.zeros((len(_PAIR_FLAGS), n))
         users = window.users[slots]
         same = users == user
         other = ~same
-        latest = window.latest[slots]
-        mentioned = np.zeros(n, dtype=bool)
-        for name in said.mentions:
-            mentioned |= users == self._user_ids.get(name, -3)
-        mentioned &= other
-        mentions_me = (window.mention_a[slots] == user) | (window.mention_b[slots] == user)
-        spoke_since = window.seqs[slots] < window.last_seq.get(user, -1)
-        cues = window.cues[slots]
-        f = _FLAG
-        x[:, f["same_user"]] = same
-        x[:, f["same_user_latest"]] = same & latest
-        x[:, f["mentions_author"]] = mentioned
-        x[:, f["mentions_author_latest"]] = mentioned & latest
-        x[:, f["author_mentions_me"]] = mentions_me & other
-        x[:, f["author_mentions_me_unanswered"]] = mentions_me & other & ~spoke_since
-        x[:, f["author_latest"]] = latest
+        since = window.since[slots]
+        latest = since == 0
+        ma, mb = window.mention_a[slots], window.mention_b[slots]
+        mentions_me = (ma == user) | (mb == user)
+        # my messages after each candidate: counted over the (oldest-first) window from its end
+        mine = same.astype(np.int64)
+        mine_after = mine[::-1].cumsum()[::-1] - mine
+        spoke_since = mine_after > 0
+        f = _FLAG_ROW
+        flags[f["same_user"]] = same
+        flags[f["same_user_latest"]] = same & latest
         if said.mentions:
-            x[:, f["mentions_someone_else"]] = other & ~mentioned
-        x[:, f["i_spoke_since"]] = spoke_since
-        seqs = window.seqs[slots]
+            mentioned = np.zeros(n, dtype=bool)
+            for name in said.mentions:
+                mentioned |= users == self._user_ids.get(name, -3)
+            mentioned &= other
+            flags[f["mentions_author"]] = mentioned
+            flags[f["mentions_author_latest"]] = mentioned & latest
+            flags[f["mentions_someone_else"]] = other & ~mentioned
+        flags[f["author_mentions_me"]] = mentions_me & other
+        flags[f["author_mentions_me_unanswered"]] = mentions_me & other & ~spoke_since
+        flags[f["author_latest"]] = latest
+        flags[f["their_since_1"]] = since == 1
+        flags[f["their_since_2plus"]] = since >= 2
+        flags[f["candidate_mentions_other"]] = (ma >= 0) & ~mentions_me
+        flags[f["i_spoke_since"]] = spoke_since
+        flags[f["mine_since_2plus"]] = mine_after >= 2
         oldest = window.seq - window.filled  # the ring's oldest message: monotone, unlike `slots`
-        x[:, f["they_addressed_me_since"]] = self._since(window.mentioned_me.get(user), users, seqs, oldest) & other
-        x[:, f["i_addressed_them_since"]] = self._since(window.mentioned_by.get(user), users, seqs, oldest) & other
+        if window.mentioned_me.get(user):
+            flags[f["they_addressed_me_since"]] = self._since(window.mentioned_me[user], users, seqs, oldest) & other
+        if window.mentioned_by.get(user):
+            flags[f["i_addressed_them_since"]] = self._since(window.mentioned_by[user], users, seqs, oldest) & other
         if said.words:
             counts = np.zeros(window.size)
             index = window.word_slots
@@ -415,25 +621,23 @@ class Linker:
                 for held in index.get(word, ()):
                     counts[held] += 1
             shared = counts[slots]
-            x[:, f["overlap_1"]] = shared == 1
-            x[:, f["overlap_2"]] = shared == 2
-            x[:, f["overlap_3plus"]] = shared >= 3
-        x[:, f["candidate_question"]] = cues[:, 0]
+            flags[f["overlap_1"]] = shared == 1
+            flags[f["overlap_2"]] = shared == 2
+            flags[f["overlap_3plus"]] = shared >= 3
+        cand = window.cues[slots]
         if not said.question:
-            x[:, f["answers_question"]] = cues[:, 0] * other
-        x[:, f["candidate_thanks"]] = cues[:, 1]
+            flags[f["answers_question"]] = cand[:, 0] * other
         if said.thanks:
-            x[:, f["thanks_other"]] = other
-        x[:, f["candidate_greeting"]] = cues[:, 2]
-        x[:, f["candidate_code"]] = cues[:, 3]
-        x[:, f["candidate_url"]] = cues[:, 4]
+            flags[f["thanks_other"]] = other
         if said.code:
-            x[:, f["code_both"]] = cues[:, 3]
+            flags[f["code_both"]] = cand[:, 4]
+        if said.url:
+            flags[f["url_both"]] = cand[:, 5]
         if said.opener:
-            x[:, f["opener_other"]] = other
-        x[:, f["candidate_short"]] = cues[:, 5]
-        x[:, f["candidate_long"]] = cues[:, 6]
-        return x
+            flags[f["opener_other"]] = other
+        flags[f["log_distance"]] = np.log1p(dist) / _LOG_DIST
+        flags[f["log_age"]] = np.log1p(dt) / _LOG_AGE
+        return dist_bin, time_bin, flags
 
     @staticmethod
     def _since(
@@ -454,36 +658,56 @@ class Linker:
                 found |= (users == other) & (seqs <= seq)
         return found
 
-    def _add(self, window: _Window, ts: str, sent_s: float, user: int, said: Said, root: str) -> None:
+    def _add(
+        self,
+        window: _Window,
+        ts: str,
+        sent_s: float,
+        user: int,
+        said: Said,
+        root: str,
+        message_cues: npt.NDArray[np.float64] | None = None,
+    ) -> None:
         slot = window.next
-        if window.filled == window.size:  # the oldest goes
-            old_user = int(window.users[slot])
-            if window.latest_slot.get(old_user) == slot:
-                del window.latest_slot[old_user]
-        previous = window.latest_slot.get(user)
-        if previous is not None:
-            window.latest[previous] = False
-        window.latest_slot[user] = slot
-        window.latest[slot] = True
+        if window.filled == window.size:  # the oldest message leaves the ring
+            leaving = window.seq - window.size
+            window.by_user[int(window.users[slot])].popleft()
+            for mentioned in (window.mention_a[slot], window.mention_b[slot]):
+                seqs = window.mentioning.get(int(mentioned))
+                if seqs and seqs[0] == leaving:
+                    seqs.popleft()
+        # every earlier message of this author now has one more after it
+        since_score = self._since_score
+        size = window.size
+        mine = window.by_user.setdefault(user, deque())
+        for back in (1, 2):  # older ones are at two already: the count stops there
+            if len(mine) >= back:
+                held = mine[-back] % size
+                before = int(window.since[held])
+                if before < 2:
+                    window.since[held] = before + 1
+                    window.slot_score[held] += since_score[before + 1] - since_score[before]
+        mine.append(window.seq)
+        window.since[slot] = 0
         window.times[slot] = sent_s
         window.seqs[slot] = window.seq
-        window.last_seq[user] = window.seq
         window.users[slot] = user
         mentions = [self._user_id(name) for name in said.mentions]
         for mentioned in mentions:
             window.mentioned_me.setdefault(mentioned, {})[user] = window.seq
             window.mentioned_by.setdefault(user, {})[mentioned] = window.seq
+        for mentioned in mentions[:2]:
+            window.mentioning.setdefault(mentioned, deque()).append(window.seq)
         window.mention_a[slot] = mentions[0] if mentions else -2
         window.mention_b[slot] = mentions[1] if len(mentions) > 1 else -2
-        window.cues[slot] = (
-            said.question,
-            said.thanks,
-            said.greeting,
-            said.code,
-            said.url,
-            said.length == 0,
-            said.length == 2,
-        )
+        window.cues[slot] = own_cues = cues(said) if message_cues is None else message_cues
+        window.question[slot] = own_cues[0]
+        if self._cue_weights is not None:
+            window.slot_score[slot] = (
+                float(own_cues @ self._cue_weights)
+                + since_score[0]
+                + (self._w["candidate_mentions_other"] if mentions else 0.0)
+            )
         for word in window.words[slot]:  # the message leaving the slot
             holders = window.word_slots.get(word)
             if holders is not None:
