@@ -36,7 +36,8 @@ class TerminalProgress(Progress):
             self._bar.update(messages)
 
     def channel_done(self, state: ChannelState) -> None:
-        self._write(f"  #{state.name}: {state.messages} messages in {state.pages} pages")
+        pages = f"{state.pages} page" + ("" if state.pages == 1 else "s")
+        self._write(f"  #{state.name}: {state.messages} messages in {pages}")
 
     def waited(self, method: str, seconds: float) -> None:
         self.waits += 1
