@@ -252,6 +252,31 @@ async def test_a_hard_failure_part_way_resumes_from_the_checkpoint(
     assert resumed_call.args.get("cursor") or method == "conversations.replies"
 
 
+@pytest.mark.parametrize(("method", "after", "cursor"), [
+    ("conversations.history", 2, "cursor"),
+    ("conversations.replies", 2, "thread_cursor"),
+])  # fmt: skip
+async def test_a_cursor_slack_no_longer_knows_resumes_from_the_last_ts_read(
+    slack: SlackStandin, export: Imported, tmp_path: Path, method: str, after: int, cursor: str
+) -> None:
+    out = tmp_path / "out.parquet"
+    slack.faults.add(method, error="internal_error", after=after, times=None)
+    with pytest.raises(SlackApiError):
+        await from_slack(slack, out, join=True).run()
+    checkpoint_path, _ = checkpoint_paths(out)
+    checkpoint = json.loads(checkpoint_path.read_text())
+    general = checkpoint["channels"][GENERAL]
+    assert general[cursor]  # stopped in the middle of a paginated read
+    general[cursor] = "bm9wZTpub3BlCg=="  # a cursor the stand-in does not know: invalid_cursor
+    checkpoint_path.write_text(json.dumps(checkpoint))
+    slack.faults.clear()
+
+    got = await from_slack(slack, out, join=True).run()
+
+    assert any(c.error == "invalid_cursor" for c in slack.recorder.calls)
+    assert_nothing_lost_or_repeated(got, export)
+
+
 async def test_cancelled_while_reading_and_a_torn_last_page_then_resumed(
     slack: SlackStandin, export: Imported, tmp_path: Path
 ) -> None:
