@@ -297,6 +297,24 @@ async def test_cancelled_while_reading_and_a_torn_last_page_then_resumed(
     assert_nothing_lost_or_repeated(got, export)
 
 
+async def test_a_second_import_into_the_same_checkpoint_is_refused_while_one_runs(
+    slack: SlackStandin, export: Imported, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.parquet"
+    slack.faults.add("conversations.history", delay=30, times=1)  # the first run hangs on Slack
+    first = asyncio.create_task(from_slack(slack, out).run())
+    await slack.wait_for_calls("conversations.history", 1)
+    with pytest.raises(Exception, match="another import is writing"):
+        await from_slack(slack, out).run()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    slack.faults.clear()
+    got = await from_slack(slack, out).run()
+    expected = export.history.table()
+    assert_same_table(got, expected[expected["channel"] != RANDOM])
+
+
 async def test_a_checkpoint_resumes_only_the_import_it_was_made_for(
     slack: SlackStandin, tmp_path: Path
 ) -> None:

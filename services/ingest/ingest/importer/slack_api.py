@@ -36,6 +36,7 @@ parent older than `--days` are not (the history API lists parents, not replies).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import time
@@ -222,6 +223,11 @@ class Checkpoint:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
 
 
 class Spool:
@@ -303,6 +309,19 @@ class SlackHistory:
         self.checkpoint_path, self.spool_path = checkpoint_paths(self.out)
 
     async def run(self) -> Imported:
+        """Read, or go on reading, under a lock: two imports writing one spool would repeat lines."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        with self.checkpoint_path.with_suffix(".lock").open("a") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SourceError(f"another import is writing {self.spool_path}: let it finish") from None
+            try:
+                return await self._run()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    async def _run(self) -> Imported:
         auth = await self.client.auth_test()
         team, bot_user = str(auth["team_id"]), str(auth["user_id"])
         checkpoint = Checkpoint.load(self.checkpoint_path)
@@ -343,6 +362,7 @@ class SlackHistory:
     def discard(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)
         self.spool_path.unlink(missing_ok=True)
+        self.checkpoint_path.with_suffix(".lock").unlink(missing_ok=True)
 
     # ---- reading ----
 
