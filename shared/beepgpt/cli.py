@@ -35,7 +35,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "import": Command(
         "ingest.importer.cli",
-        "normalize a Slack export (zip/dir/table), write Parquet and/or publish",
+        "normalize a Slack export (zip/dir/table) or, with --from-slack, read Slack; write Parquet and/or publish",
         "services/ingest",
     ),
     "conversations": Command(

@@ -296,6 +296,58 @@ async def test_retry_after_is_sent_and_waited_for_by_the_sync_handler(slack: Sla
         assert (await response.json()) == {"ok": False, "error": "ratelimited"}
 
 
+async def test_faults_after_n_calls_and_a_storm_of_every_other_call(slack: SlackStandin) -> None:
+    client = web_client(slack, retry_handlers=[])
+    broken = slack.faults.add("users.info", error="internal_error", after=2, times=None)
+    assert [(await client.users_info(user=ALICE))["ok"] for _ in range(2)] == [True, True]
+    assert await error_of(client.users_info(user=ALICE)) == "internal_error"
+    assert await error_of(client.users_info(user=ALICE)) == "internal_error"
+    slack.faults.remove(broken)
+
+    storm = slack.faults.rate_limit_storm("conversations.*", times=3, every=2, retry_after=4)
+    answers: list[tuple[int, str | None]] = []
+    for _ in range(8):
+        try:
+            await client.conversations_info(channel=GENERAL)
+            answers.append((200, None))
+        except SlackApiError as error:
+            answers.append((error.response.status_code, error.response.headers["Retry-After"]))
+    rate_limited = (429, "4")
+    assert answers == [rate_limited, (200, None)] * 3 + [(200, None)] * 2
+    assert storm.exhausted
+
+
+async def test_conversations_join_public_channels_only_with_the_scope(slack: SlackStandin) -> None:
+    ws = slack.workspace
+    ws.add_channel(Channel(id="C0NEW", name="new", members=[ALICE]))
+    ws.add_channel(Channel(id="C0OLD", name="old", members=[ALICE], is_archived=True))
+    ws.add_channel(Channel(id="G0HUSH", name="hush", is_private=True, members=[ALICE]))
+    client = web_client(slack)
+    listed = {
+        c["id"]: c["is_member"] async for page in await client.conversations_list() for c in page["channels"]
+    }
+    assert listed["C0NEW"] is False
+
+    joined = await client.conversations_join(channel="C0NEW")
+    assert (joined["channel"]["id"], joined["channel"]["is_member"]) == ("C0NEW", True)
+    assert ws.bot_user_id in ws.channels["C0NEW"].members
+    again = await client.conversations_join(channel="C0NEW")
+    assert again["warning"] == "already_in_channel"
+    assert (
+        await error_of(client.conversations_join(channel="G0HUSH")) == "method_not_supported_for_channel_type"
+    )
+    assert await error_of(client.conversations_join(channel="C0OLD")) == "is_archived"
+
+    slack.web_api.bot_scopes.discard("channels:join")
+    with pytest.raises(SlackApiError) as refused:
+        await client.conversations_join(channel="C0NEW")
+    assert (refused.value.response["error"], refused.value.response["needed"]) == (
+        "missing_scope",
+        "channels:join",
+    )
+    assert "channels:join" not in refused.value.response.headers["X-OAuth-Scopes"]
+
+
 async def test_5xx_slack_errors_and_slow_answers(slack: SlackStandin) -> None:
     slack.faults.add(method="chat.postMessage", status=503, times=1)
     client = web_client(slack, retry_handlers=[AsyncServerErrorRetryHandler(max_retry_count=1)])

@@ -12,6 +12,7 @@ BeepGPT calls, Socket Mode and signed HTTP events, and records everything.
 
 from .errors import SlackError
 from .events import EventBuilder
+from .export import write_export
 from .faults import Fault, Faults
 from .http_events import HttpEventsSender, HttpReply
 from .identity import AppIdentity
@@ -43,4 +44,5 @@ __all__ = [
     "Workspace",
     "signature",
     "signed_headers",
+    "write_export",
 ]

@@ -116,9 +116,10 @@ class _Routes:
 
     async def add_fault(self, request: web.Request) -> web.Response:
         """Body: `{"method": "chat.postMessage", "status": 429, "retry_after": 1, "times": 5}`;
-        also `error`, `delay`, `args` (only requests with these argument values)."""
+        also `error`, `delay`, `args` (only requests with these argument values), `after` (let
+        that many matching calls through first) and `every` (fire on every n-th matching call)."""
         body = await _json(request)
-        allowed = {"method", "status", "error", "retry_after", "delay", "times", "args"}
+        allowed = {"method", "status", "error", "retry_after", "delay", "times", "args", "after", "every"}
         unknown = set(body) - allowed
         if unknown:
             return _fail(400, "invalid_arguments", f"unknown fields: {sorted(unknown)}")

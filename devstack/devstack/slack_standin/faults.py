@@ -1,8 +1,11 @@
 """Failures on demand: rate limits, server errors, slow answers and Slack errors.
 
 The notifier must survive a 429 storm, 5xx answers, timeouts and per-user errors without losing or
-duplicating a DM; these are the knobs its tests turn. A fault matches by method name (shell-style
-pattern) and optionally by request arguments, and fires a limited number of times.
+duplicating a DM, and `beepgpt import --from-slack` a storm of 429s in the middle of an export and
+a hard failure after some pages; these are the knobs their tests turn. A fault matches by method
+name (shell-style pattern) and optionally by request arguments, and fires a limited number of
+times: it can let the first `after` matching calls through (a failure N pages in) and fire on
+every `every`-th matching call only (a storm that lets some calls through, as Slack's does).
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ class Fault:
     delay: float = 0.0
     times: int | None = 1
     args: Mapping[str, str] = field(default_factory=dict)
+    after: int = 0
+    every: int = 1
     hits: int = 0
+    seen: int = 0  # matching calls, fired or let through
 
     @property
     def exhausted(self) -> bool:
@@ -56,6 +62,13 @@ class Fault:
         if self.exhausted or not fnmatch.fnmatchcase(method, self.method):
             return False
         return all(str(args.get(k, "")) == str(v) for k, v in self.args.items())
+
+    def fires(self) -> bool:
+        """Count one matching call; whether this one is answered with the fault (past the first
+        `after` calls, on every `every`-th one)."""
+        self.seen += 1
+        beyond = self.seen - self.after
+        return beyond > 0 and (beyond - 1) % self.every == 0
 
     def response(self) -> tuple[int, dict[str, Any], dict[str, str]]:
         """HTTP status, JSON body and headers to answer with."""
@@ -76,6 +89,8 @@ class Fault:
             "delay": self.delay,
             "times": self.times,
             "args": dict(self.args),
+            "after": self.after,
+            "every": self.every,
             "hits": self.hits,
         }
 
@@ -97,11 +112,16 @@ class Faults:
         delay: float = 0.0,
         times: int | None = 1,
         args: Mapping[str, str] | None = None,
+        after: int = 0,
+        every: int = 1,
     ) -> Fault:
         """e.g. `faults.add(method="chat.postMessage", status=429, retry_after=1, times=5)`;
-        `times=None` keeps the fault until it is removed."""
+        `times=None` keeps the fault until it is removed; `after=3` lets the first three matching
+        calls through; `every=2` fires on every other matching call (`times` counts firings)."""
         if status is None and error is None and delay <= 0:
             raise ValueError("a fault needs a status, an error or a delay")
+        if after < 0 or every < 1:
+            raise ValueError("after must be 0 or more and every 1 or more")
         if status is not None and not 200 <= status <= 599:
             raise ValueError(f"unexpected HTTP status {status}")
         if retry_after is not None and status is None:
@@ -115,6 +135,8 @@ class Faults:
             delay=delay,
             times=times,
             args=dict(args or {}),
+            after=after,
+            every=every,
         )
         self._faults.append(fault)
         return fault
@@ -122,10 +144,17 @@ class Faults:
     def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 1) -> Fault:
         return self.add(method, status=429, retry_after=retry_after, times=times)
 
+    def rate_limit_storm(
+        self, method: str = "conversations.*", *, times: int | None = 50, every: int = 2, retry_after: int = 0
+    ) -> Fault:
+        """A storm: `times` answers of 429 (None: until removed) with `Retry-After`, on every `every`-th call of the
+        matching methods, so that work goes on between them and a client must wait out each."""
+        return self.add(method, status=429, retry_after=retry_after, times=times, every=every)
+
     def take(self, method: str, args: Mapping[str, Any]) -> Fault | None:
         """The first matching fault, counted as used."""
         for fault in self._faults:
-            if fault.matches(method, args):
+            if fault.matches(method, args) and fault.fires():
                 fault.hits += 1
                 return fault
         return None

@@ -84,7 +84,8 @@ class RemoteStandin:
         return counts
 
     async def add_fault(self, **fault: Any) -> dict[str, Any]:
-        """Same arguments as `Faults.add` (method, status, error, retry_after, delay, times, args)."""
+        """Same arguments as `Faults.add` (method, status, error, retry_after, delay, times, args,
+        after, every)."""
         added: dict[str, Any] = (await self._call("POST", "faults", json=fault))["fault"]
         return added
 

@@ -28,8 +28,8 @@ from .recorder import Recorder
 from .workspace import Channel, Credential, TokenKind, Workspace
 
 BOT_SCOPES = (
-    "app_mentions:read,channels:history,channels:read,chat:write,chat:write.public,commands,"
-    "groups:history,groups:read,im:history,im:read,im:write,mpim:read,reactions:read,users:read"
+    "app_mentions:read,channels:history,channels:join,channels:read,chat:write,chat:write.public,"
+    "commands,groups:history,groups:read,im:history,im:read,im:write,mpim:read,reactions:read,users:read"
 )
 MAX_LIMIT = 1000
 
@@ -151,6 +151,9 @@ class WebApi:
         self.faults = faults
         self.recorder = recorder
         self._socket_url = socket_url
+        # The bot token's scopes (`X-OAuth-Scopes`); a test removes one to see a method refused
+        # with `missing_scope`, as Slack refuses an app installed without it.
+        self.bot_scopes: set[str] = set(BOT_SCOPES.split(","))
         bot: Sequence[TokenKind] = ("bot", "user")
         self.methods: dict[str, MethodSpec] = {
             "api.test": MethodSpec(self.api_test, ("bot", "user", "app")),
@@ -162,6 +165,7 @@ class WebApi:
             "conversations.open": MethodSpec(self.conversations_open, bot),
             "conversations.list": MethodSpec(self.conversations_list, bot),
             "conversations.info": MethodSpec(self.conversations_info, bot),
+            "conversations.join": MethodSpec(self.conversations_join, bot),
             "conversations.members": MethodSpec(self.conversations_members, bot),
             "conversations.history": MethodSpec(self.conversations_history, bot),
             "conversations.replies": MethodSpec(self.conversations_replies, bot),
@@ -198,7 +202,7 @@ class WebApi:
             if credential.kind not in spec.token_kinds:
                 raise SlackError("not_allowed_token_type")
             if credential.kind == "bot":
-                headers["X-OAuth-Scopes"] = BOT_SCOPES
+                headers["X-OAuth-Scopes"] = ",".join(sorted(self.bot_scopes))
             body = {"ok": True, **await spec.handler(Call(method, args, credential))}
         except SlackError as e:
             body = e.body()
@@ -418,6 +422,29 @@ class WebApi:
         limit = _int(call.args, "limit", 100, lo=1)
         page, next_cursor = _page(members, lambda m: m, _str(call.args, "cursor"), "member", limit)
         return {"members": page, "response_metadata": {"next_cursor": next_cursor}}
+
+    async def conversations_join(self, call: Call) -> dict[str, Any]:
+        """Join a public channel (`channels:join`). Slack answers `already_in_channel` as a warning
+        of a successful call; private channels and DMs cannot be joined, only invited to."""
+        if call.credential.kind == "bot" and "channels:join" not in self.bot_scopes:
+            raise SlackError(
+                "missing_scope", needed="channels:join", provided=",".join(sorted(self.bot_scopes))
+            )
+        channel = self.workspace.channel(_str(call.args, "channel"))
+        if channel.is_private:
+            raise SlackError("method_not_supported_for_channel_type")
+        if channel.is_archived:
+            raise SlackError("is_archived")
+        user = call.credential.user_id
+        body: dict[str, Any] = {}
+        if user in channel.members:
+            body = {
+                "warning": "already_in_channel",
+                "response_metadata": {"warnings": ["already_in_channel"]},
+            }
+        else:
+            channel.members.append(user)
+        return {"channel": channel.to_api(user), **body}
 
     def _readable(self, call: Call) -> Channel:
         channel = self.workspace.channel(_str(call.args, "channel"))

@@ -299,6 +299,10 @@ class History:
             if not m.get("thread_ts") or m["thread_ts"] == m["ts"] or m.get("subtype") == "thread_broadcast"
         ]
 
+    def messages(self, channel: str) -> list[Message]:
+        """Every message of a channel in `ts` order, replies included (what an export holds)."""
+        return copy.deepcopy(self._messages(channel))
+
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
         return [m for m in self._messages(channel) if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts]
 

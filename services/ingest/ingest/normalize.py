@@ -142,6 +142,20 @@ def channel_policy(
     return ("shared" if ext_shared else kind), None
 
 
+def channel_type_of(conversation: Mapping[str, Any]) -> str:
+    """Slack's `channel_type` for a conversation object of the Web API (`conversations.list`,
+    `.info`, `.join`), so that what `beepgpt import --from-slack` reads is decided by
+    `channel_policy` like an event or an export folder: `im`, `mpim`, `group` (private) or
+    `channel`. Anything that says it is private is private, whatever else it says."""
+    if conversation.get("is_im"):
+        return "im"
+    if conversation.get("is_mpim"):
+        return "mpim"
+    if conversation.get("is_private") or conversation.get("is_group"):
+        return "group"
+    return "channel"
+
+
 class _Refusal(Exception):
     """Internal: carries a Rejected/Dropped outcome out of nested field checks."""
 

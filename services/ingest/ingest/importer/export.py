@@ -29,7 +29,7 @@ import re
 import stat
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -99,6 +99,16 @@ class Problem:
         return self.kind in REFUSED_KINDS
 
 
+def bot_users_of(users: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The bot members of a workspace, from `users.json` or `users.list` (the same objects): their
+    messages are dropped like any bot's. Slackbot is left out, as the normalizer knows it by id."""
+    return frozenset(
+        str(u["id"])
+        for u in users
+        if u.get("is_bot") and isinstance(u.get("id"), str) and u["id"] != "USLACKBOT"
+    )
+
+
 class MemberRefused(Exception):
     """A member that is not read: too large (declared or while reading), or over the total."""
 
@@ -158,7 +168,7 @@ class ExportReader:
 
     @property
     def bot_users(self) -> frozenset[str]:
-        return frozenset(uid for uid, u in self.users.items() if u.get("is_bot") and uid != "USLACKBOT")
+        return bot_users_of(self.users.values())
 
     def lines(self) -> Iterator[ExportLine]:
         """Every item of every day file of the folders read: folders in name order, days in date order."""

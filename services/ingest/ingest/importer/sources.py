@@ -33,7 +33,7 @@ class SourceError(Exception):
 class Imported:
     """The outcome of reading one source: the builder holds the table and the counts."""
 
-    source: Path
+    source: Path | str  # a path, or the Web API's URL (`--from-slack`)
     kind: str
     history: HistoryBuilder
     problems: list[Problem] = field(default_factory=list)
