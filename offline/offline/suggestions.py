@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from beepgpt.contracts import ConversationEvent, SuggestedTopic, SuggestionExample, Suggestions
 from offline.tables import TableError, load_table
 from scorer.suggestions import Namer, Suggestion, SuggestionSettings, conversation_vector, suggest, took_part
@@ -228,10 +226,6 @@ async def publish(records: Sequence[Suggestions], kafka: Any = None) -> None:
         await producer.flush()
     finally:
         await producer.stop()
-
-
-def vectors_matrix(vectors: Sequence[Vector]) -> Matrix:
-    return np.stack(vectors).astype(np.float32)
 
 
 if __name__ == "__main__":
