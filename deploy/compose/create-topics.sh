@@ -39,5 +39,8 @@ create user.preferences 6 cleanup.policy=compact
 create user.preferences.dlq 3 retention.ms=1209600000
 create feedback 6 retention.ms=7776000000  # 90 days
 create feedback.dlq 3 retention.ms=1209600000
+# Latest suggested topics per user (beepgpt suggest --publish); ingest's Slack app reads them whole.
+create user.suggestions 6 cleanup.policy=compact
+create user.suggestions.dlq 3 retention.ms=1209600000
 
 "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --describe | grep -E '^Topic:' || true

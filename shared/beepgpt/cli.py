@@ -53,6 +53,11 @@ COMMANDS: dict[str, Command] = {
         "measure the interest model or the topic matcher on held-out data (also: eval conversations)",
         "offline",
     ),
+    "suggest": Command(
+        "offline.suggestions",
+        "topics suggested from a person's conversations (--publish: for /beep suggest and App Home)",
+        "offline",
+    ),
     "forget": Command(
         "offline.forget",
         "remove a person's preferences, feedback, held alerts, Redis state and model profile",
@@ -79,6 +84,11 @@ SUBCOMMANDS: dict[tuple[str, str], Command] = {
     ("eval", "conversations"): Command(
         "offline.evaluation.conversations.cli",
         "conversation modes against known conversations (ARI, VI, one-to-one, exact match)",
+        "offline",
+    ),
+    ("eval", "suggestions"): Command(
+        "offline.evaluation.suggestions",
+        "suggested topics against the generator's schedule: projects recovered, unmatched suggestions",
         "offline",
     ),
 }

@@ -400,6 +400,49 @@ class Preferences(Event):
         return self.quiet_hours.tz if self.quiet_hours is not None else "UTC"
 
 
+# --- user.suggestions -----------------------------------------------------------------------------
+
+MAX_SUGGESTED_TOPICS = 10
+SUGGEST_ACTION: Final = "beepgpt_suggest_follow"
+"""The action id of a suggestion's Follow button (in `/beep suggest`'s reply and in App Home);
+its value is the suggestion's name, followed as a topic sentence."""
+
+
+class SuggestionExample(BaseModel):
+    """A conversation behind a suggested topic, as people recognise it: where, when, how it began."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    conversation_id: str
+    channel: str
+    first_ts: SlackTs
+    first_line: str = Field(default="", max_length=400)
+
+
+class SuggestedTopic(BaseModel):
+    """A topic drawn from a person's own public conversations: a few plain words to follow."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str = Field(min_length=1, max_length=200)
+    conversations: Count
+    """how many of the person's conversations it groups"""
+    examples: list[SuggestionExample] = Field(default_factory=list, max_length=5)
+
+
+class Suggestions(Event):
+    """A person's suggested topics, best first; the compacted topic keeps the latest per user.
+
+    Computed from the public conversations the person wrote in (`scorer.suggestions`), by
+    `beepgpt suggest --publish`; read by ingest's Slack app (`/beep suggest`, App Home)."""
+
+    user: str
+    topics: list[SuggestedTopic] = Field(default_factory=list, max_length=MAX_SUGGESTED_TOPICS)
+    conversations: Count = 0
+    """how many conversations of the person they were drawn from"""
+    computed_at: Seconds = Field(default_factory=now)
+
+
 # --- feedback -------------------------------------------------------------------------------------
 
 

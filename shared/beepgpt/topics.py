@@ -29,6 +29,7 @@ from beepgpt.contracts import (
     Feedback,
     Notification,
     Preferences,
+    Suggestions,
     slack_event_adapter,
 )
 
@@ -155,8 +156,20 @@ PREFERENCES = Topic(
 )
 """Latest preferences per user is all anyone needs: compaction keeps exactly that, forever."""
 FEEDBACK = Topic("feedback", "user", TypeAdapter(Feedback), partitions=6, retention=timedelta(days=90))
+SUGGESTIONS = Topic(
+    "user.suggestions", "user", TypeAdapter(Suggestions), partitions=6, cleanup_policy="compact"
+)
+"""A person's latest suggested topics replace the previous ones: compaction keeps exactly those."""
 
-ALL_TOPICS: tuple[Topic, ...] = (SLACK_MESSAGES, CONVERSATIONS, CANDIDATES, SENT, PREFERENCES, FEEDBACK)
+ALL_TOPICS: tuple[Topic, ...] = (
+    SLACK_MESSAGES,
+    CONVERSATIONS,
+    CANDIDATES,
+    SENT,
+    PREFERENCES,
+    FEEDBACK,
+    SUGGESTIONS,
+)
 
 
 def all_topic_settings(topics: tuple[Topic, ...] = ALL_TOPICS) -> Mapping[str, TopicSettings]:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from beepgpt.contracts import FollowedTopic, Notification, Preferences, QuietHours
+from beepgpt.contracts import (
+    SUGGEST_ACTION,
+    FollowedTopic,
+    Notification,
+    Preferences,
+    QuietHours,
+    SuggestedTopic,
+    SuggestionExample,
+    Suggestions,
+)
 from beepgpt.settings import AlertDefaults
 from devstack.slack_standin.blocks import MAX_VIEW_BLOCKS, block_problems
 from ingest.slack_app import beep_command as beep
+from ingest.slack_app import suggested as suggested_ui
 from ingest.slack_app.app_home import BUDGET_ACTION, DIGEST_ACTION, home_view
 
 NOW = 1_700_000_000.0
@@ -234,3 +244,56 @@ def test_home_view_shows_the_budget_and_digest_with_the_current_choice_marked() 
     rows = {b["block_id"]: b["elements"] for b in defaults["blocks"] if b["type"] == "actions"}
     assert [e["value"] for e in rows[BUDGET_ACTION] if e.get("style")] == ["default"]
     assert [e["value"] for e in rows[DIGEST_ACTION] if e.get("style")] == ["default"]
+
+
+# --- suggested topics ----------------------------------------------------------------------------
+
+
+def suggested(*names: str) -> Suggestions:
+    example = SuggestionExample(
+        conversation_id="C1:1690800000.000100",
+        channel="C1",
+        first_ts="1690800000.000100",
+        first_line="Kafka lag?",
+    )
+    return Suggestions(
+        user="U1",
+        conversations=30,
+        topics=[SuggestedTopic(name=n, conversations=10, examples=[example, example]) for n in names],
+    )
+
+
+def test_beep_suggest_parses_and_needs_no_time_zone() -> None:
+    assert beep.parse("suggest") == beep.Suggest()
+    assert beep.parse("Suggestions") == beep.Suggest()
+    assert not beep.wants_slack_zone(beep.Suggest(), prefs())
+    assert "/beep suggest" in beep.HELP
+
+
+def test_suggest_reply_has_a_follow_button_per_suggestion_not_yet_followed() -> None:
+    followed = prefs(topics=[FollowedTopic(id="a", text="Fraud Detection")])
+    answer = suggested_ui.reply(followed, suggested("fraud detection", "kafka lag", "warehouse sync"))
+    assert block_problems(answer["blocks"]) == []
+    buttons = [b["accessory"] for b in answer["blocks"] if "accessory" in b]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [
+        (SUGGEST_ACTION, "kafka lag"),
+        (SUGGEST_ACTION, "warehouse sync"),
+    ]
+    assert "<#C1>" in str(answer["blocks"])
+    assert "kafka lag" in answer["text"]
+    assert "No suggestions yet" in suggested_ui.reply(prefs(), None)["text"]
+    assert "already follow" in suggested_ui.reply(followed, suggested("fraud detection"))["text"]
+
+
+def test_home_view_has_a_suggested_topics_section() -> None:
+    view = home_view(prefs(opted_in=True), [], NOW, suggestions=suggested(*(f"topic {i}" for i in range(8))))
+    assert block_problems(view["blocks"], limit=MAX_VIEW_BLOCKS) == []
+    text = str(view["blocks"])
+    assert "Suggested topics" in text
+    values = [
+        b["accessory"]["value"]
+        for b in view["blocks"]
+        if b.get("accessory", {}).get("action_id") == SUGGEST_ACTION
+    ]
+    assert values == [f"topic {i}" for i in range(5)]  # the top five
+    assert "No suggestions yet" in str(home_view(prefs(), [], NOW)["blocks"])

@@ -31,6 +31,9 @@ from beepgpt.contracts import (
     QuietHours,
     SlackMessage,
     SlackReaction,
+    SuggestedTopic,
+    SuggestionExample,
+    Suggestions,
     UnreadableButton,
     conversation_id,
     is_notification_outcome,
@@ -192,6 +195,16 @@ KEYED: list[tuple[topics.Topic, BaseModel, str]] = [
     (topics.SENT, Notification(user="U3", conversation_id="C1:1.1", outcome="sent"), "U3"),
     (topics.PREFERENCES, Preferences(user="U3"), "U3"),
     (topics.FEEDBACK, Feedback(user="U3", conversation_id="C1:1.1", useful=True), "U3"),
+    (
+        topics.SUGGESTIONS,
+        Suggestions(
+            user="U3", conversations=4,
+            topics=[SuggestedTopic(name="fraud detection", conversations=4, examples=[
+                SuggestionExample(conversation_id="C1:1.1", channel="C1", first_ts="1.1", first_line="hi")
+            ])],
+        ),
+        "U3",
+    ),
 ]  # fmt: skip
 
 

@@ -21,12 +21,13 @@ from slack_bolt.async_app import AsyncApp
 
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import AlertDefaults, KafkaSettings
-from beepgpt.topics import FEEDBACK, PREFERENCES, SENT
-from ingest.slack_app import beep_command, feedback_buttons
+from beepgpt.topics import FEEDBACK, PREFERENCES, SENT, SUGGESTIONS
+from ingest.slack_app import beep_command, feedback_buttons, suggested
 from ingest.slack_app.app_home import AppHome
 from ingest.slack_app.beep_command import BUILT_IN_DEFAULTS
 from ingest.slack_app.preferences_store import PreferencesStore
 from ingest.slack_app.recent_alerts import RecentAlerts
+from ingest.slack_app.suggested import SuggestionsStore
 
 SOURCE = "ingest-commands"
 
@@ -51,21 +52,26 @@ class SlackExperience:
         self.producer = EventProducer(kafka, SOURCE)
         self.preferences = PreferencesStore(kafka, self.producer, clock=clock)
         self.alerts = RecentAlerts(kafka)
-        self.home = AppHome(self.preferences, self.alerts, clock=clock, defaults=defaults)
+        self.suggestions = SuggestionsStore(kafka)
+        self.home = AppHome(
+            self.preferences, self.alerts, clock=clock, defaults=defaults, suggestions=self.suggestions
+        )
 
     @property
     def ready(self) -> bool:
-        return self.preferences.loaded
+        return self.preferences.loaded and self.suggestions.loaded
 
     async def start(self) -> None:
-        await ensure_topics(self.kafka, [PREFERENCES, FEEDBACK, SENT])
+        await ensure_topics(self.kafka, [PREFERENCES, FEEDBACK, SENT, SUGGESTIONS])
         await self.producer.start()
         await self.preferences.start()
+        await self.suggestions.start()
         await self.alerts.start()
 
     async def stop(self) -> None:
         await self.home.drain()
         await self.alerts.stop()
+        await self.suggestions.stop()
         await self.preferences.stop()
         await self.producer.stop()
 
@@ -78,6 +84,14 @@ class SlackExperience:
             on_change=self.home.refresh,
             write_timeout_s=self.write_timeout_s,
             defaults=self.defaults,
+            suggest_reply=lambda prefs: suggested.reply(prefs, self.suggestions.of(prefs.user)),
+        )
+        suggested.register(
+            app,
+            self.preferences,
+            clock=self.clock,
+            on_change=self.home.refresh,
+            write_timeout_s=self.write_timeout_s,
         )
         self.home.register(app, write_timeout_s=self.write_timeout_s)
         feedback_buttons.register(app, self.producer, write_timeout_s=self.write_timeout_s)

@@ -1,5 +1,5 @@
 """The App Home tab: alerts on/off, pause, quiet hours, daily budget and digest times, followed
-topics and recent alerts.
+topics, suggested topics (with Follow buttons, `suggested.py`) and recent alerts.
 
 Published with views.publish when the person opens the tab and after every change they make
 there (buttons) or with `/beep`. `home_view` is pure; `register` wires the event and buttons.
@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from beepgpt.contracts import Notification, Preferences, split_conversation_id
+from beepgpt.contracts import Notification, Preferences, Suggestions, split_conversation_id
 from beepgpt.settings import AlertDefaults
 from ingest.slack_app.beep_command import (
     BUILT_IN_DEFAULTS,
@@ -41,6 +41,7 @@ from ingest.slack_app.beep_command import (
 )
 from ingest.slack_app.preferences_store import NotReady, PreferencesStore
 from ingest.slack_app.recent_alerts import RecentAlerts
+from ingest.slack_app.suggested import NONE_YET, SuggestionsStore, suggestion_blocks, visible
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,11 @@ def home_view(
     alerts: Sequence[Notification],
     now: float,
     defaults: AlertDefaults = BUILT_IN_DEFAULTS,
+    suggestions: Suggestions | None = None,
 ) -> dict[str, Any]:
-    """The Home tab for one person (pure: preferences, their recent alerts, the time), as the
-    JSON views.publish takes; built from slack_sdk's Block Kit models, which check each block."""
+    """The Home tab for one person (pure: preferences, their recent alerts, their suggested
+    topics, the time), as the JSON views.publish takes; built from slack_sdk's Block Kit models,
+    which check each block."""
     blocks: list[Block] = [HeaderBlock(text="BeepGPT")]
     if prefs.opted_in:
         blocks.append(
@@ -144,6 +147,15 @@ def home_view(
             blocks.append(_section(_escape(topic.text), _button("Unfollow", UNFOLLOW_ACTION, topic.id)))
     else:
         blocks.append(_section("None yet. Try `/beep follow streaming technology decisions`."))
+    blocks.append(DividerBlock())
+    blocks.append(_section("*Suggested topics* — from the public conversations you took part in"))
+    shown = visible(prefs, suggestions)
+    if shown and len(prefs.topics) < MAX_TOPICS:
+        blocks += suggestion_blocks(shown)
+    elif shown:
+        blocks.append(_section(f"You follow {MAX_TOPICS} topics already; unfollow one to follow a suggestion."))
+    else:
+        blocks.append(_section(NONE_YET if suggestions is None or not suggestions.topics else "Nothing new to suggest."))
     blocks.append(DividerBlock())
     blocks.append(_section("*Recent alerts*"))
     if alerts:
@@ -182,8 +194,10 @@ class AppHome:
         *,
         clock: Callable[[], float] = time.time,
         defaults: AlertDefaults = BUILT_IN_DEFAULTS,
+        suggestions: SuggestionsStore | None = None,
     ) -> None:
         self._store = store
+        self._suggestions = suggestions
         self._alerts = alerts
         self._clock = clock
         self._defaults = defaults
@@ -194,7 +208,8 @@ class AppHome:
             prefs = self._store.get(user)
         except NotReady:
             return
-        view = home_view(prefs, self._alerts.of(user), self._clock(), self._defaults)
+        suggested = self._suggestions.of(user) if self._suggestions is not None else None
+        view = home_view(prefs, self._alerts.of(user), self._clock(), self._defaults, suggested)
         try:
             await client.views_publish(user_id=user, view=view)
         except Exception as error:

@@ -3,7 +3,7 @@
     /beep follow <topic>        /beep unfollow <n|all>     /beep list
     /beep pause <duration>      /beep resume               /beep quiet <from>-<to> [tz] | off
     /beep budget [n|default]    /beep digest [3x|1x|HH:MM,... [tz]|default]
-    /beep on | off              /beep help
+    /beep on | off              /beep suggest              /beep help
 
 `parse` and `apply` are pure (text -> command -> new `Preferences` and a reply); `register` wires
 them to Bolt. Every answer is an ephemeral reply that says what changed or, for bad input, what
@@ -54,6 +54,7 @@ HELP = (
     "• `/beep follow <topic>` — e.g. `/beep follow streaming technology decisions`\n"
     "• `/beep unfollow <n|all>` — stop following topic number _n_ (see `/beep list`)\n"
     "• `/beep list` — your topics and settings\n"
+    "• `/beep suggest` — topics drawn from the conversations you took part in, each with a Follow button\n"
     "• `/beep pause <duration>` — e.g. `30m`, `2h`, `1d`, `1h30m`; `/beep resume` to undo\n"
     "• `/beep quiet 22:00-07:00 [time zone]` — daily quiet hours (`/beep quiet off` to remove);"
     " alerts held meanwhile arrive as one digest\n"
@@ -128,12 +129,28 @@ class Help:
 
 
 @dataclass(frozen=True)
+class Suggest:
+    pass
+
+
+@dataclass(frozen=True)
 class Invalid:
     reply: str
 
 
 Command = (
-    Follow | Unfollow | ListAll | Pause | Resume | Quiet | Budget | Digest | ShowSchedule | Alerts | Help
+    Follow
+    | Unfollow
+    | ListAll
+    | Pause
+    | Resume
+    | Quiet
+    | Budget
+    | Digest
+    | ShowSchedule
+    | Alerts
+    | Help
+    | Suggest
 )
 
 
@@ -197,6 +214,8 @@ def parse(text: str) -> Command | Invalid:
         return _unfollow(rest)
     if verb in ("list", "ls", "status"):
         return ListAll()
+    if verb in ("suggest", "suggestions", "suggested"):
+        return Suggest()
     if verb == "pause":
         return _pause(rest)
     if verb in ("resume", "unpause"):
@@ -357,7 +376,7 @@ def changed(prefs: Preferences, **update: Any) -> Preferences:
 
 def wants_slack_zone(command: Command, prefs: Preferences) -> bool:
     """Whether answering needs the person's time zone from Slack (one users.info call)."""
-    if isinstance(command, Help | ListAll | ShowSchedule):
+    if isinstance(command, Help | ListAll | ShowSchedule | Suggest):
         return False
     if isinstance(command, Quiet) and command.start is not None and command.tz is None:
         return True
@@ -369,6 +388,8 @@ def _apply(
 ) -> Result:
     if isinstance(command, Help):
         return Result(None, HELP)
+    if isinstance(command, Suggest):  # answered from the suggestions ingest keeps (`suggested.reply`)
+        return Result(None, "I have no suggestions for you yet.")
     if isinstance(command, ListAll):
         return Result(None, describe(prefs, now, defaults))
     if isinstance(command, ShowSchedule):
@@ -537,6 +558,9 @@ def _code(text: str) -> str:
 OnChange = Callable[[str, Any], None]
 """Told (user, Bolt client) after a change; must not block: the ack waits for the listener."""
 
+SuggestReply = Callable[[Preferences], dict[str, Any]]
+"""`/beep suggest`'s answer (text and blocks) for a person's preferences (`suggested.reply`)."""
+
 
 def register(
     app: AsyncApp,
@@ -546,6 +570,7 @@ def register(
     on_change: OnChange | None = None,
     write_timeout_s: float = 2.0,
     defaults: AlertDefaults = BUILT_IN_DEFAULTS,
+    suggest_reply: SuggestReply | None = None,
 ) -> None:
     """`/beep` as a Bolt command listener; the reply is the ack's ephemeral payload."""
 
@@ -554,6 +579,12 @@ def register(
         parsed = parse(str(command.get("text", "")))
         if isinstance(parsed, Invalid):
             await ack(text=parsed.reply)
+            return
+        if isinstance(parsed, Suggest) and suggest_reply is not None:
+            try:
+                await ack(**suggest_reply(store.get(user)))
+            except NotReady:
+                await ack(text="I'm just starting up — please try again in a few seconds.")
             return
         try:
             tz = await user_tz(client, user) if wants_slack_zone(parsed, store.get(user)) else None
