@@ -32,6 +32,7 @@ class Forgotten:
     user: str
     preferences: TopicForgotten | None = None
     feedback: TopicForgotten | None = None
+    suggestions: TopicForgotten | None = None
     redis: RedisForgotten | None = None
     models: dict[str, bool] = field(default_factory=dict)
     """model directory → whether it held anything about the person"""
@@ -51,7 +52,7 @@ async def forget(
     except NoModel as error:
         raise SystemExit(f"beepgpt forget: {error}") from None
     out = Forgotten(user)
-    out.preferences, out.feedback = await forget_topics(kafka, user, timeout)
+    out.preferences, out.feedback, out.suggestions = await forget_topics(kafka, user, timeout)
     client = redis_client(redis)
     try:
         out.redis = await forget_redis(client, redis.key_prefix, user)
@@ -74,7 +75,7 @@ async def forget(
 
 def summary(done: Forgotten) -> str:
     lines = [f"forgot {done.user}:"]
-    for topic in (done.preferences, done.feedback):
+    for topic in (done.preferences, done.feedback, done.suggestions):
         if topic is not None:
             lines.append(f"  {topic.topic:<18} {topic.records} record(s), tombstone written ({topic.note})")
     if done.redis is not None:

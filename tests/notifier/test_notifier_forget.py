@@ -1,4 +1,4 @@
-"""`beepgpt forget`: one person's preferences, feedback, Redis state and model profile go; the
+"""`beepgpt forget`: one person's preferences, feedback, suggestions, Redis state and model profile go; the
 other person's stay. Through the real broker and Redis, read back the way the services read."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from notifier_helpers import candidate, opted_in
 from pydantic import BaseModel
 
 from beepgpt.cli import main as beepgpt
-from beepgpt.contracts import Feedback, Preferences
+from beepgpt.contracts import Feedback, Preferences, SuggestedTopic, Suggestions
 from beepgpt.kafka import EventProducer
 from beepgpt.kafka.compacted import CompactedTable
 from beepgpt.redis_client import redis_client
 from beepgpt.settings import KafkaSettings, RedisSettings
-from beepgpt.topics import FEEDBACK, PREFERENCES, Topic
+from beepgpt.topics import FEEDBACK, PREFERENCES, SUGGESTIONS, Topic
 from ingest.slack_app.preferences_store import PreferencesStore
 from notifier.budget_counter import BudgetAsk, BudgetCounter
 from notifier.corrections import Corrections
@@ -37,6 +37,11 @@ CONVERSATION = "C0PROJECT:1700000000.000100"
 
 def feedback(user: str, useful: bool) -> Feedback:
     return Feedback(user=user, conversation_id=CONVERSATION, useful=useful, reason="topic", topic_id="t-1")
+
+
+def suggestions(user: str) -> Suggestions:
+    topic = SuggestedTopic(name="kafka consumer lag", conversations=4)
+    return Suggestions(user=user, topics=[topic], conversations=12, computed_at=NOW)
 
 
 async def table_of(kafka: KafkaSettings, topic: Topic) -> dict[str, BaseModel]:
@@ -65,6 +70,7 @@ async def store(kafka: KafkaSettings, redis: RedisSettings) -> None:
             await producer.send(PREFERENCES, user, opted_in(user, updated_at=NOW))
             await producer.send(FEEDBACK, user, feedback(user, True))
             await producer.send(FEEDBACK, user, feedback(user, False))
+            await producer.send(SUGGESTIONS, user, suggestions(user))
     client = redis_client(redis)
     try:
         held = HeldAlerts(client, redis.key_prefix)
@@ -137,6 +143,7 @@ async def test_forget_removes_one_person_and_leaves_the_other(
     report = json.loads(capsys.readouterr().out)
     assert report["preferences"]["records"] == 1
     assert report["feedback"]["records"] == 2
+    assert report["suggestions"]["records"] == 1
     assert report["redis"] == {
         "held_alerts": 1,
         "digests": 1,
@@ -154,6 +161,9 @@ async def test_forget_removes_one_person_and_leaves_the_other(
     clicks = await table_of(kafka_topics, FEEDBACK)
     assert ANA not in clicks
     assert BO in clicks
+    suggested = await table_of(kafka_topics, SUGGESTIONS)
+    assert ANA not in suggested
+    assert suggested[BO] == suggestions(BO)
     assert await keys_of(redis_settings, ANA) == set()
     assert len(await keys_of(redis_settings, BO)) == 5
     client = redis_client(redis_settings)

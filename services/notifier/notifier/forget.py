@@ -8,6 +8,8 @@
 - feedback: a tombstone for their key on `feedback` (keyed by user): the scorers forget their
   clicks at once and on every replay. The topic is not compacted, so the records themselves go
   with its retention (90 days).
+- suggestions: a tombstone for their key on the compacted `user.suggestions` (topics drawn from
+  their conversations, `beepgpt suggest --publish`): the Slack app stops showing them at once.
 - Redis (the notifier's): held alerts, the digest in flight, the digest queue entry and lock,
   dedup marks, daily budgets and the rate-limit bucket (`forget_redis`; the key layout is the
   one the notifier's stores define).
@@ -28,7 +30,7 @@ from beepgpt.kafka import ensure_topics, make_headers
 from beepgpt.kafka.compacted import CompactedTable
 from beepgpt.kafka.producer import make_producer
 from beepgpt.settings import KafkaSettings
-from beepgpt.topics import FEEDBACK, PREFERENCES, Topic
+from beepgpt.topics import FEEDBACK, PREFERENCES, SUGGESTIONS, Topic
 from notifier.budget_counter import BudgetCounter
 from notifier.corrections import Corrections
 from notifier.dedup import DedupStore, alert_subject
@@ -126,13 +128,15 @@ async def _records_of(kafka: KafkaSettings, topic: Topic, user: str, timeout: fl
 
 
 async def forget_topics(kafka: KafkaSettings, user: str, timeout: float = 60.0) -> tuple[TopicForgotten, ...]:
-    """Tombstones for `user` on `user.preferences` and `feedback` (both keyed by user id)."""
-    await ensure_topics(kafka, [PREFERENCES, FEEDBACK])
-    found = {t.name: await _records_of(kafka, t, user, timeout) for t in (PREFERENCES, FEEDBACK)}
+    """Tombstones for `user` on `user.preferences`, `feedback` and `user.suggestions` (all keyed
+    by user id), in that order."""
+    topics = (PREFERENCES, FEEDBACK, SUGGESTIONS)
+    await ensure_topics(kafka, list(topics))
+    found = {t.name: await _records_of(kafka, t, user, timeout) for t in topics}
     producer = make_producer(kafka, SOURCE)
     await producer.start()
     try:
-        for topic in (PREFERENCES, FEEDBACK):
+        for topic in topics:
             await producer.send_and_wait(
                 topic.name, value=None, key=user.encode(), headers=make_headers(SOURCE)
             )
@@ -140,7 +144,9 @@ async def forget_topics(kafka: KafkaSettings, user: str, timeout: float = 60.0) 
         await producer.stop()
     days = FEEDBACK.retention.days if FEEDBACK.retention is not None else None
     feedback_note = f"not compacted: the records themselves expire with its retention ({days} days)"
+    compacted = "compacted: older records go"
     return (
-        TopicForgotten(PREFERENCES.name, found[PREFERENCES.name], True, "compacted: older records go"),
+        TopicForgotten(PREFERENCES.name, found[PREFERENCES.name], True, compacted),
         TopicForgotten(FEEDBACK.name, found[FEEDBACK.name], True, feedback_note),
+        TopicForgotten(SUGGESTIONS.name, found[SUGGESTIONS.name], True, compacted),
     )
