@@ -50,6 +50,7 @@ class HashingEmbedder:
 class CosineTopics:
     def __init__(self, embedder: HashingEmbedder) -> None:
         self.embedder = embedder
+        self.observed: list[str] = []
 
     def match(
         self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
@@ -60,6 +61,9 @@ class CosineTopics:
             TopicScore(topic, float(sims[:, j].max()), 0.5, int(sims[:, j].argmax()))
             for j, topic in enumerate(topics)
         ]
+
+    def observe(self, conversation_id: str, vectors: Matrix, texts: Sequence[str] | None = None) -> None:
+        self.observed.append(conversation_id)
 
 
 class FixedInterest:

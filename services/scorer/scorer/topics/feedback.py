@@ -94,7 +94,8 @@ def learn(
     matcher: TopicMatcher, topic: FollowedTopic, examples: Sequence[FeedbackExample]
 ) -> TopicAdaptation:
     """The adaptation that feedback `examples` teach about `topic` (apply with `matcher.adapt`):
-    the topic keeps its vector, its threshold becomes `learn_threshold` of the examples' scores."""
+    the topic keeps its vector, its threshold becomes `learn_threshold` of the examples' scores,
+    with the topic's own label-free line (`TopicMatcher.lines`) as the prior."""
     if not examples:
         return TopicAdaptation()
     followed = [FollowedTopic(id=topic.id, text=topic.text)]
@@ -103,7 +104,7 @@ def learn(
     scores = [matcher.score(matcher.view(e.vectors, e.texts), target, query)[0] for e in examples]
     useful = [e.useful for e in examples]
     return TopicAdaptation(
-        threshold=learn_threshold(scores, useful, matcher.threshold),
+        threshold=learn_threshold(scores, useful, matcher.lines(followed)[0]),
         useful=sum(useful),
         not_useful=len(useful) - sum(useful),
     )
