@@ -200,7 +200,9 @@ class ModelScorer:
     ) -> ModelOutputs:
         topics: list[TopicMatch] = []
         if bundle.topics is not None and "topic" in self.settings.scorers:
-            bundle.topics.observe(conversation.conversation_id, vectors, [m.text for m in conversation.messages])
+            bundle.topics.observe(
+                conversation.conversation_id, vectors, [m.text for m in conversation.messages]
+            )
             # Every follower's topics in one call: the conversation is centred (and its words
             # stemmed) once, not once per follower.
             followers = [(user, t) for user in sorted(audience) for t in preferences[user].topics]
