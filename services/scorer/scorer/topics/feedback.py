@@ -17,7 +17,7 @@ What a handful of clicks can teach, measured on the calibration topics of the de
   on which side of the line a conversation belongs. The new line is the most probable one given
   the clicks and what lines look like in general (maximum a posteriori): the clicked
   conversations' scores under a logistic link of slope `SLOPE`, and a normal prior centred on
-  the default threshold with spread `PRIOR_SD`. Both are measured on the calibration topics —
+  the topic's own label-free line (`lines.py`) with spread `PRIOR_SD`. Both are measured on the calibration topics —
   the slope fitted by maximum likelihood to their scores, the spread the standard deviation of
   their best per-topic thresholds — not chosen by the evaluation's answer. With few clicks the
   prior keeps the line near the default; as clicks accumulate they take over. The earlier
