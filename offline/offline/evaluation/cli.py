@@ -52,7 +52,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--draws", type=int, default=20, help="random draws of feedback shots to average (default 20)"
     )
-    t.add_argument("--threshold", type=float, help="threshold to evaluate instead of the product default")
+    t.add_argument(
+        "--threshold",
+        type=float,
+        help="one threshold for every topic, instead of the product's label-free per-topic lines",
+    )
     t.add_argument(
         "--model", type=Path, help="use a trained model directory's workspace statistics and threshold"
     )
@@ -124,6 +128,7 @@ def topics(args: argparse.Namespace) -> int:
     embedder = choose_embedder(args.embeddings, args.embedding_model, 0.0)
     prepared = prepare(args.data, embedder, progress=not args.no_progress, store=cached_store(args, embedder))
     threshold = args.threshold
+    per_topic_lines: bool | None = None
     if args.model is not None:
         from scorer.model_dir import load_models
 
@@ -132,6 +137,7 @@ def topics(args: argparse.Namespace) -> int:
         lexicon = loaded.topics.lexicon
         if threshold is None and not args.embedding_only:
             threshold = loaded.topics.threshold
+            per_topic_lines = loaded.topics.per_topic_lines
     else:
         space = workspace_space(prepared)
         lexicon = workspace_lexicon(prepared)
@@ -140,7 +146,9 @@ def topics(args: argparse.Namespace) -> int:
     if threshold is None and embedder.name not in DEFAULT_THRESHOLDS:
         threshold = 0.0
         print(f"no measured default threshold for {embedder.name}: read the best single threshold below")
-    matcher = TopicMatcher(embedder, space, lexicon=lexicon, threshold=threshold)
+    matcher = TopicMatcher(
+        embedder, space, lexicon=lexicon, threshold=threshold, per_topic_lines=per_topic_lines
+    )
     started = time.perf_counter()
     report = evaluate(
         matcher,

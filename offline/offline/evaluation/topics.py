@@ -6,8 +6,9 @@ Inputs are the formats the issue fixes: `topics.json` maps topic ids to sentence
 
 Figures:
 
-- at the product's default threshold (what users get, not tuned on these labels): per-topic
-  precision, recall, F1, and their macro average;
+- at the product's default lines (what users get, not tuned on these labels: each topic's
+  label-free line from its scores over the workspace's conversations, `scorer.topics.lines`, or
+  the one threshold given): per-topic precision, recall, F1, and their macro average;
 - beside them, each topic's best threshold and its F1 ("how good could one line be") and the
   best single threshold for all topics — upper bounds, tuned on the answers;
 - with `shots=K`: K labelled conversations per topic are taken as feedback (at least one
@@ -89,6 +90,8 @@ class TopicFigures:
     best_threshold: float
     best: PRF
     average_precision: float
+    line: float
+    """the topic's line at the product's defaults (label-free per topic, `TopicMatcher.thresholds`)"""
     curve: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -134,6 +137,7 @@ class TopicReport:
                     "text": t.text,
                     "positives": t.positives,
                     "conversations": t.conversations,
+                    "line": t.line,
                     "default": prf_json(t.default),
                     "best_threshold": t.best_threshold,
                     "best": prf_json(t.best),
@@ -200,7 +204,8 @@ def evaluate(
     found_texts = None if texts is None else [texts[label.key] for label in found]
     scores = score_matrix(matcher, vectors, topics, found_texts)
     figures = []
-    for j, (tid, text) in enumerate(topics.items()):
+    lines = matcher.thresholds([FollowedTopic(id=tid, text=text) for tid, text in topics.items()])
+    for j, ((tid, text), line) in enumerate(zip(topics.items(), lines, strict=True)):
         known = np.array([tid in label.result for label in found])
         truth = np.array([bool(label.result.get(tid, False)) for label in found])[known]
         column = scores[known, j]
@@ -212,7 +217,8 @@ def evaluate(
                 text=text,
                 positives=int(truth.sum()),
                 conversations=int(known.sum()),
-                default=prf(truth, column >= matcher.threshold_for(tid)),
+                default=prf(truth, column >= line),
+                line=line,
                 best_threshold=best_t,
                 best=best,
                 average_precision=average_precision(truth, column),
@@ -288,11 +294,12 @@ def few_shot(
             base = matcher.topic_vectors([topic])[0]
             query = matcher.topic_queries([topic])[0]
             target = adaptation.vector if adaptation.vector is not None else base
-            threshold = adaptation.threshold if adaptation.threshold is not None else matcher.threshold
+            own = matcher.lines([topic])[0]
+            threshold = adaptation.threshold if adaptation.threshold is not None else own
             adapted_scores = np.array([matcher.score(views[rows[i]], target, query)[0] for i in rest])
             base_scores = np.array([matcher.score(views[rows[i]], base, query)[0] for i in rest])
             learnt_f1.append(prf(truth[rest], adapted_scores >= threshold).f1)
-            plain_f1.append(prf(truth[rest], base_scores >= matcher.threshold).f1)
+            plain_f1.append(prf(truth[rest], base_scores >= own).f1)
         learnt.append(learnt_f1)
         plain.append(plain_f1)
     table = np.array(learnt)

@@ -229,8 +229,12 @@ def save_common(
 def workspace_space(prepared: Prepared) -> EmbeddingSpace:
     """The topic matcher's statistics of this history: mean vector and background sample."""
     ordered = sorted(prepared.conversations, key=lambda c: c.first_ts)
+    texts = prepared.table["text"].astype(str).tolist()
     return EmbeddingSpace.of(
-        prepared.embedder.name, prepared.vectors, [prepared.vectors[list(c.rows)] for c in ordered]
+        prepared.embedder.name,
+        prepared.vectors,
+        [prepared.vectors[list(c.rows)] for c in ordered],
+        [[texts[r] for r in c.rows] for c in ordered],
     )
 
 

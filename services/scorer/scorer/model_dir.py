@@ -72,7 +72,9 @@ def load_models(
     """Everything a model directory provides, checked (format version first) before use.
 
     The topic threshold is the one recorded in the directory's settings (the measured default
-    for its embedding model, or the one given to `beepgpt train`) unless one is passed."""
+    for its embedding model, or the one given to `beepgpt train`) unless one is passed. A passed
+    or given threshold is every topic's line; the measured default is only the fallback of the
+    per-topic lines set from the workspace's recent conversations (format 2 directories)."""
     manifest = read_manifest(path)
     used = embedder or embedder_named(manifest.embedder, openai_client)
     if used.name != manifest.embedder:
@@ -92,5 +94,10 @@ def load_models(
     lexicon = Lexicon.load(path) if manifest.format_version >= 2 else None
     recorded = read_json(path / SETTINGS).get("topics", {}) if (path / SETTINGS).exists() else {}
     threshold = topic_threshold if topic_threshold is not None else recorded.get("threshold")
-    topics = TopicMatcher(used, space, lexicon=lexicon, threshold=threshold)
+    # a threshold someone chose (here or at training) holds for every topic; the measured default
+    # is only the fallback of the label-free per-topic lines (`scorer.topics.lines`)
+    chosen = topic_threshold is not None or recorded.get("threshold_source") == "given"
+    topics = TopicMatcher(
+        used, space, lexicon=lexicon, threshold=threshold, per_topic_lines=lexicon is not None and not chosen
+    )
     return LoadedModels(path=path, manifest=manifest, embedder=used, interest=interest, topics=topics)

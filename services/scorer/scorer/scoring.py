@@ -6,7 +6,8 @@ One `score()` call handles a whole batch of conversations:
    nothing more;
 2. every message of the batch that is not cached yet is embedded in one call (the cache makes
    that one embedding per new message; batching makes it one model call per batch);
-3. the interest model and the topic matcher read those message vectors, never the texts again;
+3. the interest model and the topic matcher read those message vectors, never the texts again
+   (the matcher also keeps the conversation among the recent ones its per-topic lines come from);
 4. `decide` turns their outputs into explained candidates.
 
 Model work runs in a worker thread (torch releases the GIL), so the event loop keeps the Kafka
@@ -73,6 +74,11 @@ class TopicMatcher(Protocol):
     def match(
         self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
     ) -> list[TopicScore]: ...
+
+    def observe(self, conversation_id: str, vectors: Matrix, texts: Sequence[str] | None = None) -> None:
+        """A conversation of the workspace, new or updated: topics' lines are set from the
+        recent ones (`scorer.topics.lines`), whether or not anyone follows a topic now."""
+        ...
 
 
 class ModelBundle(Protocol):
@@ -194,6 +200,9 @@ class ModelScorer:
     ) -> ModelOutputs:
         topics: list[TopicMatch] = []
         if bundle.topics is not None and "topic" in self.settings.scorers:
+            bundle.topics.observe(
+                conversation.conversation_id, vectors, [m.text for m in conversation.messages]
+            )
             # Every follower's topics in one call: the conversation is centred (and its words
             # stemmed) once, not once per follower.
             followers = [(user, t) for user in sorted(audience) for t in preferences[user].topics]

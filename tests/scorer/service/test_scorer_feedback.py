@@ -30,6 +30,9 @@ class SteadyTopics:
     ) -> list[TopicScore]:
         return [TopicScore(topic, self.score, 0.5, 0) for topic in topics]
 
+    def observe(self, conversation_id: str, vectors: Matrix, texts: Sequence[str] | None = None) -> None:
+        """Its line does not depend on the workspace's conversations."""
+
 
 async def _send(settings: KafkaSettings, *events: Feedback) -> None:
     async with EventProducer(settings, "ingest") as producer:

@@ -21,7 +21,9 @@ from scorer.embeddings import Matrix
 from scorer.model_watch import ModelWatcher
 from scorer.scoring import ModelScorer
 from scorer.settings import ScorerSettings
-from scorer.topics.matcher import TopicScore
+from scorer.topics import lines
+from scorer.topics.lexical import Lexicon
+from scorer.topics.matcher import EmbeddingSpace, TopicMatcher, TopicScore
 
 DIM = 64
 
@@ -50,6 +52,7 @@ class HashingEmbedder:
 class CosineTopics:
     def __init__(self, embedder: HashingEmbedder) -> None:
         self.embedder = embedder
+        self.observed: list[str] = []
 
     def match(
         self, vectors: Matrix, topics: Sequence[FollowedTopic], texts: Sequence[str] | None = None
@@ -60,6 +63,9 @@ class CosineTopics:
             TopicScore(topic, float(sims[:, j].max()), 0.5, int(sims[:, j].argmax()))
             for j, topic in enumerate(topics)
         ]
+
+    def observe(self, conversation_id: str, vectors: Matrix, texts: Sequence[str] | None = None) -> None:
+        self.observed.append(conversation_id)
 
 
 class FixedInterest:
@@ -190,3 +196,57 @@ async def test_the_interest_model_learns_from_every_conversation_and_hears_of_cl
     assert bundle.interest.audiences == [{"UANA", "UCAT", "UDAN"}]  # scored within its audience
     scorer.forget("C2:1.000000")
     assert bundle.interest.forgotten == ["C2:1.000000"]
+
+
+@dataclass(frozen=True)
+class MatcherBundle:
+    version: str
+    embedder: HashingEmbedder
+    interest: None
+    topics: TopicMatcher
+
+
+async def test_the_live_scorer_alerts_at_each_topics_label_free_line_and_refreshes_it(tmp_path: Path) -> None:
+    """The product's `TopicMatcher` in the service: its fixed threshold (0.99) would alert on
+    nothing; the per-topic line set from the recent conversations lets a clear match through,
+    and every conversation the service scores joins those recent conversations."""
+    embedder = HashingEmbedder()
+    history = [
+        [f"kafka partitions and consumer lag {i}", "more partitions"] if i % 5 == 0 else [f"lunch plans {i}"]
+        for i in range(lines.MIN_CONVERSATIONS)
+    ]
+    vectors = [embedder.embed(texts) for texts in history]
+    space = EmbeddingSpace.of(embedder.name, np.concatenate(vectors), vectors, history)
+    lexicon = Lexicon.of(t for texts in history for t in texts)
+
+    async def scorer_of(matcher: TopicMatcher, directory: Path) -> ModelScorer:
+        bundle = MatcherBundle("v1", embedder, None, matcher)
+        watcher: ModelWatcher[MatcherBundle] = ModelWatcher(
+            directory, lambda p: bundle, lambda b: b.version, poll_s=3600
+        )
+        await watcher.start()
+        return ModelScorer(ScorerSettings(), watcher)  # type: ignore[arg-type]
+
+    (tmp_path / "lines").mkdir()
+    (tmp_path / "fixed").mkdir()
+    matcher = TopicMatcher(embedder, space, lexicon=lexicon, threshold=0.99, per_topic_lines=True)
+    scorer = await scorer_of(matcher, tmp_path / "lines")
+    talk = conversation("C1:1.000000", [("UBEN", "how many kafka partitions for the consumer lag")])
+    follower = {"UANA": PREFS["UANA"]}
+    [found] = await scorer.score([talk], follower)
+    [line] = matcher.lines(PREFS["UANA"].topics)
+    assert line < 0.99
+    assert found.reason == "topic"
+    assert f"threshold {line:.2f}" in found.explanation
+    assert (len(matcher.recent), matcher.recent.seen) == (lines.MIN_CONVERSATIONS + 1,) * 2
+    await scorer.score([talk], follower)  # scored again: the same recent conversation, seen twice
+    assert (len(matcher.recent), matcher.recent.seen) == (
+        lines.MIN_CONVERSATIONS + 1,
+        lines.MIN_CONVERSATIONS + 2,
+    )
+    await scorer.aclose()
+    fixed = await scorer_of(
+        TopicMatcher(embedder, space, lexicon=lexicon, threshold=0.99), tmp_path / "fixed"
+    )
+    assert await fixed.score([talk], follower) == []
+    await fixed.aclose()

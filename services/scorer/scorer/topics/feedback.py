@@ -17,7 +17,7 @@ What a handful of clicks can teach, measured on the calibration topics of the de
   on which side of the line a conversation belongs. The new line is the most probable one given
   the clicks and what lines look like in general (maximum a posteriori): the clicked
   conversations' scores under a logistic link of slope `SLOPE`, and a normal prior centred on
-  the default threshold with spread `PRIOR_SD`. Both are measured on the calibration topics —
+  the topic's own label-free line (`lines.py`) with spread `PRIOR_SD`. Both are measured on the calibration topics —
   the slope fitted by maximum likelihood to their scores, the spread the standard deviation of
   their best per-topic thresholds — not chosen by the evaluation's answer. With few clicks the
   prior keeps the line near the default; as clicks accumulate they take over. The earlier
@@ -94,7 +94,8 @@ def learn(
     matcher: TopicMatcher, topic: FollowedTopic, examples: Sequence[FeedbackExample]
 ) -> TopicAdaptation:
     """The adaptation that feedback `examples` teach about `topic` (apply with `matcher.adapt`):
-    the topic keeps its vector, its threshold becomes `learn_threshold` of the examples' scores."""
+    the topic keeps its vector, its threshold becomes `learn_threshold` of the examples' scores,
+    with the topic's own label-free line (`TopicMatcher.lines`) as the prior."""
     if not examples:
         return TopicAdaptation()
     followed = [FollowedTopic(id=topic.id, text=topic.text)]
@@ -103,7 +104,7 @@ def learn(
     scores = [matcher.score(matcher.view(e.vectors, e.texts), target, query)[0] for e in examples]
     useful = [e.useful for e in examples]
     return TopicAdaptation(
-        threshold=learn_threshold(scores, useful, matcher.threshold),
+        threshold=learn_threshold(scores, useful, matcher.lines(followed)[0]),
         useful=sum(useful),
         not_useful=len(useful) - sum(useful),
     )

@@ -19,11 +19,16 @@ How a conversation is scored against a topic (each choice measured on the develo
   tell apart what a small embedding model blurs (calibration best single threshold 0.699 →
   0.734). Without one (a model directory of format 1, `bench`), the embedding score alone, with
   its own measured threshold.
-- One default threshold for every topic, chosen on calibration topics that are *not* the ones
-  `beepgpt eval topics` reports on (so the evaluation's "default threshold" figure is not tuned
-  on its own answers). Per-topic calibration comes from feedback (`feedback.py`): unsupervised
-  per-topic normalisations (z-scores, score ranges, Otsu/mixture splits of each topic's score
-  distribution, a calibrator learnt across topics) were measured and did worse.
+- Each topic gets its own line, set without labels from the spread of its scores over the
+  workspace's recent conversations (`lines.py`: one line did not transfer between topics,
+  evaluation macro-F1 0.603 → 0.703). The matcher keeps those conversations
+  (`RecentConversations`, seeded from the model directory's background sample, refreshed by
+  `observe` as the service scores conversations), and recomputes a topic's line every
+  `lines.REFRESH_EVERY` conversations. Its constants, and the single default threshold used
+  below `lines.MIN_CONVERSATIONS` conversations, without word statistics, or when an operator
+  fixes one, were chosen on calibration topics that are *not* the ones `beepgpt eval topics`
+  reports on (so the evaluation's "default threshold" figure is not tuned on its own answers).
+  Clicks move a topic's line further (`feedback.py`, the per-topic line as their prior).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from scorer.artifact import ModelFormatError
 from scorer.embeddings import Embedder, Matrix, Vector, normalise
 from scorer.topics import lexical
 from scorer.topics.lexical import Lexicon, Query
+from scorer.topics.lines import MIN_CONVERSATIONS, RECENT_MESSAGES, REFRESH_EVERY, RecentConversations, line
 from scorer.topics.phrasing import topic_subject
 
 SPACE_FILE = "space.npz"
@@ -92,17 +98,23 @@ class TopicAdaptation:
 BACKGROUND_CONVERSATIONS = 400
 """Recent conversations kept (at most 20 messages each) as the workspace's background sample."""
 
+Stems = tuple[frozenset[str], ...]
+"""Each message's stems (`lexical.message_stems`), in message order."""
+
 
 @dataclass(frozen=True)
 class EmbeddingSpace:
     """The workspace's messages in one embedding space, summarised: their mean vector, and a
-    sample of recent conversations (message vectors) that feedback uses to keep a moved topic's
-    alert rate where it was (`feedback.py`)."""
+    sample of recent conversations (message vectors, and their messages' stems in model
+    directories that have them) from which a topic's line is set (`lines.py`) until the
+    service has seen conversations of its own."""
 
     embedder: str
     mean: Vector
     messages: int
     background: tuple[Matrix, ...] = ()
+    background_stems: tuple[Stems, ...] | None = None
+    """One entry per `background` conversation, or None (a directory saved without them)."""
 
     def centre(self, vectors: Matrix) -> Matrix:
         """Vectors minus the workspace mean, re-normalised."""
@@ -111,12 +123,32 @@ class EmbeddingSpace:
         return normalise(vectors - self.mean)
 
     @classmethod
-    def of(cls, embedder: str, vectors: Matrix, conversations: Sequence[Matrix] = ()) -> EmbeddingSpace:
+    def of(
+        cls,
+        embedder: str,
+        vectors: Matrix,
+        conversations: Sequence[Matrix] = (),
+        texts: Sequence[Sequence[str]] | None = None,
+    ) -> EmbeddingSpace:
+        """The statistics of a history: all its message `vectors`, and its `conversations`
+        (message vectors, oldest first; with their message `texts` when given)."""
+        if texts is not None and len(texts) != len(conversations):
+            raise ValueError(f"{len(texts)} conversations of texts for {len(conversations)} of vectors")
         mean = vectors.mean(axis=0) if len(vectors) else np.zeros(0, dtype=np.float32)
-        sample = tuple(
-            np.asarray(c[-20:], dtype=np.float32) for c in conversations[-BACKGROUND_CONVERSATIONS:] if len(c)
+        kept = [i for i in range(len(conversations)) if len(conversations[i])][-BACKGROUND_CONVERSATIONS:]
+        sample = tuple(np.asarray(conversations[i][-RECENT_MESSAGES:], dtype=np.float32) for i in kept)
+        stems = (
+            None
+            if texts is None
+            else tuple(tuple(lexical.message_stems(t) for t in texts[i][-RECENT_MESSAGES:]) for i in kept)
         )
-        return cls(embedder=embedder, mean=mean.astype(np.float32), messages=len(vectors), background=sample)
+        return cls(
+            embedder=embedder,
+            mean=mean.astype(np.float32),
+            messages=len(vectors),
+            background=sample,
+            background_stems=stems,
+        )
 
     def save(self, directory: Path) -> None:
         sizes = np.array([len(c) for c in self.background], dtype=np.int64)
@@ -125,14 +157,18 @@ class EmbeddingSpace:
             if self.background
             else np.zeros((0, len(self.mean)), dtype=np.float16)
         )
-        np.savez(
-            directory / SPACE_FILE,
-            embedder=np.array(self.embedder),
-            mean=self.mean,
-            messages=np.int64(self.messages),
-            background=rows,
-            background_sizes=sizes,
-        )
+        arrays: dict[str, np.ndarray] = {
+            "embedder": np.array(self.embedder),
+            "mean": self.mean,
+            "messages": np.array(self.messages, dtype=np.int64),
+            "background": rows,
+            "background_sizes": sizes,
+        }
+        if self.background_stems is not None:
+            # one string per message row: stems are letters and digits, so a space separates them
+            joined = [" ".join(sorted(m)) for c in self.background_stems for m in c]
+            arrays["background_stems"] = np.array(joined, dtype=np.str_)
+        np.savez(directory / SPACE_FILE, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, directory: Path) -> EmbeddingSpace:
@@ -142,11 +178,24 @@ class EmbeddingSpace:
         with np.load(path, allow_pickle=False) as arrays:
             rows = arrays["background"].astype(np.float32)
             bounds = np.cumsum(arrays["background_sizes"])[:-1]
+            stems: tuple[Stems, ...] | None = None
+            if "background_stems" in arrays.files:
+                per_message = [frozenset(s.split()) for s in arrays["background_stems"].tolist()]
+                if len(per_message) != len(rows):
+                    raise ModelFormatError(f"{path}: {len(per_message)} stem rows for {len(rows)} messages")
+                starts = [0, *bounds.tolist()]
+                ends = [*bounds.tolist(), len(rows)]
+                stems = (
+                    tuple(tuple(per_message[a:b]) for a, b in zip(starts, ends, strict=True))
+                    if len(rows)
+                    else ()
+                )
             return cls(
                 embedder=str(arrays["embedder"]),
                 mean=arrays["mean"].astype(np.float32),
                 messages=int(arrays["messages"]),
                 background=tuple(np.split(rows, bounds)) if len(rows) else (),
+                background_stems=stems,
             )
 
 
@@ -157,7 +206,7 @@ class ConversationView:
 
     messages: Matrix
     whole: Vector
-    stems: tuple[frozenset[str], ...] | None = None
+    stems: Stems | None = None
 
 
 def default_threshold(embedder: str, *, lexical: bool = False) -> float:
@@ -173,7 +222,12 @@ def default_threshold(embedder: str, *, lexical: bool = False) -> float:
 
 class TopicMatcher:
     """Scores conversations (their message vectors, and their texts when it has a `Lexicon`)
-    against followed topics."""
+    against followed topics, and sets each topic's line.
+
+    A topic's line is, in order: the line its feedback taught (`adapt`); the label-free line of
+    `lines.py` over the recent conversations, when `per_topic_lines` (the default when no
+    `threshold` is given and the matcher has a `Lexicon`, where it was measured) and at least
+    `lines.MIN_CONVERSATIONS` are known; else `threshold`."""
 
     def __init__(
         self,
@@ -185,6 +239,7 @@ class TopicMatcher:
         conversation_weight: float = CONVERSATION_WEIGHT,
         lexical_weight: float = LEXICAL_WEIGHT,
         adaptations: Mapping[str, TopicAdaptation] | None = None,
+        per_topic_lines: bool | None = None,
     ) -> None:
         if space.embedder != embedder.name:
             raise ValueError(f"space of {space.embedder} used with embedder {embedder.name}")
@@ -197,8 +252,24 @@ class TopicMatcher:
         self.conversation_weight = conversation_weight
         self.lexical_weight = lexical_weight
         self.adaptations: dict[str, TopicAdaptation] = dict(adaptations or {})
+        self.per_topic_lines = (
+            (threshold is None and lexicon is not None) if per_topic_lines is None else per_topic_lines
+        )
         self._topics: OrderedDict[str, Vector] = OrderedDict()
         self._queries: OrderedDict[str, Query] = OrderedDict()
+        self._lines: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        """(`recent.seen` when computed, line) per topic subject"""
+        self.recent = RecentConversations()
+        """The conversations a topic's line is set from: the model directory's sample, then the
+        conversations the service scores (`observe`)."""
+        stems = space.background_stems
+        if lexicon is None or stems is not None:
+            for number, vectors in enumerate(space.background):
+                self.recent.observe(
+                    f"background:{number}",
+                    space.centre(vectors),
+                    None if stems is None or lexicon is None else stems[number],
+                )
 
     # --- the service's protocol --------------------------------------------------------------------
 
@@ -210,11 +281,21 @@ class TopicMatcher:
         if not topics:
             return []
         view = self.view(vectors, texts)
-        found = self.scores(view, self.topic_vectors(topics), self.topic_queries(topics))
+        targets = self.topic_vectors(topics)
+        queries = self.topic_queries(topics)
+        found = self.scores(view, targets, queries)
         return [
-            TopicScore(topic, score, self.threshold_for(topic.id), best)
-            for topic, (score, best) in zip(topics, found, strict=True)
+            TopicScore(topic, score, line, best)
+            for topic, (score, best), line in zip(topics, found, self.thresholds(topics), strict=True)
         ]
+
+    def observe(self, conversation_id: str, vectors: Matrix, texts: Sequence[str] | None = None) -> None:
+        """A conversation the workspace had (new, or updated with new messages): it joins the
+        recent conversations that topics' lines are set from."""
+        if self.lexicon is not None and texts is None:
+            return  # its words are unknown: it could not be scored like the others
+        view = self.view(vectors, texts)
+        self.recent.observe(conversation_id, view.messages, view.stems)
 
     # --- parts, also used by evaluation ----------------------------------------------------------
 
@@ -298,11 +379,65 @@ class TopicMatcher:
             self._topics.popitem(last=False)
         return np.stack(rows).astype(np.float32)
 
-    def threshold_for(self, topic_id: str) -> float:
-        adapted = self.adaptations.get(topic_id)
-        if adapted is not None and adapted.threshold is not None:
-            return adapted.threshold
-        return self.threshold
+    def thresholds(self, topics: Sequence[FollowedTopic]) -> list[float]:
+        """Each topic's line: feedback's, else the label-free per-topic one, else `threshold`."""
+        unadapted = self.lines(topics)
+        out = []
+        for topic, own in zip(topics, unadapted, strict=True):
+            adapted = self.adaptations.get(topic.id)
+            out.append(adapted.threshold if adapted is not None and adapted.threshold is not None else own)
+        return out
+
+    def lines(self, topics: Sequence[FollowedTopic]) -> list[float]:
+        """Each topic's line before feedback: `lines.line` of its scores over the recent
+        conversations (recomputed every `REFRESH_EVERY` conversations seen), or `threshold`."""
+        if not self.per_topic_lines or len(self.recent) < MIN_CONVERSATIONS or not topics:
+            return [self.threshold] * len(topics)
+        subjects = [topic_subject(t.text) for t in topics]
+        stale = sorted(
+            {
+                s
+                for s in subjects
+                if s not in self._lines or self.recent.seen - self._lines[s][0] >= REFRESH_EVERY
+            }
+        )
+        if stale:
+            targets = np.stack([self._subject_vector(s) for s in stale]).astype(np.float32)
+            queries = [None if self.lexicon is None else self._subject_query(s) for s in stale]
+            table = np.array(
+                [
+                    [score for score, _ in self.scores(self._recent_view(m, st), targets, queries)]
+                    for m, st in self.recent.conversations()
+                ]
+            )
+            for column, subject in enumerate(stale):
+                self._lines[subject] = (self.recent.seen, line(table[:, column]))
+        for subject in subjects:
+            self._lines.move_to_end(subject)
+        while len(self._lines) > _TOPIC_CACHE:
+            self._lines.popitem(last=False)
+        return [self._lines[s][1] for s in subjects]
+
+    def _subject_vector(self, subject: str) -> Vector:
+        vector = self._topics.get(subject)
+        if vector is None:
+            vector = self._topics[subject] = self.embedder.embed([subject])[0]
+        return vector
+
+    def _subject_query(self, subject: str) -> Query:
+        assert self.lexicon is not None
+        query = self._queries.get(subject)
+        if query is None:
+            query = self._queries[subject] = self.lexicon.query(subject)
+        return query
+
+    @staticmethod
+    def _recent_view(messages: Matrix, stems: Stems | None) -> ConversationView:
+        return ConversationView(messages, normalise(messages.mean(axis=0))[0], stems)
+
+    def threshold_for(self, topic: FollowedTopic) -> float:
+        """One topic's line (`thresholds`)."""
+        return self.thresholds([topic])[0]
 
     def adapt(self, topic_id: str, adaptation: TopicAdaptation) -> None:
         self.adaptations[topic_id] = adaptation
