@@ -71,7 +71,7 @@ SCHEDULE_SPELLINGS: dict[str, DigestSchedule] = {
 }
 """How people write a digest schedule in plain words (`/beep digest once a day`)."""
 
-_CHANNEL = re.compile(r"^<#([CG][A-Z0-9]{2,})(?:\|[^>]*)?>$|^([CG][A-Z0-9]{8,})$")
+_CHANNEL = re.compile(r"^<#([^|>\s]{1,64})(?:\|[^>]*)?>$|^([CG][A-Z0-9]{8,})$")
 """A channel as Slack escapes it in a command's text (`<#C0123|infra>`), or a bare channel id."""
 
 BUILT_IN_DEFAULTS = AlertDefaults.model_construct()
