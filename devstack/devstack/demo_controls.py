@@ -1,9 +1,9 @@
 """The demo's people use each control once, as someone in Slack would, so the run shows them.
 
 Before the replay two people type a command (through the stand-in's Socket Mode, to ingest):
-`/beep mute #general`, and `/beep digest three times a day`. During it, the first three people
-to get a real-time DM each click one of its controls — *Mute this conversation*, *Fewer like
-this*, *Snooze 1 hour* — on the DM the notifier posted (its blocks read back from the stand-in).
+`/beep mute #general`, and `/beep digest three times a day`. During it, people who get
+real-time DMs click one of its controls each — *Snooze 1 hour*, *Mute this conversation*, *Fewer
+like this* (on a topic alert) — on the DM the notifier posted (its blocks read back from the stand-in).
 What each did is printed as it happens and listed in the summary; the decisions it changed show
 as their own outcomes (`muted`, `down_weighted`, `snoozed`, `over_budget`) in the tally.
 """
@@ -21,11 +21,13 @@ from devstack.slack_standin.identity import AppIdentity
 from devstack.slack_standin.remote import RemoteStandin
 
 CLICKS: tuple[tuple[str, str], ...] = (
+    (SNOOZE_ACTIONS["1h"], "Snooze 1 hour"),
     (MUTE_ACTION, "Mute this conversation"),
     (FEWER_ACTION, "Fewer like this"),
-    (SNOOZE_ACTIONS["1h"], "Snooze 1 hour"),
 )
-"""The DM buttons the demo clicks, in order, each on the first DM of another person."""
+"""The DM buttons the demo clicks, each on a later DM than the one before: snooze first (the
+replay lasts less than its hour, so what comes for that person next is `snoozed`), *Fewer like
+this* on the first topic alert after (a followed topic matches again, and its bar is raised)."""
 
 CONTROLS_SUFFIX = ":controls"
 """The block id ending of an alert's controls row (`notifier.dm.controls_block_id`)."""
@@ -54,7 +56,6 @@ class DemoControls:
     names: dict[str, str]
     used: list[str] = field(default_factory=list)
     sent: asyncio.Queue[Notification] = field(default_factory=asyncio.Queue)
-    _clicked: set[str] = field(default_factory=set)
     _commanded: set[str] = field(default_factory=set)
 
     def name(self, user: str) -> str:
@@ -69,17 +70,20 @@ class DemoControls:
         """The two typed controls, before any message is replayed."""
         for user, text in ((muter, f"mute <#{channel}|{channel.lower()}>"), (scheduler, "digest three times a day")):
             ack = await self.remote.push_slash_command(self.events.slash_command("/beep", text, user_id=user), timeout=30)
-            reply = str((ack.get("payload") or {}).get("text", ""))
+            reply = str((ack.get("payload") or {}).get("text", "")).split(". ")[0] or "(no reply)"
             self._commanded.add(user)
-            self._say(f"{self.name(user)} typed `/beep {text}` → {reply.splitlines()[0][:140] if reply else '(no reply)'}")
+            self._say(f"{self.name(user)} typed `/beep {text}` → {reply}")
 
     async def click_first_dms(self) -> None:
-        """Click one control on the first DM of each of the next people who get one."""
+        """Click each control once, in `CLICKS`' order, each on a later DM (of someone who typed
+        no command; the snoozed person's DMs wait for their digest anyway)."""
         pending = list(CLICKS)
         while pending:
             note = await self.sent.get()
-            if note.user in self._clicked or note.user in self._commanded:
+            if note.user in self._commanded:
                 continue
+            if pending[0][0] == FEWER_ACTION and note.reason != "topic":
+                continue  # a topic's weight: its follower will see the raised bar on the next match
             post = await self._post(note)
             if post is None:
                 continue
@@ -91,7 +95,6 @@ class DemoControls:
             if row is None or button is None:
                 pending.insert(0, (action_id, label))
                 continue
-            self._clicked.add(note.user)
             message = {"type": "message", "ts": post["ts"], "text": post.get("text", ""), "blocks": post["blocks"]}
             click = self.events.block_actions(
                 action_id,
