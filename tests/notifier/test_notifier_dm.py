@@ -204,3 +204,20 @@ def test_find_block_recognises_our_message_in_history() -> None:
     history = [{"ts": "1.1", "blocks": []}, {"ts": "1.2", "blocks": message.blocks}]
     assert dm.find_block(history, dm.marker_block_id("mark")) == history[1]
     assert dm.find_block(history, dm.marker_block_id("other")) is None
+
+
+def test_every_alert_ends_with_its_controls_carrying_the_alerts_button_value() -> None:
+    from beepgpt.contracts import CONTROL_ACTIONS
+
+    message = dm.alert(candidate(), dm.Names(), "https://l", "m1")
+    controls = message.blocks[-1]
+    assert controls["block_id"] == dm.controls_block_id("m1") == "beepgpt:m1:controls"
+    assert [e["action_id"] for e in controls["elements"]] == list(CONTROL_ACTIONS)
+    assert [e["text"]["text"] for e in controls["elements"]] == [
+        "Mute this conversation",
+        "Fewer like this",
+        "Snooze 1 hour",
+        "Snooze until tomorrow",
+    ]
+    assert {e["value"] for e in controls["elements"]} == {dm.feedback_value(candidate())}
+    assert dm.find_block([{"blocks": message.blocks}], dm.marker_block_id("m1")) is not None  # still found
