@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +39,8 @@ from beepgpt.contracts import (
 )
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import KafkaSettings
-from devstack.example_workspace import MESSAGES, ExampleWorkspace
+from devstack.demo_controls import DemoControls, builder
+from devstack.example_workspace import EXAMPLE_FOLLOWS, MESSAGES, ExampleWorkspace
 from devstack.local_stack import LocalStack
 from devstack.processes import Services
 from devstack.replay import message_event, paced, plan
@@ -59,6 +60,7 @@ STANDIN_TOKEN_FLAGS = {
 }
 GAP_S = 600.0
 THREAD_IDLE_S = 1800.0
+CONTROL_OUTCOMES = ("muted", "snoozed", "down_weighted")
 
 
 @dataclass
@@ -79,6 +81,10 @@ class Tally:
     """conversation id → who got a real-time DM about it"""
     joined_after_dm: set[tuple[str, str]] = field(default_factory=set)
     """(person, conversation) pairs where the person posted in it after their DM"""
+    listeners: list[Callable[[Notification], None]] = field(default_factory=list)
+    """Also told of every decision (the demo's controls click on real-time DMs)."""
+    controls_used: list[str] = field(default_factory=list)
+    """What the demo's people did with the controls, for the summary."""
 
     def name(self, user: str) -> str:
         return self.names.get(user, user)
@@ -86,6 +92,10 @@ class Tally:
     def on_notification(self, note: Notification) -> None:
         self.outcomes[note.outcome] += 1
         self.last_change = time.monotonic()
+        for listener in self.listeners:
+            listener(note)
+        if note.outcome in CONTROL_OUTCOMES:
+            print(f"  {note.outcome} → {self.name(note.user):<8} {note.conversation_id}  {note.detail[:140]}", flush=True)
         if note.outcome == "sent":
             self.alerted.setdefault(note.conversation_id, set()).add(note.user)
         if note.outcome in ("sent", "digest"):
@@ -149,8 +159,14 @@ class Tally:
             # Waiting for the person's digest time (09:00, 13:00, 17:00 in their zone by default).
             f"  held by the budget     {self.outcomes['over_budget']}",
             f"  not opted in / failed  {self.outcomes['not_opted_in']} / {self.outcomes['failed']}",
+            # The person's own controls (the demo uses each once, below), as the notifier audited them.
+            f"  muted / snoozed        {self.outcomes['muted']} / {self.outcomes['snoozed']}",
+            f"  fewer like this        {self.outcomes['down_weighted']} (below the bar a click raised)",
+            f"  in digests             {self.outcomes['digest']}",
             f"  latency message → DM   p50 {pct(0.5)}  p99 {pct(0.99)}",
         ]
+        if self.controls_used:
+            lines += ["  controls used", *(f"    {line}" for line in self.controls_used)]
         return "\n".join(lines)
 
 
@@ -300,10 +316,12 @@ async def run(args: argparse.Namespace) -> int:
                 await stop.wait()
                 return 0
             assert slack is not None
+            clicking = await use_controls(resources, workspace, slack, tally)
             replay = asyncio.create_task(replay_workspace(workspace, slack, args, stop))
             messages = await replay
             if not stop.is_set():
                 await settle(tally, quiet_for=max(3.0, 2 * THREAD_IDLE_S / args.speed), stop=stop)
+            clicking.cancel()
             if watcher.done():
                 watcher.result()  # the tally stopped early: its error, rather than a short summary
             print(tally.summary(messages), flush=True)
@@ -325,6 +343,23 @@ async def follow_example_topics(kafka: KafkaSettings, workspace: ExampleWorkspac
     for user, follows in ((p.user, p.topics) for p in workspace.preferences(0)):
         for topic in follows:
             print(f"  {tally.name(user)} follows: “{topic.text}”", flush=True)
+
+
+async def use_controls(
+    resources: contextlib.AsyncExitStack, workspace: ExampleWorkspace, slack: dict[str, str], tally: Tally
+) -> asyncio.Task[None]:
+    """Each control once (`demo_controls`): two commands now, three DM buttons as DMs come."""
+    remote = await resources.enter_async_context(RemoteStandin(slack["control_url"]))
+    controls = DemoControls(remote, builder(await remote.info()), tally.names)
+    controls.used = tally.controls_used
+    people = [str(u["id"]) for u in workspace.users]
+    muter = next(u for u in people if u not in EXAMPLE_FOLLOWS)  # alerts by interest only
+    scheduler = list(EXAMPLE_FOLLOWS)[1]
+    await controls.commands(muter, "General", scheduler)
+    tally.listeners.append(controls.on_notification)
+    task = asyncio.create_task(controls.click_first_dms())
+    resources.callback(task.cancel)
+    return task
 
 
 async def replay_workspace(

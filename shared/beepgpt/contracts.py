@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime, timedelta
+from datetime import time as clock
 from typing import Annotated, Any, Final, Literal, TypeGuard, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -211,6 +214,16 @@ def split_conversation_id(conversation_id: str) -> tuple[str, str, bool]:
     return channel, first_ts, len(body) < len(conversation_id)
 
 
+def alert_subject(conversation_id: str) -> str:
+    """What one DM covers: the conversation's channel and opening message, thread or not.
+
+    A thread and the channel conversation its parent opened are one subject: live, the parent
+    arrives before anyone replies, so it opens a channel conversation and then also starts its
+    thread. The notifier's dedup key and a "Mute this conversation" both cover a subject."""
+    channel, first_ts, _ = split_conversation_id(conversation_id)
+    return f"{channel}:{first_ts}"
+
+
 class ConversationEvent(Event):
     """The state of a conversation after a change (`updated`) or once it went quiet (`closed`).
 
@@ -269,6 +282,13 @@ class Candidate(Event):
     )
     preview: list[PreviewLine] = Field(default_factory=list)
     conversation_started_at: Seconds | None = None
+    threshold: Score | None = Field(
+        default=None,
+        description=(
+            "the bar `score` cleared in the scorer (a topic's line, the interest model's threshold): "
+            "the notifier raises it for a person who asked for fewer such alerts (`raised_bar`)"
+        ),
+    )
     created_at: Seconds = Field(default_factory=now)
 
 
@@ -284,12 +304,19 @@ NotificationOutcome = Literal[
     "not_opted_in",
     "failed",
     "not_permitted",
+    "muted",
+    "snoozed",
+    "down_weighted",
 ]
 """`over_budget`: the person had their real-time DMs for the day; the alert waits for their next
 digest time. `not_permitted`: the person may not read the conversation's channel (a guest, a
 deactivated account or a bot, or not a member of a private or shared channel): nothing is sent or
-held. (Both added after the others: a reader older than them skips such records as invalid,
-which the notifier's readers — App Home's recent alerts, the demo — can afford.)"""
+held. The person's own controls (docs/notifications.md, *Controls*): `muted` — they muted the
+conversation or its channel, nothing is sent or held; `snoozed` — they snoozed alerts from a DM,
+the alert waits for a digest when the snooze ends; `down_weighted` — they asked for "fewer like
+this" about the alert's topic or channel and its score no longer clears the bar raised for them.
+(All added after the first seven: a reader older than them skips such records as invalid, which
+the notifier's readers — App Home's recent alerts, the demo — can afford.)"""
 
 NOTIFICATION_OUTCOMES: Final[tuple[NotificationOutcome, ...]] = get_args(NotificationOutcome)
 """Every outcome, in the order above: metric labels, dashboards and checks read this list."""
@@ -366,6 +393,113 @@ DigestTimes = Annotated[
 """When held alerts arrive as one digest DM, each day; never empty (held alerts must go out)."""
 
 
+# --- a person's controls: mutes, "fewer like this", snoozes, a digest schedule -------------------
+# Set from an alert's buttons, `/beep mute` and App Home (ingest); applied by the notifier, which
+# audits each as its own outcome (docs/notifications.md, *Controls*). Every list is bounded: a
+# conversation mute expires, channel mutes and weights are capped.
+
+MAX_MUTED_CHANNELS: Final = 50
+MAX_MUTED_CONVERSATIONS: Final = 50
+"""At most this many muted conversations are kept; a new one pushes out the oldest."""
+MUTE_CONVERSATION_S: Final = 30 * 24 * 3600
+"""A muted conversation stays muted 30 days: as long as the notifier remembers having announced
+it (its dedup key), after which a conversation that wakes up is news again."""
+
+MAX_WEIGHTS: Final = 50
+"""At most this many "fewer like this" weights are kept; a new one pushes out the oldest."""
+FEWER_STEP: Final = 0.5
+"""Each "fewer like this" halves the weight of the alert's topic (or, for an interest alert, its
+channel): the bar an alert must clear moves half-way to certainty (`raised_bar`)."""
+MIN_WEIGHT: Final = 0.125
+"""Three clicks' worth: fewer, not none (that is what a mute is for)."""
+
+SnoozeChoice = Literal["1h", "tomorrow"]
+SNOOZE_MORNING: Final = "09:00"
+""""Until tomorrow" ends at this time of the person's next day."""
+
+
+class Mute(BaseModel):
+    """A channel, or one conversation of it, the person does not want alerts about."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    channel: str = Field(min_length=1, max_length=64)
+    conversation_id: str | None = Field(
+        default=None, max_length=200, description="None: the whole channel"
+    )
+    until: Seconds | None = Field(default=None, description="None: until unmuted")
+    created_at: Seconds = Field(default_factory=now)
+
+    def active(self, at: float) -> bool:
+        return self.until is None or self.until > at
+
+    def covers(self, channel: str, conversation_id: str, at: float) -> bool:
+        """Whether an alert about `conversation_id` of `channel` is muted by this, at `at`: a
+        channel mute covers all its conversations, a conversation mute its subject (the flow
+        and the thread its opening message started, `alert_subject`)."""
+        if not self.active(at) or self.channel != channel:
+            return False
+        return self.conversation_id is None or alert_subject(self.conversation_id) == alert_subject(
+            conversation_id
+        )
+
+
+class Weight(BaseModel):
+    """How much of a topic (topic alerts) or a channel (interest alerts) the person wants."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic_id: str | None = Field(default=None, max_length=200)
+    channel: str | None = Field(default=None, max_length=64)
+    weight: float = Field(ge=MIN_WEIGHT, le=1.0, allow_inf_nan=False)
+    updated_at: Seconds = Field(default_factory=now)
+
+    def applies(self, reason: CandidateReason | None, channel: str, topic_id: str | None) -> bool:
+        if reason == "topic" and topic_id is not None:
+            return self.topic_id == topic_id
+        return self.topic_id is None and self.channel == channel
+
+
+def raised_bar(threshold: float, weight: float) -> float:
+    """The score an alert must reach for a person whose weight on its topic or channel is
+    `weight`: the scorer's bar moved `1 - weight` of the way to certainty (weight 1: unchanged;
+    0.5: half-way). Raising the bar rather than lowering the score keeps the score the scorer
+    learns from (a click's `FeedbackButton`) the scorer's own."""
+    return threshold + (1.0 - threshold) * (1.0 - weight)
+
+
+def snooze_end(choice: SnoozeChoice, at: float, zone_name: str) -> float:
+    """When a snooze chosen at `at` ends: an hour later, or `SNOOZE_MORNING` of the person's
+    next day (in their zone; an unknown zone is UTC)."""
+    if choice == "1h":
+        return at + 3600
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    tomorrow = datetime.fromtimestamp(at, zone).date() + timedelta(days=1)
+    hours, minutes = (int(part) for part in SNOOZE_MORNING.split(":"))
+    return datetime.combine(tomorrow, clock(hours, minutes), tzinfo=zone).timestamp()
+
+
+DigestSchedule = Literal["real_time", "three_times_a_day", "once_a_day"]
+"""How a person gets alerts, in plain words: `real_time` (the default: DMs as they happen,
+within the daily budget, the rest in digests), or digests only, three times a day or once."""
+
+SCHEDULE_TIMES: Final[dict[DigestSchedule, tuple[str, ...]]] = {
+    "three_times_a_day": ("09:00", "13:00", "17:00"),
+    "once_a_day": ("09:00",),
+}
+"""The digest times of the digest-only schedules. A schedule is the budget and digest times the
+notifier already applies (daily budget 0: no real-time DM, every alert waits for a digest time)."""
+
+SCHEDULE_WORDS: Final[dict[DigestSchedule, str]] = {
+    "real_time": "real time",
+    "three_times_a_day": "three times a day",
+    "once_a_day": "once a day",
+}
+
+
 class Preferences(Event):
     """The whole preference record of a user; the compacted topic keeps the latest per user."""
 
@@ -388,7 +522,90 @@ class Preferences(Event):
         max_length=64,
         description="the person's time zone (IANA name, from Slack), for digest times and the budget's day",
     )
+    snoozed_until: PauseEnd = Field(default=None, description="a DM's Snooze: alerts wait until then")
+    mutes: list[Mute] = Field(
+        default_factory=list, max_length=MAX_MUTED_CHANNELS + MAX_MUTED_CONVERSATIONS
+    )
+    weights: list[Weight] = Field(default_factory=list, max_length=MAX_WEIGHTS)
     updated_at: Seconds = Field(default_factory=now)
+
+    # --- controls: what the notifier reads, and the bounded updates ingest writes ---------------
+
+    def muted_by(self, channel: str, conversation_id: str, at: float) -> Mute | None:
+        """The mute that covers an alert about `conversation_id` at `at`, if any."""
+        return next((m for m in self.mutes if m.covers(channel, conversation_id, at)), None)
+
+    def muted_channels(self, at: float) -> list[str]:
+        return [m.channel for m in self.mutes if m.conversation_id is None and m.active(at)]
+
+    def weight_of(self, reason: CandidateReason | None, channel: str, topic_id: str | None) -> Weight | None:
+        """The weight on a topic alert's topic, or an interest alert's channel, if the person set one."""
+        return next((w for w in self.weights if w.applies(reason, channel, topic_id)), None)
+
+    def with_mute(self, channel: str, conversation_id: str | None, at: float) -> Preferences:
+        """Muted as well: a channel (raises `TooManyMutes` past `MAX_MUTED_CHANNELS`) or one of
+        its conversations for `MUTE_CONVERSATION_S` (the oldest pushed out past
+        `MAX_MUTED_CONVERSATIONS`); expired mutes are dropped on the way."""
+        kept = [m for m in self.mutes if m.active(at)]
+        if conversation_id is None:
+            if channel in [m.channel for m in kept if m.conversation_id is None]:
+                return self._with(mutes=kept)
+            if sum(m.conversation_id is None for m in kept) >= MAX_MUTED_CHANNELS:
+                raise TooManyMutes(f"at most {MAX_MUTED_CHANNELS} muted channels")
+            kept = [m for m in kept if m.channel != channel]  # the channel mute covers them
+            return self._with(mutes=[*kept, Mute(channel=channel, created_at=at)])
+        subject = alert_subject(conversation_id)
+        others = [m for m in kept if m.conversation_id is None or alert_subject(m.conversation_id) != subject]
+        conversations = [m for m in others if m.conversation_id is not None][-(MAX_MUTED_CONVERSATIONS - 1) :]
+        channels = [m for m in others if m.conversation_id is None]
+        mute = Mute(
+            channel=channel, conversation_id=conversation_id, until=at + MUTE_CONVERSATION_S, created_at=at
+        )
+        return self._with(mutes=[*channels, *conversations, mute])
+
+    def without_mute(self, channel: str | None, at: float) -> Preferences:
+        """Unmuted: one channel (and its conversations), or everything (`channel` None)."""
+        kept = [m for m in self.mutes if m.active(at) and channel is not None and m.channel != channel]
+        return self._with(mutes=kept)
+
+    def with_fewer(
+        self, reason: CandidateReason | None, channel: str, topic_id: str | None, at: float
+    ) -> tuple[Preferences, Weight]:
+        """One "fewer like this": the weight on the alert's topic (a topic alert) or its channel
+        (an interest alert) times `FEWER_STEP`, floored at `MIN_WEIGHT`; the oldest weight is
+        pushed out past `MAX_WEIGHTS`."""
+        current = self.weight_of(reason, channel, topic_id)
+        weight = Weight(
+            topic_id=topic_id if reason == "topic" and topic_id is not None else None,
+            channel=None if reason == "topic" and topic_id is not None else channel,
+            weight=max(MIN_WEIGHT, (current.weight if current else 1.0) * FEWER_STEP),
+            updated_at=at,
+        )
+        others = [w for w in self.weights if w is not current][-(MAX_WEIGHTS - 1) :]
+        return self._with(weights=[*others, weight]), weight
+
+    def without_weights(self) -> Preferences:
+        return self._with(weights=[])
+
+    @property
+    def schedule(self) -> DigestSchedule | None:
+        """The person's schedule in plain words; None when it is one of their own (a budget of 0
+        with digest times of their choosing)."""
+        if self.daily_budget != 0:
+            return "real_time"
+        times = tuple(self.digest_times or ())
+        return next((name for name, preset in SCHEDULE_TIMES.items() if preset == times), None)
+
+    def with_schedule(self, schedule: DigestSchedule) -> Preferences:
+        """Real time (the deployment's budget and digest times), or digests only at the
+        schedule's times."""
+        if schedule == "real_time":
+            return self._with(daily_budget=None, digest_times=None)
+        return self._with(daily_budget=0, digest_times=list(SCHEDULE_TIMES[schedule]))
+
+    def _with(self, **update: Any) -> Preferences:
+        """A copy with `update` applied and validated (bounds included)."""
+        return Preferences.model_validate({**self.model_dump(), **update})
 
     @property
     def zone_name(self) -> str:
@@ -398,6 +615,10 @@ class Preferences(Event):
         if self.tz:
             return self.tz
         return self.quiet_hours.tz if self.quiet_hours is not None else "UTC"
+
+
+class TooManyMutes(ValueError):
+    """A person has `MAX_MUTED_CHANNELS` muted channels already."""
 
 
 # --- user.suggestions -----------------------------------------------------------------------------
@@ -480,6 +701,14 @@ FEEDBACK_ACTIONS: Final[tuple[str, str]] = (USEFUL_ACTION, NOT_USEFUL_ACTION)
 """The `action_id`s of an alert's "Useful" / "Not useful" buttons; both carry a `FeedbackButton`."""
 OPEN_ACTION: Final = "beepgpt_open_conversation"
 """The `action_id` of the link button: Slack opens the URL and still reports the click."""
+
+MUTE_ACTION: Final = "beepgpt_mute_conversation"
+FEWER_ACTION: Final = "beepgpt_fewer_like_this"
+SNOOZE_ACTIONS: Final[dict[SnoozeChoice, str]] = {"1h": "beepgpt_snooze_1h", "tomorrow": "beepgpt_snooze_tomorrow"}
+CONTROL_ACTIONS: Final[tuple[str, ...]] = (MUTE_ACTION, FEWER_ACTION, *SNOOZE_ACTIONS.values())
+"""The `action_id`s of an alert's controls (*Mute this conversation*, *Fewer like this*,
+*Snooze 1 hour* / *until tomorrow*); each carries the alert's `FeedbackButton` as its value, so
+ingest knows which conversation, channel and topic the click is about."""
 
 CARRIED_FIELDS: Final[frozenset[str]] = frozenset({"score", "space"})
 """Fields of a button value a click can do without: when one cannot be right, it is dropped and the

@@ -77,3 +77,19 @@ def test_the_summary_counts_dms_followed_by_the_person_joining() -> None:
     tally.on_conversation(update("C1:3.000000", ["U3"], 1))  # never DMed about it
     assert tally.joined_after_dm == {("U2", "C1:1.000000")}
     assert "  ... then joined        1 " in tally.summary(messages=3)
+
+
+def test_the_summary_counts_the_controls_and_lists_what_was_used() -> None:
+    heard: list[str] = []
+    tally = Tally(names={})
+    tally.listeners.append(lambda note: heard.append(note.outcome))
+    for i, outcome in enumerate(["muted", "muted", "snoozed", "down_weighted", "digest"]):
+        note = Notification(user="U1", conversation_id=f"C1:{i}.000000", outcome=outcome, decided_at=100.0)
+        tally.on_notification(note)
+    tally.controls_used.append("Ana typed `/beep mute <#General|general>`")
+    summary = tally.summary(messages=5)
+    assert heard == ["muted", "muted", "snoozed", "down_weighted", "digest"]
+    assert "  muted / snoozed        2 / 1\n" in summary
+    assert "  fewer like this        1 (below the bar a click raised)\n" in summary
+    assert "  in digests             1\n" in summary
+    assert summary.endswith("  controls used\n    Ana typed `/beep mute <#General|general>`")

@@ -59,6 +59,12 @@ async def test_the_demo_replays_a_day_and_closes_with_a_summary(model_dir: Path)
     assert summary_figure(output, "conversations closed") > 0  # closed by the wall clock
     assert summary_figure(output, "DMs sent") > 0
     assert re.search(r"latency message → DM\s+p50 \d", output), output[-2000:]
+    # Each control is used (the typed ones always; the DM buttons on whichever DMs come) and the
+    # decisions they change are counted.
+    assert "typed `/beep mute <#General|general>` → 🔕 Muted <#General>" in output, output[-3000:]
+    assert "typed `/beep digest three times a day` → Digest three times a day" in output
+    assert re.search(r"muted / snoozed\s+\d+ / \d+", output), output[-2000:]
+    assert "  controls used\n" in output
 
 
 async def test_with_slack_tokens_the_demo_runs_against_that_workspace(

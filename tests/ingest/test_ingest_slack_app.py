@@ -18,7 +18,7 @@ from beepgpt.settings import AlertDefaults
 from devstack.slack_standin.blocks import MAX_VIEW_BLOCKS, block_problems
 from ingest.slack_app import beep_command as beep
 from ingest.slack_app import suggested as suggested_ui
-from ingest.slack_app.app_home import BUDGET_ACTION, DIGEST_ACTION, home_view
+from ingest.slack_app.app_home import BUDGET_ACTION, DIGEST_ACTION, SCHEDULE_ACTION, home_view
 
 NOW = 1_700_000_000.0
 
@@ -238,7 +238,7 @@ def test_home_view_shows_the_budget_and_digest_with_the_current_choice_marked() 
     marked = {
         row: [e["value"] for e in elements if e.get("style") == "primary"] for row, elements in rows.items()
     }
-    assert marked == {BUDGET_ACTION: ["5"], DIGEST_ACTION: ["1x"]}
+    assert marked == {BUDGET_ACTION: ["5"], DIGEST_ACTION: ["1x"], SCHEDULE_ACTION: ["real_time"]}
     assert all(len({e["action_id"] for e in row}) == len(row) for row in rows.values())  # unique in a block
     defaults = home_view(prefs(opted_in=True), [], NOW)
     rows = {b["block_id"]: b["elements"] for b in defaults["blocks"] if b["type"] == "actions"}

@@ -107,7 +107,7 @@ def test_alert_blocks_show_channel_authors_preview_why_and_buttons() -> None:
     assert "@bob" in text
     assert "<@U1>" not in text
     assert "streaming decisions" in text
-    actions = message.blocks[-1]
+    actions = message.blocks[-2]
     assert actions["block_id"] == "beepgpt:m1"
     ids = [e["action_id"] for e in actions["elements"]]
     assert ids == [dm.OPEN_ACTION, dm.USEFUL_ACTION, dm.NOT_USEFUL_ACTION]
@@ -146,7 +146,7 @@ def test_feedback_buttons_carry_the_score_compactly_and_never_an_impossible_one(
     assert len(dm.feedback_value(candidate(conversation_id="\x01" * 1_900))) <= dm.MAX_BUTTON_VALUE
     digest = dm.digest([dm.DigestEntry(candidate(score=0.33), None, "m1")], "d1", dm.Names(), "quiet hours")
     buttons = [e for b in digest.blocks if b["type"] == "actions" for e in b["elements"]]
-    assert [json.loads(e["value"])["score"] for e in buttons] == [0.33, 0.33]
+    assert [json.loads(e["value"])["score"] for e in buttons] == [0.33] * 6  # feedback and controls
 
 
 def test_ingest_reads_every_button_the_notifier_writes_through_the_one_contract() -> None:
@@ -158,7 +158,7 @@ def test_ingest_reads_every_button_the_notifier_writes_through_the_one_contract(
         (candidate(topic_id="t" * 3_000), False),  # the topic id goes
         (candidate(conversation_id="\x01" * 1_900), False),  # only a cut id stays
     ):
-        actions = dm.alert(alert, dm.Names(), "https://l", "m").blocks[-1]
+        actions = dm.alert(alert, dm.Names(), "https://l", "m").blocks[-2]
         for button in actions["elements"][1:]:
             feedback = feedback_from({"user": {"id": "U3"}}, button)
             assert feedback is not None
@@ -196,7 +196,7 @@ def test_empty_preview_and_unknown_channel() -> None:
     message = dm.alert(candidate(preview=[], explanation=""), dm.Names(), None, "m")
     assert block_problems(message.blocks) == []
     assert "<#C9>" in message.blocks[0]["text"]["text"]  # Slack renders it as a channel link
-    assert all(e["action_id"] != dm.OPEN_ACTION for e in message.blocks[-1]["elements"])
+    assert all(e["action_id"] != dm.OPEN_ACTION for e in message.blocks[-2]["elements"])
 
 
 def test_find_block_recognises_our_message_in_history() -> None:
@@ -204,3 +204,20 @@ def test_find_block_recognises_our_message_in_history() -> None:
     history = [{"ts": "1.1", "blocks": []}, {"ts": "1.2", "blocks": message.blocks}]
     assert dm.find_block(history, dm.marker_block_id("mark")) == history[1]
     assert dm.find_block(history, dm.marker_block_id("other")) is None
+
+
+def test_every_alert_ends_with_its_controls_carrying_the_alerts_button_value() -> None:
+    from beepgpt.contracts import CONTROL_ACTIONS
+
+    message = dm.alert(candidate(), dm.Names(), "https://l", "m1")
+    controls = message.blocks[-1]
+    assert controls["block_id"] == dm.controls_block_id("m1") == "beepgpt:m1:controls"
+    assert [e["action_id"] for e in controls["elements"]] == list(CONTROL_ACTIONS)
+    assert [e["text"]["text"] for e in controls["elements"]] == [
+        "Mute this conversation",
+        "Fewer like this",
+        "Snooze 1 hour",
+        "Snooze until tomorrow",
+    ]
+    assert {e["value"] for e in controls["elements"]} == {dm.feedback_value(candidate())}
+    assert dm.find_block([{"blocks": message.blocks}], dm.marker_block_id("m1")) is not None  # still found

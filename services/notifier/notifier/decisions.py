@@ -18,7 +18,7 @@ from typing import Literal
 
 from beepgpt.contracts import Preferences
 from notifier.dedup import ClaimState
-from notifier.quiet_hours import hold_until
+from notifier.quiet_hours import SNOOZED, hold_until
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,14 @@ class Admission:
     until: float | None = None
     why: str = ""
 
+    @property
+    def snoozed(self) -> bool:
+        """Held (among other reasons) by the person's snooze: audited `snoozed`, not `held`."""
+        return self.action == "hold" and SNOOZED in self.why.split(" and ")
+
 
 def admit(prefs: Preferences | None, now: float) -> Admission:
-    """Only people who opted in are messaged; a pause or quiet hours hold alerts for a digest."""
+    """Only people who opted in are messaged; a pause, a snooze or quiet hours hold alerts for a digest."""
     if prefs is None or not prefs.opted_in:
         return Admission("drop", why="not opted in")
     held = hold_until(prefs, now)

@@ -26,7 +26,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from beepgpt.contracts import split_conversation_id
+from beepgpt.contracts import alert_subject as alert_subject  # the contract's rule; the key uses it
 
 StateKind = Literal["claim", "done"]
 
@@ -58,12 +58,6 @@ class ClaimState:
         if parts[0] == "done" and len(parts) == 5:
             return cls("done", parts[1], outcome=parts[2], dm_channel=parts[3], dm_ts=parts[4])
         return cls("done", record="?", outcome="unknown")
-
-
-def alert_subject(conversation_id: str) -> str:
-    """What one DM covers: the conversation's channel and opening message, thread or not."""
-    channel, first_ts, _ = split_conversation_id(conversation_id)
-    return f"{channel}:{first_ts}"
 
 
 def record_id(group: str, topic: str, partition: int, offset: int) -> str:

@@ -1,10 +1,12 @@
 """Delivering what was held back: one digest DM per person once they may be interrupted again.
 
 Every instance sweeps periodically; a per-user lock in Redis makes one of them do each person.
-A person is due when their earliest held alert may go (quiet hours over, pause over, a token
-back in the bucket, Slack worth retrying, their digest time for alerts over their daily budget).
-At that moment their preferences are read again: still quiet means later, opted out means the
-alerts are dropped (and audited as such), a digest schedule changed meanwhile moves the digest.
+A person is due when their earliest held alert may go (quiet hours over, pause or snooze over,
+a token back in the bucket, Slack worth retrying, their digest time for alerts over their daily
+budget — for everything, on a digest-only schedule). At that moment their preferences are read
+again: still quiet means later, opted out means the alerts are dropped (and audited as such), a
+digest schedule changed meanwhile moves the digest, and an alert the person has muted since (or
+asked fewer of) is audited `muted` (`down_weighted`) and left out.
 A digest takes a token from the bucket like any DM but never counts against the daily budget.
 Who may read what is checked again when the digest goes (a held alert may wait for days): an
 alert whose channel the person may no longer read is audited `not_permitted` and left out, and
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 
 from beepgpt.contracts import Notification, NotificationOutcome
 from notifier.budget import Allowance, allowance, next_digest_at
+from notifier.controls import controlled
 from notifier.corrections import Corrections
 from notifier.decisions import admit
 from notifier.dedup import conversation_marker
@@ -63,7 +66,7 @@ def _why_of(reason: str, alerts: Sequence[HeldAlert]) -> str:
     if reason == "held":
         causes = sorted({part for a in alerts for part in a.why.split(" and ") if part})
         if causes:
-            words = [cause.replace("paused", "pause") for cause in causes]
+            words = [cause.replace("paused", "pause").replace("snoozed", "snooze") for cause in causes]
             return f"Held back during your {' and '.join(words)}"
     if reason == "over_budget":
         latest = max(alerts, key=lambda a: a.held_at)  # the budget in force when the last one came
@@ -84,9 +87,15 @@ def ready_at(alerts: Sequence[HeldAlert], allowed: Allowance, now: float) -> flo
     was held — read with the schedule the person has *now*, so a changed schedule moves it.
 
     Any other held alert makes it now: its own gate (quiet hours, the bucket) is checked by the
-    sweep, and the over-budget alerts travel along with a digest that goes out anyway.
+    sweep, and the over-budget alerts travel along with a digest that goes out anyway — except
+    for someone on a digest-only schedule (a daily budget of 0: "three times a day", "once a
+    day"), for whom every alert, held by quiet hours or a pause or a snooze too, joins the next
+    digest time: a digest when a quiet window ends would be the interruption they chose not to
+    have.
     """
-    if not alerts or any(a.reason != "over_budget" for a in alerts):
+    if not alerts:
+        return now
+    if allowed.daily_budget > 0 and any(a.reason != "over_budget" for a in alerts):
         return now
     return max(now, min(next_digest_at(allowed, a.held_at) for a in alerts))
 
@@ -200,8 +209,20 @@ class DigestSweeper:
             await self._close(user, inflight, "not_opted_in", "opted out before the digest was due", None)
             return False
         resumed = inflight.id != digest_id
+        # The person's controls as they are now: an alert held before a mute (or a "fewer like
+        # this") is audited as such and left out — unless the digest is resumed, when it may
+        # already have been posted with it.
+        unwanted: list[tuple[HeldAlert, NotificationOutcome, str]] = []
+        wanted: list[HeldAlert] = []
+        for held_alert in inflight.alerts:
+            stop = None if resumed else controlled(prefs, held_alert.candidate, now)
+            if stop is None:
+                wanted.append(held_alert)
+            else:
+                unwanted.append((held_alert, stop[0], f"{stop[1]}; left out of the digest"))
         try:
-            alerts, refused = await self._permitted(inflight.alerts)
+            alerts, refused = await self._permitted(wanted)
+            refused = [*unwanted, *refused]
         except PermissionUnknown as error:
             DIGESTS.labels("retry").inc()
             log.info("digest delayed: permission check", extra={"user": user, "error": error.error})
@@ -251,7 +272,7 @@ class DigestSweeper:
 
     async def _permitted(
         self, alerts: Sequence[HeldAlert]
-    ) -> tuple[list[HeldAlert], list[tuple[HeldAlert, str]]]:
+    ) -> tuple[list[HeldAlert], list[tuple[HeldAlert, NotificationOutcome, str]]]:
         """(the alerts the person may still read, the others with why not), looked up again
         (cached); raises `PermissionUnknown` when Slack cannot say."""
         if self._permissions is None:
@@ -263,14 +284,14 @@ class DigestSweeper:
         )
         members = await self._permissions.members(listed)
         allowed: list[HeldAlert] = []
-        refused: list[tuple[HeldAlert, str]] = []
+        refused: list[tuple[HeldAlert, NotificationOutcome, str]] = []
         for alert in alerts:
             who, channel = alert.candidate.user, alert.candidate.channel
             why = may_read(users.get(who), channels.get(channel), members.get(channel), who)
             if why is None:
                 allowed.append(alert)
             else:
-                refused.append((alert, f"{why}; {channel}; left out of the digest"))
+                refused.append((alert, "not_permitted", f"{why}; {channel}; left out of the digest"))
         return allowed, refused
 
     async def _close(
@@ -280,14 +301,15 @@ class DigestSweeper:
         outcome: NotificationOutcome,
         detail: str,
         posted: Posted | None,
-        refused: Sequence[tuple[HeldAlert, str]] = (),
+        refused: Sequence[tuple[HeldAlert, NotificationOutcome, str]] = (),
     ) -> None:
-        """Audit every alert of the digest, then forget it (in that order: a crash re-audits)."""
+        """Audit every alert of the digest, then forget it (in that order: a crash re-audits);
+        `refused` are those left out, with their own outcome (`not_permitted`, `muted`, …)."""
         now = self._clock()
-        left_out = {id(a) for a, _ in refused}
+        left_out = {id(a) for a, _, _ in refused}
         kept = [a for a in inflight.alerts if id(a) not in left_out]
         decisions = digest_records(kept, outcome, detail, now, posted)
-        decisions += [audit_record(a.candidate, "not_permitted", why, now) for a, why in refused]
+        decisions += [audit_record(a.candidate, left, why, now) for a, left, why in refused]
         await self._publish(decisions)
         for decision in decisions:
             DECISIONS.labels(decision.outcome).inc()

@@ -2,7 +2,8 @@
 
 Pure functions of the candidate and the names already looked up (see `directory`). An alert
 shows the channel and authors, a short preview, why it was sent, a link to the conversation
-and Useful / Not useful buttons; every text is escaped and cut to Slack's limits (section text
+and Useful / Not useful buttons, then the person's controls (Mute this conversation, Fewer like
+this, Snooze 1 hour / until tomorrow); every text is escaped and cut to Slack's limits (section text
 3,000, button value 2,000, header 150, 50 blocks). The buttons' `action_id`s and JSON `value`
 are the `FeedbackButton` contract (beepgpt.contracts), which ingest's button listeners read.
 
@@ -31,7 +32,16 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.blocks import Block as BlockModel
 
-from beepgpt.contracts import NOT_USEFUL_ACTION, OPEN_ACTION, USEFUL_ACTION, Candidate, FeedbackButton
+from beepgpt.contracts import (
+    FEWER_ACTION,
+    MUTE_ACTION,
+    NOT_USEFUL_ACTION,
+    OPEN_ACTION,
+    SNOOZE_ACTIONS,
+    USEFUL_ACTION,
+    Candidate,
+    FeedbackButton,
+)
 from notifier import mrkdwn
 
 BLOCK_PREFIX = "beepgpt:"
@@ -81,6 +91,14 @@ class DigestEntry:
 
 def marker_block_id(marker: str) -> str:
     return f"{BLOCK_PREFIX}{marker}"
+
+
+CONTROLS_SUFFIX = ":controls"
+
+
+def controls_block_id(marker: str) -> str:
+    """The alert's controls row (mute, fewer, snooze), beside its feedback row."""
+    return f"{BLOCK_PREFIX}{marker}{CONTROLS_SUFFIX}"
 
 
 def digest_block_id(digest_id: str) -> str:
@@ -185,6 +203,27 @@ def _buttons(candidate: Candidate, permalink: str | None, marker: str) -> Action
     return ActionsBlock(block_id=marker_block_id(marker), elements=elements)
 
 
+CONTROL_LABELS: dict[str, str] = {
+    MUTE_ACTION: "Mute this conversation",
+    FEWER_ACTION: "Fewer like this",
+    SNOOZE_ACTIONS["1h"]: "Snooze 1 hour",
+    SNOOZE_ACTIONS["tomorrow"]: "Snooze until tomorrow",
+}
+
+
+def _controls(candidate: Candidate, marker: str) -> ActionsBlock:
+    """"Less of this": mute the conversation, fewer like it, snooze; each carries the alert's
+    `FeedbackButton` value (ingest reads which conversation, channel and topic it is about)."""
+    value = feedback_value(candidate)
+    return ActionsBlock(
+        block_id=controls_block_id(marker),
+        elements=[
+            ButtonElement(action_id=action_id, text=PlainTextObject(text=label), value=value)
+            for action_id, label in CONTROL_LABELS.items()
+        ],
+    )
+
+
 def _why(candidate: Candidate) -> str:
     explanation = mrkdwn.clean(candidate.explanation).strip()
     if not explanation:
@@ -223,6 +262,7 @@ def alert(
         )
     )
     blocks.append(_buttons(candidate, permalink, marker))
+    blocks.append(_controls(candidate, marker))
     return Message.of(_fallback(candidate, names), blocks)
 
 
@@ -279,6 +319,7 @@ def digest(
             text = "\n".join(parts[-1:])
         blocks.append(_section(text))
         blocks.append(_buttons(candidate, entry.permalink, entry.marker))
+        blocks.append(_controls(candidate, entry.marker))
     rest = entries[max_items:]
     if rest:
         links: list[str] = []

@@ -13,6 +13,9 @@ from beepgpt.contracts import Preferences, QuietHours
 
 UTC = ZoneInfo("UTC")
 
+SNOOZED = "snoozed"
+"""The reason a snooze gives (`hold_until`); an alert held by it is audited `snoozed`."""
+
 
 def zone(name: str) -> ZoneInfo:
     """The user's time zone; an unknown name falls back to UTC rather than failing an alert."""
@@ -57,13 +60,17 @@ def quiet_window_end(quiet: QuietHours, now: float) -> float | None:
 def hold_until(prefs: Preferences, now: float) -> tuple[float, str] | None:
     """When alerts may flow again (and why they wait), or None when they may flow now.
 
-    A pause that ends inside quiet hours holds until the quiet window ends too.
+    A pause or a snooze (a DM's Snooze button: a pause with its own audited outcome) that ends
+    inside quiet hours holds until the quiet window ends too.
     """
     reasons: list[str] = []
     until = now
     if prefs.paused_until is not None and prefs.paused_until > now:
         until = prefs.paused_until
         reasons.append("paused")
+    if prefs.snoozed_until is not None and prefs.snoozed_until > now:
+        until = max(until, prefs.snoozed_until)
+        reasons.append(SNOOZED)
     if prefs.quiet_hours is not None:
         # Check at `until`: the pause may end inside the window.
         quiet_end = quiet_window_end(prefs.quiet_hours, until)

@@ -347,7 +347,8 @@ class Notifier:
         works = [Work(record, candidate, self._rid(record), received) for record, candidate in batch.values()]
 
         admitted = stages.admit_stage(works, self.preferences.get, now)
-        claimed = await self._claim(admitted.moving, now)
+        wanted = stages.controls_stage(admitted.moving, self.preferences.get, now)
+        claimed = await self._claim(wanted.moving, now)
         already = stages.to_look_up(claimed.moving)
         found = await self.held.find_many([(w.user, w.conversation_id) for w in already])
         waiting = stages.waiting_stage(

@@ -3,7 +3,8 @@
 `Notifier.handle` runs a batch through them in this order, doing each stage's Redis round trip
 itself (or through `dedup`, `held`, `rate_limit`, `budget_counter`) and passing the answers in:
 
-1. `admit_stage`: opted in? paused or in quiet hours? (preferences + clock)
+1. `admit_stage`: opted in? paused, snoozed or in quiet hours? (preferences + clock);
+   `controls_stage`: muted, or below the bar "fewer like this" raised? (`controls`)
 2. `claim_stage`: what the dedup claim says (free, a duplicate, recorded, resumed, taken over,
    or another live instance's — then the whole batch waits);
 3. `waiting_stage`: a resumed record whose alert already waits in the person's digest queue;
@@ -11,7 +12,7 @@ itself (or through `dedup`, `held`, `rate_limit`, `budget_counter`) and passing 
 5. `permission_stage`: may the person read the channel the DM would quote? (users.info,
    conversations.info / .members, looked up by `permissions.Permissions`) — else
    `not_permitted`, claim released, nothing held;
-6. `hold_stage`: a pause or quiet hours hold the alert for a digest;
+6. `hold_stage`: a pause, a snooze or quiet hours hold the alert for a digest;
 7. `budget_stage`: the token bucket and the day's budget: send now, `rate_limited` or
    `over_budget`;
 8. `send_stage`: what Slack answered: `sent`, `failed` (claim released) or `held` to retry;
@@ -34,6 +35,7 @@ from aiokafka.structs import ConsumerRecord
 from beepgpt.contracts import Candidate, Notification, NotificationOutcome, Preferences
 from notifier.budget import Allowance, budget_day, next_digest_at, over_budget_why
 from notifier.budget_counter import BudgetAnswer, BudgetAsk
+from notifier.controls import controlled
 from notifier.decisions import Admission, Verdict, admit, verdict
 from notifier.dedup import ClaimState, Finish
 from notifier.delivery import Posted
@@ -182,6 +184,22 @@ def admit_stage(works: Sequence[Work], preferences: Callable[[str], Preferences 
     return gate
 
 
+def controls_stage(
+    works: Sequence[Work], preferences: Callable[[str], Preferences | None], now: float
+) -> Gate:
+    """The person's controls (`controls.controlled`): a muted conversation or channel stops as
+    `muted`, an alert under the bar their "fewer like this" raised as `down_weighted`; like
+    `not_opted_in`, no claim is taken (after an unmute, a later candidate counts)."""
+    gate = Gate()
+    for work in works:
+        stop = controlled(preferences(work.user), work.candidate, now)
+        if stop is None:
+            gate.moving.append(work)
+        else:
+            gate.stopped.append(decide(work, stop[0], stop[1], now))
+    return gate
+
+
 def owners_to_ask(works: Sequence[Work], states: Sequence[ClaimState | None], owner: str) -> list[str]:
     """The other instances whose unfinished claims on these records need an "alive?" answer."""
     return [
@@ -326,16 +344,18 @@ def permission_stage(
 
 
 def hold_stage(works: Sequence[Work], now: float) -> Gate:
-    """A pause or quiet hours hold the alert (`held`) until they end, for a digest."""
+    """A pause, a snooze or quiet hours hold the alert (`held`, or `snoozed` when the person's
+    snooze is among the reasons) until they end, for a digest."""
     gate = Gate()
     for work in works:
         if work.admission.action != "hold":
             gate.moving.append(work)
             continue
         until = work.admission.until or now
+        outcome: NotificationOutcome = "snoozed" if work.admission.snoozed else "held"
         gate.holds.append(held_alert(work, "held", work.admission.why, until, now))
-        gate.finishes.append(finish(work, "held"))
-        gate.stopped.append(decide(work, "held", f"{work.admission.why}; digest after {utc(until)}", now))
+        gate.finishes.append(finish(work, outcome))
+        gate.stopped.append(decide(work, outcome, f"{work.admission.why}; digest after {utc(until)}", now))
     return gate
 
 

@@ -113,6 +113,7 @@ def decide(
                 model_version=outputs.model_version,
                 score_space=outputs.topic_space,
                 preview=preview,
+                threshold=match.threshold,
             )
     interested = [s for s in outputs.interest if s.matched and s.user in eligible and s.user not in decided]
     for interest in sorted(interested, key=lambda s: (-s.probability, s.user))[:max_interest_candidates]:
@@ -125,6 +126,7 @@ def decide(
             topic_id=None,
             model_version=outputs.model_version,
             preview=preview,
+            threshold=interest.threshold,
         )
     return sorted(decided.values(), key=lambda c: c.user)
 
@@ -169,7 +171,10 @@ def _candidate(
     model_version: str | None,
     preview: list[PreviewLine],
     score_space: str | None = None,
+    threshold: float | None = None,
 ) -> Candidate:
+    """The candidate, carrying the bar its score cleared: the notifier raises it for a person
+    who asked for fewer such alerts (`beepgpt.contracts.raised_bar`)."""
     return Candidate(
         user=user,
         conversation_id=conversation.conversation_id,
@@ -185,6 +190,7 @@ def _candidate(
         score_space=score_space,
         preview=preview,
         conversation_started_at=float(conversation.first_ts),
+        threshold=None if threshold is None else max(-1.0, min(1.0, float(threshold))),
     )
 
 

@@ -54,6 +54,7 @@ def test_a_followed_topic_wins_over_interest_and_the_best_topic_is_named() -> No
     assert "<@UBEN>" in candidate.explanation
     assert candidate.model_version == "m-7"
     assert candidate.score_space == "minilm"  # the click on its DM says which model scored it
+    assert candidate.threshold == 0.5  # the topic's line: "fewer like this" raises it (notifier)
     assert (candidate.conversation_id, candidate.version) == (TALK.conversation_id, TALK.version)
 
 
@@ -64,6 +65,7 @@ def test_interest_candidates_explain_the_score_and_are_capped_per_conversation()
     decided = decide(TALK, {"U1", "U2", "U3"}, ModelOutputs(interest=scores), max_interest_candidates=2)
     assert [(c.user, c.reason) for c in decided] == [("U2", "interest"), ("U3", "interest")]
     assert decided[0].score_space is None  # a probability, not a score in an embedding space
+    assert decided[0].threshold == 0.4  # the model's line, carried for the notifier's weights
     assert decided[0].explanation == (
         "You may want to join: active in #C1 (80% likely you join; alerts from 40%)"
     )

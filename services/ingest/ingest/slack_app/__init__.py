@@ -1,4 +1,5 @@
-"""The Slack experience in ingest: `/beep`, the App Home tab and the DM's feedback buttons.
+"""The Slack experience in ingest: `/beep`, the App Home tab, the DM's feedback buttons and its
+controls (mute, fewer like this, snooze).
 
 One `SlackExperience` per ingest process owns what the listeners need (a producer, the
 preferences table, recent alerts). Start it before the ingest app, pass its `register` as one
@@ -22,7 +23,7 @@ from slack_bolt.async_app import AsyncApp
 from beepgpt.kafka import EventProducer, ensure_topics
 from beepgpt.settings import AlertDefaults, KafkaSettings
 from beepgpt.topics import FEEDBACK, PREFERENCES, SENT, SUGGESTIONS
-from ingest.slack_app import beep_command, feedback_buttons, suggested
+from ingest.slack_app import alert_controls, beep_command, feedback_buttons, suggested
 from ingest.slack_app.app_home import AppHome
 from ingest.slack_app.beep_command import BUILT_IN_DEFAULTS
 from ingest.slack_app.preferences_store import PreferencesStore
@@ -95,3 +96,10 @@ class SlackExperience:
         )
         self.home.register(app, write_timeout_s=self.write_timeout_s)
         feedback_buttons.register(app, self.producer, write_timeout_s=self.write_timeout_s)
+        alert_controls.register(
+            app,
+            self.preferences,
+            clock=self.clock,
+            on_change=self.home.refresh,
+            write_timeout_s=self.write_timeout_s,
+        )

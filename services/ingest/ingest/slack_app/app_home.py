@@ -1,5 +1,7 @@
-"""The App Home tab: alerts on/off, pause, quiet hours, daily budget and digest times, followed
-topics, suggested topics (with Follow buttons, `suggested.py`) and recent alerts.
+"""The App Home tab: alerts on/off, pause and snooze, quiet hours, how alerts arrive (real time,
+three times a day, once a day), daily budget and digest times, what is muted and what the person
+asked fewer of (with Unmute / Reset buttons), followed topics, suggested topics (with Follow
+buttons, `suggested.py`) and recent alerts.
 
 Published with views.publish when the person opens the tab and after every change they make
 there (buttons) or with `/beep`. `home_view` is pure; `register` wires the event and buttons.
@@ -27,7 +29,13 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from beepgpt.contracts import Notification, Preferences, Suggestions, split_conversation_id
+from beepgpt.contracts import (
+    SCHEDULE_WORDS,
+    Notification,
+    Preferences,
+    Suggestions,
+    split_conversation_id,
+)
 from beepgpt.settings import AlertDefaults
 from ingest.slack_app.beep_command import (
     BUILT_IN_DEFAULTS,
@@ -35,7 +43,9 @@ from ingest.slack_app.beep_command import (
     MAX_TOPICS,
     budget_text,
     changed,
+    describe_mutes,
     schedule_text,
+    schedule_words,
     slack_date,
     user_tz,
 )
@@ -50,6 +60,9 @@ RESUME_ACTION = "beepgpt_home_resume"
 UNFOLLOW_ACTION = "beepgpt_home_unfollow"
 BUDGET_ACTION = "beepgpt_home_budget"
 DIGEST_ACTION = "beepgpt_home_digest"
+SCHEDULE_ACTION = "beepgpt_home_schedule"
+UNMUTE_ACTION = "beepgpt_home_unmute"
+RESET_WEIGHTS_ACTION = "beepgpt_home_reset_fewer"
 MAX_VIEW_BLOCKS = 100
 
 BUDGET_CHOICES = (0, 1, 3, 5, 10)
@@ -82,6 +95,55 @@ def _choices(action_id: str, options: Sequence[tuple[str, str]], current: str) -
             for value, text in options
         ],
     )
+
+
+def schedule_blocks(prefs: Preferences, defaults: AlertDefaults) -> list[Block]:
+    """How alerts arrive, in plain words, with a button for each schedule."""
+    current = prefs.schedule or ""
+    return [
+        _section(
+            f"*Alerts arrive*: {schedule_words(prefs)}. Digests only means no real-time DMs: every"
+            " alert, quiet-hours ones too, joins the next digest."
+        ),
+        _choices(SCHEDULE_ACTION, [(name, words.capitalize()) for name, words in SCHEDULE_WORDS.items()], current),
+    ]
+
+
+ALL = "all"
+CONVERSATIONS = "conversations"
+"""App Home's Unmute value for every conversation muted from a DM (the channels stay muted)."""
+
+
+def _weighed(prefs: Preferences) -> list[str]:
+    topics = {t.id: t.text for t in prefs.topics}
+    lines = []
+    for w in prefs.weights[-10:]:
+        if w.topic_id is not None:
+            what = f"“{_escape(topics.get(w.topic_id, 'a topic you no longer follow'))}”"
+        else:
+            what = f"<#{w.channel}>"
+        lines.append(f"• {what} — weight {w.weight:g}")
+    return lines
+
+
+def control_blocks(prefs: Preferences, now: float) -> list[Block]:
+    """What the person muted (Unmute buttons) and asked fewer of (a Reset button)."""
+    blocks: list[Block] = [_section(f"*Muted* — {describe_mutes(prefs, now)}")]
+    for channel in prefs.muted_channels(now)[:20]:
+        blocks.append(_section(f"<#{channel}>", _button("Unmute", UNMUTE_ACTION, channel)))
+    if any(m.conversation_id is not None and m.active(now) for m in prefs.mutes):
+        blocks.append(
+            _section("Conversations muted from their DMs", _button("Unmute them", UNMUTE_ACTION, CONVERSATIONS))
+        )
+    if prefs.weights:
+        blocks.append(
+            _section(
+                "*Fewer like this* — these need a closer match or a stronger signal:\n"
+                + "\n".join(_weighed(prefs)),
+                _button("Reset", RESET_WEIGHTS_ACTION, ALL),
+            )
+        )
+    return blocks
 
 
 def budget_blocks(prefs: Preferences, defaults: AlertDefaults) -> list[Block]:
@@ -131,6 +193,12 @@ def home_view(
                 f"Paused until {slack_date(prefs.paused_until)}.", _button("Resume", RESUME_ACTION, "resume")
             )
         )
+    if prefs.snoozed_until is not None and prefs.snoozed_until > now:
+        blocks.append(
+            _section(
+                f"Snoozed until {slack_date(prefs.snoozed_until)}.", _button("Resume", RESUME_ACTION, "resume")
+            )
+        )
     if prefs.quiet_hours is not None:
         q = prefs.quiet_hours
         blocks.append(
@@ -139,7 +207,10 @@ def home_view(
     else:
         blocks.append(_section("No quiet hours. Set some with `/beep quiet 22:00-07:00`."))
     blocks.append(DividerBlock())
+    blocks += schedule_blocks(prefs, defaults)
     blocks += budget_blocks(prefs, defaults)
+    blocks.append(DividerBlock())
+    blocks += control_blocks(prefs, now)
     blocks.append(DividerBlock())
     blocks.append(_section(f"*Topics you follow* ({len(prefs.topics)}/{MAX_TOPICS})"))
     if prefs.topics:
@@ -243,7 +314,19 @@ class AppHome:
                     if action_id == TOGGLE_ACTION:
                         new = prefs.model_copy(update={"opted_in": value == "on"})
                     elif action_id == RESUME_ACTION:
-                        new = prefs.model_copy(update={"paused_until": None})
+                        new = prefs.model_copy(update={"paused_until": None, "snoozed_until": None})
+                    elif action_id.startswith(SCHEDULE_ACTION):
+                        chosen = next((name for name in SCHEDULE_WORDS if name == value), None)
+                        new = prefs if chosen is None else prefs.with_schedule(chosen)
+                    elif action_id == UNMUTE_ACTION:
+                        now = self._clock()
+                        if value == CONVERSATIONS:  # the channels stay muted
+                            kept = [m for m in prefs.mutes if m.conversation_id is None and m.active(now)]
+                            new = changed(prefs, mutes=[m.model_dump() for m in kept])
+                        else:
+                            new = prefs.without_mute(value, now)
+                    elif action_id == RESET_WEIGHTS_ACTION:
+                        new = prefs.without_weights()
                     elif action_id.startswith(BUDGET_ACTION):
                         new = changed(prefs, daily_budget=None if value == DEFAULT else int(value))
                     elif action_id.startswith(DIGEST_ACTION):
@@ -260,8 +343,8 @@ class AppHome:
             self.refresh(user, client)
 
         app.event("app_home_opened")(on_home_opened)
-        for action_id in (TOGGLE_ACTION, RESUME_ACTION, UNFOLLOW_ACTION):
+        for action_id in (TOGGLE_ACTION, RESUME_ACTION, UNFOLLOW_ACTION, UNMUTE_ACTION, RESET_WEIGHTS_ACTION):
             app.action(action_id)(on_home_button)
         # One action id per choice (Slack wants them unique within a block): match the family.
-        for family in (BUDGET_ACTION, DIGEST_ACTION):
+        for family in (BUDGET_ACTION, DIGEST_ACTION, SCHEDULE_ACTION):
             app.action(re.compile(rf"^{family}:"))(on_home_button)

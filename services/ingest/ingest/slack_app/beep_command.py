@@ -3,6 +3,8 @@
     /beep follow <topic>        /beep unfollow <n|all>     /beep list
     /beep pause <duration>      /beep resume               /beep quiet <from>-<to> [tz] | off
     /beep budget [n|default]    /beep digest [3x|1x|HH:MM,... [tz]|default]
+    /beep digest real time | three times a day | once a day
+    /beep mute [#channel]       /beep unmute <#channel|all>
     /beep on | off              /beep suggest              /beep help
 
 `parse` and `apply` are pure (text -> command -> new `Preferences` and a reply); `register` wires
@@ -28,10 +30,15 @@ from slack_bolt.async_app import AsyncApp
 from beepgpt.contracts import (
     MAX_DAILY_BUDGET,
     MAX_DIGEST_TIMES,
+    MAX_MUTED_CHANNELS,
     MAX_PAUSE_S,
+    SCHEDULE_TIMES,
+    SCHEDULE_WORDS,
+    DigestSchedule,
     FollowedTopic,
     Preferences,
     QuietHours,
+    TooManyMutes,
 )
 from beepgpt.settings import AlertDefaults
 from ingest.slack_app.preferences_store import NotReady, PreferencesStore
@@ -43,8 +50,29 @@ MAX_TOPIC_CHARS = 200
 MAX_TOPICS = 20
 
 
-DIGEST_PRESETS: dict[str, tuple[str, ...]] = {"3x": ("09:00", "13:00", "17:00"), "1x": ("09:00",)}
-"""`/beep digest 3x` and `1x` (and App Home's buttons): three times a day, or each morning."""
+DIGEST_PRESETS: dict[str, tuple[str, ...]] = {
+    "3x": SCHEDULE_TIMES["three_times_a_day"],
+    "1x": SCHEDULE_TIMES["once_a_day"],
+}
+"""`/beep digest 3x` and `1x` (and App Home's buttons): digest times three times a day, or each
+morning — the times only; `/beep digest three times a day` is the digest-only schedule."""
+
+SCHEDULE_SPELLINGS: dict[str, DigestSchedule] = {
+    "real time": "real_time",
+    "realtime": "real_time",
+    "real-time": "real_time",
+    "three times a day": "three_times_a_day",
+    "3 times a day": "three_times_a_day",
+    "three times daily": "three_times_a_day",
+    "once a day": "once_a_day",
+    "1 time a day": "once_a_day",
+    "once daily": "once_a_day",
+    "daily": "once_a_day",
+}
+"""How people write a digest schedule in plain words (`/beep digest once a day`)."""
+
+_CHANNEL = re.compile(r"^<#([^|>\s]{1,64})(?:\|[^>]*)?>$|^([CG][A-Z0-9]{8,})$")
+"""A channel as Slack escapes it in a command's text (`<#C0123|infra>`), or a bare channel id."""
 
 BUILT_IN_DEFAULTS = AlertDefaults.model_construct()
 """The contract's defaults, for callers that were not given the deployment's (`AlertDefaults()`)."""
@@ -62,6 +90,10 @@ HELP = (
     " the rest wait for your digest; `/beep budget default` to reset\n"
     "• `/beep digest 3x` (09:00, 13:00, 17:00), `1x` (09:00) or `08:30,16:00 [time zone]` —"
     " when your digest arrives; `/beep digest default` to reset\n"
+    "• `/beep digest real time` (the default), `three times a day` or `once a day` — DMs as they"
+    " happen, or digests only (quiet-hours alerts join the next one too)\n"
+    "• `/beep mute #channel` / `/beep unmute #channel|all` — no alerts from a channel; `/beep mute`"
+    " lists what is muted\n"
     "• `/beep budget` / `/beep digest` — your budget and digest times now\n"
     "• `/beep on` / `/beep off` — turn alerts on or off"
 )
@@ -119,6 +151,26 @@ class ShowSchedule:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    name: DigestSchedule
+
+
+@dataclass(frozen=True)
+class MuteChannel:
+    channel: str
+
+
+@dataclass(frozen=True)
+class UnmuteChannel:
+    channel: str | None  # None: everything muted
+
+
+@dataclass(frozen=True)
+class ShowMutes:
+    pass
+
+
+@dataclass(frozen=True)
 class Alerts:
     on: bool
 
@@ -148,6 +200,10 @@ Command = (
     | Budget
     | Digest
     | ShowSchedule
+    | Schedule
+    | MuteChannel
+    | UnmuteChannel
+    | ShowMutes
     | Alerts
     | Help
     | Suggest
@@ -226,6 +282,10 @@ def parse(text: str) -> Command | Invalid:
         return _budget(rest)
     if verb in ("digest", "digests"):
         return _digest(rest)
+    if verb == "mute":
+        return _mute(rest)
+    if verb == "unmute":
+        return _unmute(rest)
     if verb in ("on", "start", "optin", "opt-in"):
         return Alerts(True)
     if verb in ("off", "stop", "optout", "opt-out"):
@@ -307,11 +367,42 @@ def _budget(rest: str) -> Command | Invalid:
     )
 
 
+def _mute(rest: str) -> Command | Invalid:
+    if not rest:
+        return ShowMutes()
+    channel = _channel_id(rest)
+    if channel is None:
+        return Invalid(_WHICH_CHANNEL.format(verb="mute"))
+    return MuteChannel(channel)
+
+
+def _unmute(rest: str) -> Command | Invalid:
+    if rest.lower() == "all":
+        return UnmuteChannel(None)
+    channel = _channel_id(rest)
+    if channel is None:
+        return Invalid(_WHICH_CHANNEL.format(verb="unmute") + " Or `/beep unmute all`.")
+    return UnmuteChannel(channel)
+
+
+_WHICH_CHANNEL = (
+    "Which channel? Type `/beep {verb} #` and pick the channel from Slack's list, e.g. `/beep {verb} #infra`."
+)
+
+
+def _channel_id(text: str) -> str | None:
+    match = _CHANNEL.match(text.strip())
+    return None if match is None else match.group(1) or match.group(2)
+
+
 def _digest(rest: str) -> Command | Invalid:
     if not rest:
         return ShowSchedule()
     if rest.lower() in _RESET:
         return Digest(None)
+    spelled = SCHEDULE_SPELLINGS.get(" ".join(rest.lower().split()))
+    if spelled is not None:
+        return Schedule(spelled)
     # Times separated by commas and/or spaces, then perhaps a time zone: the last word when it
     # is neither a time nor a preset.
     typed = [w for w in re.split(r"[,\s]+", rest) if w]
@@ -376,7 +467,7 @@ def changed(prefs: Preferences, **update: Any) -> Preferences:
 
 def wants_slack_zone(command: Command, prefs: Preferences) -> bool:
     """Whether answering needs the person's time zone from Slack (one users.info call)."""
-    if isinstance(command, Help | ListAll | ShowSchedule | Suggest):
+    if isinstance(command, Help | ListAll | ShowSchedule | Suggest | ShowMutes):
         return False
     if isinstance(command, Quiet) and command.start is not None and command.tz is None:
         return True
@@ -398,6 +489,30 @@ def _apply(
         return _set_budget(command, prefs, defaults)
     if isinstance(command, Digest):
         return _set_digest(command, prefs, defaults)
+    if isinstance(command, Schedule):
+        return _set_schedule(command, prefs, defaults)
+    if isinstance(command, ShowMutes):
+        return Result(None, describe_mutes(prefs, now))
+    if isinstance(command, MuteChannel):
+        if command.channel in prefs.muted_channels(now):
+            return Result(None, f"<#{command.channel}> is already muted.")
+        try:
+            new = prefs.with_mute(command.channel, None, now)
+        except TooManyMutes:
+            return Result(None, f"You have {MAX_MUTED_CHANNELS} muted channels; `/beep unmute` one first.")
+        return Result(
+            new,
+            f"🔕 Muted <#{command.channel}>: no alerts about its conversations."
+            f" `/beep unmute <#{command.channel}>` to undo.",
+        )
+    if isinstance(command, UnmuteChannel):
+        if not [m for m in prefs.mutes if m.active(now) and command.channel in (None, m.channel)]:
+            which = "Nothing is" if command.channel is None else f"<#{command.channel}> isn't"
+            return Result(None, f"{which} muted.")
+        new = prefs.without_mute(command.channel, now)
+        if command.channel is None:
+            return Result(new, "Unmuted everything.")
+        return Result(new, f"Unmuted <#{command.channel}>: its conversations may alert you again.")
     if isinstance(command, Follow):
         if any(t.text.casefold() == command.topic.casefold() for t in prefs.topics):
             return Result(None, f"You already follow “{_plain(command.topic)}”.")
@@ -431,11 +546,12 @@ def _apply(
             f"Paused until {slack_date(until)}. Alerts meanwhile wait for one digest; `/beep resume` to undo.",
         )
     if isinstance(command, Resume):
-        if prefs.paused_until is None or prefs.paused_until <= now:
-            return Result(None, "Alerts aren't paused.")
+        held = [t for t in (prefs.paused_until, prefs.snoozed_until) if t is not None and t > now]
+        if not held:
+            return Result(None, "Alerts aren't paused or snoozed.")
         return Result(
-            prefs.model_copy(update={"paused_until": None}),
-            "Resumed. Anything held while you were paused arrives as one digest.",
+            prefs.model_copy(update={"paused_until": None, "snoozed_until": None}),
+            "Resumed. Anything held while you were paused or snoozed arrives as one digest.",
         )
     if isinstance(command, Quiet):
         if command.start is None or command.end is None:
@@ -490,6 +606,48 @@ def _set_digest(command: Digest, prefs: Preferences, defaults: AlertDefaults) ->
     )
 
 
+def _set_schedule(command: Schedule, prefs: Preferences, defaults: AlertDefaults) -> Result:
+    words = SCHEDULE_WORDS[command.name]
+    new = prefs.with_schedule(command.name)
+    if new.daily_budget == prefs.daily_budget and new.digest_times == prefs.digest_times:
+        return Result(None, f"You already get alerts {words}.")
+    if command.name == "real_time":
+        return Result(
+            new,
+            f"Alerts in real time: DMs as conversations happen, up to {budget_text(new, defaults)};"
+            f" the rest in digests at {schedule_text(new, defaults)}.",
+        )
+    return Result(
+        new,
+        f"Digest {words}: at {schedule_text(new, defaults)}, and no real-time DMs. Every alert —"
+        " also those held by quiet hours, a pause or a snooze — joins the next digest."
+        " `/beep digest real time` to undo.",
+    )
+
+
+def schedule_words(prefs: Preferences) -> str:
+    """ "real time", "three times a day", "once a day", or "digests only" (times of one's own)."""
+    schedule = prefs.schedule
+    return "digests only" if schedule is None else SCHEDULE_WORDS[schedule]
+
+
+def describe_mutes(prefs: Preferences, now: float) -> str:
+    """What is muted, for `/beep mute` and `/beep list`."""
+    channels = prefs.muted_channels(now)
+    conversations = [m for m in prefs.mutes if m.conversation_id is not None and m.active(now)]
+    lines = [
+        f"Muted channels: {', '.join(f'<#{c}>' for c in channels)} — `/beep unmute #channel`."
+        if channels
+        else "No muted channels: `/beep mute #channel`."
+    ]
+    if conversations:
+        lines.append(
+            f"{len(conversations)} muted conversation(s), from their DMs (each for 30 days): "
+            + ", ".join(f"<#{m.channel}>" for m in conversations[-5:])
+        )
+    return "\n".join(lines)
+
+
 def budget_text(prefs: Preferences, defaults: AlertDefaults) -> str:
     """ "5 real-time DMs a day", "3 real-time DMs a day, the default", "0 real-time DMs (digests only)"."""
     daily = defaults.daily_budget if prefs.daily_budget is None else prefs.daily_budget
@@ -511,6 +669,7 @@ def schedule_text(prefs: Preferences, defaults: AlertDefaults) -> str:
 def describe_schedule(prefs: Preferences, defaults: AlertDefaults) -> str:
     """The budget and digest lines of `/beep list`, also the answer to `/beep budget`/`digest`."""
     return (
+        f"Alerts: {schedule_words(prefs)} — `/beep digest real time|three times a day|once a day`.\n"
         f"Daily budget: {budget_text(prefs, defaults)} — change with `/beep budget <n>`.\n"
         f"Digest: {schedule_text(prefs, defaults)} — alerts over the budget arrive then;"
         " change with `/beep digest 3x|1x|HH:MM,...`."
@@ -529,7 +688,10 @@ def describe(prefs: Preferences, now: float, defaults: AlertDefaults = BUILT_IN_
     if prefs.quiet_hours is not None:
         q = prefs.quiet_hours
         lines.append(f"Quiet hours: {q.start}–{q.end} ({q.tz}).")
+    if prefs.snoozed_until is not None and prefs.snoozed_until > now:
+        lines.append(f"Snoozed until {slack_date(prefs.snoozed_until)}.")
     lines.append(describe_schedule(prefs, defaults))
+    lines.append(describe_mutes(prefs, now))
     if prefs.topics:
         lines.append("Topics you follow:")
         lines += [f"{i}. {_plain(t.text)}" for i, t in enumerate(prefs.topics, start=1)]
