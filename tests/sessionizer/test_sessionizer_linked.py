@@ -29,14 +29,17 @@ from sessionizer_helpers import (
 from test_sessionizer_restart import service_env, start_service
 
 from beepgpt.contracts import ConversationEvent, SlackMessage, SlackReaction
-from beepgpt.message_table import to_messages
+from beepgpt.message_table import complete, to_messages
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import SLACK_MESSAGES
 from offline.evaluation.conversations.modes import linked
 from offline.tables import load_table
 from sessionizer import metrics
 from sessionizer.clock import FakeClock
+from sessionizer.conversation import Span
+from sessionizer.feeder import Fed, Feeder
 from sessionizer.history import conversations
+from sessionizer.offsets import CleanCut
 from sessionizer.settings import SessionizerSettings
 
 UBUNTU = Path("/work/shared/data/real-chat/ubuntu-irc-train")
@@ -174,6 +177,49 @@ async def test_amendments_follow_their_message_and_each_conversation_closes_on_i
     assert [m.ts for m in irc_closed.messages] == [m.ts for m in irc]
     assert usb_closed.thread_ts is None
     assert irc_closed.thread_ts is None
+
+
+def linked_keys(
+    messages: list[SlackMessage], feeder: Feeder, cut: int = 0, refill_from: int = -1
+) -> dict[int, str]:
+    """Each new flow message's linked conversation key, by offset, fed from `cut` as a replay is
+    (the records from `refill_from` up to the cut only refill the linker's window)."""
+    keys: dict[int, str] = {}
+    for offset, message in enumerate(messages):
+        if 0 <= refill_from <= offset < cut:
+            feeder.warm(offset, message)
+        elif offset >= cut:
+            row, fed = feeder.event(offset, message)
+            if fed in (Fed.ACCEPTED, Fed.CLAMPED) and row["linked_key"]:
+                keys[offset] = row["linked_key"]
+    return keys
+
+
+@needs_ubuntu
+def test_a_replay_from_any_clean_cut_links_every_message_as_before() -> None:
+    """The restart argument of `feeder.LinkedFlow`, checked at every clean cut of busy chat.
+
+    The linker's window (4 hours) is longer than a linked conversation's idle time (30 minutes),
+    so a message whose best candidate's conversation had closed starts a conversation of its
+    own; a replay whose window lacked that candidate linked it to the runner-up instead (with
+    linker v2, two cuts of this slice did, which is how the live test below once differed from
+    history). Refilling the window from `linker_from` makes every cut decide as the whole run."""
+    messages = list(to_messages(complete(ubuntu_slice(3))))
+    whole = Feeder(LINKED)
+    keys = linked_keys(messages, whole)
+    spans: dict[str, Span] = {}
+    for offset, key in keys.items():
+        first = spans.get(key, Span(offset, offset)).first_offset
+        spans[key] = Span(first, offset)
+    cuts = CleanCut(0)
+    cuts.add(list(spans.values()))
+    firsts = sorted(span.first_offset for span in spans.values())  # ascending: `cut` forgets spans below
+    clean = sorted({cuts.cut(first, None) for first in firsts} - {0})
+    assert len(clean) > 50
+    for cut in clean:  # the next 300 records: a replay's first hours, where a window could lack
+        head = messages[: cut + 300]
+        replayed = linked_keys(head, Feeder(LINKED), cut, whole.linker_from(cut))
+        assert replayed == {o: k for o, k in keys.items() if cut <= o < len(head)}, f"the replay from {cut} differs"
 
 
 @needs_ubuntu
