@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +40,8 @@ from sessionizer.clock import FakeClock
 from sessionizer.conversation import Span
 from sessionizer.feeder import Fed, Feeder
 from sessionizer.history import conversations
-from sessionizer.offsets import CleanCut
+from sessionizer.offsets import CleanCut, ReplayMarks
+from sessionizer.partition import PartitionSessionizer
 from sessionizer.settings import SessionizerSettings
 
 UBUNTU = Path("/work/shared/data/real-chat/ubuntu-irc-train")
@@ -195,6 +197,42 @@ def linked_keys(
     return keys
 
 
+REPLAYED = 300
+"""Records replayed after a cut in these tests: a replay's first hours, where a window could lack
+a candidate."""
+
+
+@dataclass
+class Replays:
+    """A busy slice fed whole through one feeder, and its clean cuts (`offsets.CleanCut` over the
+    linked conversations' offset spans)."""
+
+    messages: list[SlackMessage]
+    whole: Feeder
+    keys: dict[int, str]
+    cuts: list[int]
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> Replays:
+        messages = list(to_messages(complete(table)))
+        whole = Feeder(LINKED)
+        keys = linked_keys(messages, whole)
+        spans: dict[str, Span] = {}
+        for offset, key in keys.items():
+            spans[key] = Span(spans.get(key, Span(offset, offset)).first_offset, offset)
+        clean = CleanCut(0)
+        clean.add(list(spans.values()))
+        firsts = sorted(span.first_offset for span in spans.values())  # ascending: `cut` forgets spans below
+        return cls(messages, whole, keys, sorted({clean.cut(first, None) for first in firsts} - {0}))
+
+    def replayed(self, cut: int, refill: bool, records: int = REPLAYED) -> dict[int, str]:
+        head = self.messages[: cut + records]
+        return linked_keys(head, Feeder(LINKED), cut, self.whole.linker_from(cut) if refill else -1)
+
+    def expected(self, cut: int, records: int = REPLAYED) -> dict[int, str]:
+        return {o: k for o, k in self.keys.items() if cut <= o < cut + records}
+
+
 @needs_ubuntu
 def test_a_replay_from_any_clean_cut_links_every_message_as_before() -> None:
     """The restart argument of `feeder.LinkedFlow`, checked at every clean cut of busy chat.
@@ -204,22 +242,44 @@ def test_a_replay_from_any_clean_cut_links_every_message_as_before() -> None:
     own; a replay whose window lacked that candidate linked it to the runner-up instead (with
     linker v2, two cuts of this slice did, which is how the live test below once differed from
     history). Refilling the window from `linker_from` makes every cut decide as the whole run."""
-    messages = list(to_messages(complete(ubuntu_slice(3))))
-    whole = Feeder(LINKED)
-    keys = linked_keys(messages, whole)
-    spans: dict[str, Span] = {}
-    for offset, key in keys.items():
-        first = spans.get(key, Span(offset, offset)).first_offset
-        spans[key] = Span(first, offset)
-    cuts = CleanCut(0)
-    cuts.add(list(spans.values()))
-    firsts = sorted(span.first_offset for span in spans.values())  # ascending: `cut` forgets spans below
-    clean = sorted({cuts.cut(first, None) for first in firsts} - {0})
-    assert len(clean) > 50
-    for cut in clean:  # the next 300 records: a replay's first hours, where a window could lack
-        head = messages[: cut + 300]
-        replayed = linked_keys(head, Feeder(LINKED), cut, whole.linker_from(cut))
-        assert replayed == {o: k for o, k in keys.items() if cut <= o < len(head)}, f"the replay from {cut} differs"
+    replays = Replays.of(ubuntu_slice(3))
+    assert len(replays.cuts) > 50
+    for cut in replays.cuts:
+        assert replays.replayed(cut, refill=True) == replays.expected(cut), f"the replay from {cut} differs"
+
+
+@needs_ubuntu
+async def test_a_partition_replaying_in_linked_mode_refills_the_window_before_its_cut() -> None:
+    """The service's side of the refill: a partition started at a cut with the commit's
+    `linker_from` reads from there (its position), hands the records before the cut to the
+    linker only, and publishes the conversations of the whole run. At a cut where a replay
+    without the refill links differently, if the model has one (linker v2 does), else any."""
+    replays = Replays.of(ubuntu_slice(3))
+    differing = [c for c in replays.cuts if replays.replayed(c, refill=False) != replays.expected(c)]
+    cut = (differing or replays.cuts)[0]
+    marks = ReplayMarks(linker_from=replays.whole.linker_from(cut))
+    assert 0 <= marks.linker_from < cut
+    events: list[ConversationEvent] = []
+    partition = PartitionSessionizer(
+        0, LINKED, start=cut, marks=marks, publish=lambda emitted, _: events.append(emitted.event)
+    )
+    await partition.start()
+    try:
+        assert partition.position == marks.linker_from
+        head = replays.messages[: cut + REPLAYED]
+        await partition.feed([(o, head[o], None) for o in range(marks.linker_from, len(head))])
+        await partition.heartbeat(float(head[-1].ts) + LINKED.linked_idle_s + 1)
+        await partition.drain(30)
+    finally:
+        await partition.stop()
+    members: dict[str, list[str]] = {}
+    for offset, key in replays.expected(cut).items():
+        members.setdefault(key, []).append(replays.messages[offset].ts)
+    closed = {e.conversation_id: e for e in events if e.kind == "closed"}
+    assert set(closed) == set(members)
+    for key, ts in members.items():
+        assert closed[key].message_count == len(ts)
+        assert [m.ts for m in closed[key].messages] == ts[-LINKED.max_messages :], key
 
 
 @needs_ubuntu
