@@ -17,7 +17,8 @@ These rules live here rather than in the query, because Kaskada 0.6.1 cannot run
 Everything a feeder remembers spans the life of one query instance, exactly like the query's
 own state: rebuilding the query (a restart, a rebalance, a rebuild that releases memory) starts
 a new feeder, and the replay from the committed offset restores both. The linker's window is
-rebuilt by that replay too, and decides every replayed message as before: see `LinkedFlow`.
+rebuilt by that replay too, refilled from before its cut, and decides every replayed message as
+before: see `LinkedFlow`.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class LinkedFlow:
     `channel:root_ts` after that conversation's first message. Only up to the instant the query
     would close it: a conversation closes `idle_ns` after its latest message on the query's
     timeline, so a message placed later starts a conversation of its own rather than reviving
-    one whose `closed` event is out. With `linked_idle_s` at least the linker's window that never
-    happens for messages on time (the parent would be outside the window); it can for a message
+    one whose `closed` event is out. With `linked_idle_s` shorter than the linker's window (the
+    defaults: 30 minutes and 4 hours) that happens to messages on time as well as to a message
     the timeline clamped later than its own ts. The roots are kept here rather than read from the
     linker's `Link.root_ts`, which cannot know of such a cut.
 
@@ -232,6 +233,7 @@ class Feeder:
         return -1 if self.linked is None else self.linked.linker_from(cut)
 
     def committed(self, cut: int) -> None:
+        """The partition committed `cut`: no replay will start before it (or its `linker_from`)."""
         if self.linked is not None:
             self.linked.forget_before(cut)
 
