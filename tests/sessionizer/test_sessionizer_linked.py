@@ -103,7 +103,7 @@ def test_linked_mode_is_one_definition_in_history() -> None:
 
 
 def test_a_reply_after_its_conversation_closed_starts_a_new_one() -> None:
-    """The linker may name a parent whose conversation the query has already closed (here the
+    """The linker may name a parent whose conversation the query has already closed (the
     idle time, 60 s here, is shorter than the linker's window): the message starts a conversation
     of its own rather than reviving one whose `closed` event is out."""
     start = 1_700_000_000.0
