@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,14 +30,18 @@ from sessionizer_helpers import (
 from test_sessionizer_restart import service_env, start_service
 
 from beepgpt.contracts import ConversationEvent, SlackMessage, SlackReaction
-from beepgpt.message_table import to_messages
+from beepgpt.message_table import complete, to_messages
 from beepgpt.settings import KafkaSettings
 from beepgpt.topics import SLACK_MESSAGES
 from offline.evaluation.conversations.modes import linked
 from offline.tables import load_table
 from sessionizer import metrics
 from sessionizer.clock import FakeClock
+from sessionizer.conversation import Span
+from sessionizer.feeder import Fed, Feeder
 from sessionizer.history import conversations
+from sessionizer.offsets import CleanCut, ReplayMarks
+from sessionizer.partition import PartitionSessionizer
 from sessionizer.settings import SessionizerSettings
 
 UBUNTU = Path("/work/shared/data/real-chat/ubuntu-irc-train")
@@ -98,8 +103,8 @@ def test_linked_mode_is_one_definition_in_history() -> None:
 
 
 def test_a_reply_after_its_conversation_closed_starts_a_new_one() -> None:
-    """The linker may name a parent whose conversation the query has already closed (here the
-    idle time is shorter than the linker's 30-minute window): the message starts a conversation
+    """The linker may name a parent whose conversation the query has already closed (the
+    idle time, 60 s here, is shorter than the linker's window): the message starts a conversation
     of its own rather than reviving one whose `closed` event is out."""
     start = 1_700_000_000.0
     table = pd.DataFrame(
@@ -174,6 +179,107 @@ async def test_amendments_follow_their_message_and_each_conversation_closes_on_i
     assert [m.ts for m in irc_closed.messages] == [m.ts for m in irc]
     assert usb_closed.thread_ts is None
     assert irc_closed.thread_ts is None
+
+
+def linked_keys(
+    messages: list[SlackMessage], feeder: Feeder, cut: int = 0, refill_from: int = -1
+) -> dict[int, str]:
+    """Each new flow message's linked conversation key, by offset, fed from `cut` as a replay is
+    (the records from `refill_from` up to the cut only refill the linker's window)."""
+    keys: dict[int, str] = {}
+    for offset, message in enumerate(messages):
+        if 0 <= refill_from <= offset < cut:
+            feeder.warm(offset, message)
+        elif offset >= cut:
+            row, fed = feeder.event(offset, message)
+            if fed in (Fed.ACCEPTED, Fed.CLAMPED) and row["linked_key"]:
+                keys[offset] = row["linked_key"]
+    return keys
+
+
+REPLAYED = 300
+"""Records replayed after a cut in these tests: a replay's first hours, where a window could lack
+a candidate."""
+
+
+@dataclass
+class Replays:
+    """A busy slice fed whole through one feeder, and its clean cuts (`offsets.CleanCut` over the
+    linked conversations' offset spans)."""
+
+    messages: list[SlackMessage]
+    whole: Feeder
+    keys: dict[int, str]
+    cuts: list[int]
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> Replays:
+        messages = list(to_messages(complete(table)))
+        whole = Feeder(LINKED)
+        keys = linked_keys(messages, whole)
+        spans: dict[str, Span] = {}
+        for offset, key in keys.items():
+            spans[key] = Span(spans.get(key, Span(offset, offset)).first_offset, offset)
+        clean = CleanCut(0)
+        clean.add(list(spans.values()))
+        firsts = sorted(span.first_offset for span in spans.values())  # ascending: `cut` forgets spans below
+        return cls(messages, whole, keys, sorted({clean.cut(first, None) for first in firsts} - {0}))
+
+    def replayed(self, cut: int, refill: bool, records: int = REPLAYED) -> dict[int, str]:
+        head = self.messages[: cut + records]
+        return linked_keys(head, Feeder(LINKED), cut, self.whole.linker_from(cut) if refill else -1)
+
+    def expected(self, cut: int, records: int = REPLAYED) -> dict[int, str]:
+        return {o: k for o, k in self.keys.items() if cut <= o < cut + records}
+
+
+@needs_ubuntu
+def test_a_replay_from_any_clean_cut_links_every_message_as_before() -> None:
+    """The restart argument of `feeder.LinkedFlow`, checked at every clean cut of busy chat.
+
+    The linker's window (4 hours) is longer than a linked conversation's idle time (30 minutes),
+    so a message whose best candidate's conversation had closed starts a conversation of its
+    own; a replay whose window lacked that candidate linked it to the runner-up instead (with
+    linker v2, two cuts of this slice did, which is how the live test below once differed from
+    history). Refilling the window from `linker_from` makes every cut decide as the whole run."""
+    replays = Replays.of(ubuntu_slice(3))
+    assert len(replays.cuts) > 50
+    for cut in replays.cuts:
+        assert replays.replayed(cut, refill=True) == replays.expected(cut), f"the replay from {cut} differs"
+
+
+@needs_ubuntu
+async def test_a_partition_replaying_in_linked_mode_refills_the_window_before_its_cut() -> None:
+    """The service's side of the refill: a partition started at a cut with the commit's
+    `linker_from` reads from there (its position), hands the records before the cut to the
+    linker only, and publishes the conversations of the whole run. At a cut where a replay
+    without the refill links differently, if the model has one (linker v2 does), else any."""
+    replays = Replays.of(ubuntu_slice(3))
+    differing = [c for c in replays.cuts if replays.replayed(c, refill=False) != replays.expected(c)]
+    cut = (differing or replays.cuts)[0]
+    marks = ReplayMarks(linker_from=replays.whole.linker_from(cut))
+    assert 0 <= marks.linker_from < cut
+    events: list[ConversationEvent] = []
+    partition = PartitionSessionizer(
+        0, LINKED, start=cut, marks=marks, publish=lambda emitted, _: events.append(emitted.event)
+    )
+    await partition.start()
+    try:
+        assert partition.position == marks.linker_from
+        head = replays.messages[: cut + REPLAYED]
+        await partition.feed([(o, head[o], None) for o in range(marks.linker_from, len(head))])
+        await partition.heartbeat(float(head[-1].ts) + LINKED.linked_idle_s + 1)
+        await partition.drain(30)
+    finally:
+        await partition.stop()
+    members: dict[str, list[str]] = {}
+    for offset, key in replays.expected(cut).items():
+        members.setdefault(key, []).append(replays.messages[offset].ts)
+    closed = {e.conversation_id: e for e in events if e.kind == "closed"}
+    assert set(closed) == set(members)
+    for key, ts in members.items():
+        assert closed[key].message_count == len(ts)
+        assert [m.ts for m in closed[key].messages] == ts[-LINKED.max_messages :], key
 
 
 @needs_ubuntu

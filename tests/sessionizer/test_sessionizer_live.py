@@ -256,8 +256,10 @@ def test_the_commit_never_cuts_through_a_conversation() -> None:
 
 
 def test_replay_marks_survive_the_commit_metadata_and_garbage_is_ignored() -> None:
-    marks = ReplayMarks(processed=12, closed_until_ns=34)
+    marks = ReplayMarks(processed=12, closed_until_ns=34, linker_from=5)
     assert ReplayMarks.decode(marks.encode()) == marks
+    before_linked_mode = '{"processed": 12, "closed_until_ns": 34}'
+    assert ReplayMarks.decode(before_linked_mode) == ReplayMarks(12, 34, linker_from=-1)
     assert ReplayMarks.decode("not json") == ReplayMarks()
     assert ReplayMarks.decode(None) == ReplayMarks()
 

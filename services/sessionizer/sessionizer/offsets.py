@@ -8,7 +8,10 @@ conversation of its own (a channel conversation with the wrong first message).
 
 The commit's metadata carries two marks, so the replay does not publish again what was
 published: `processed` (rows below it had their `updated` events published) and `closed_until`
-(closes up to that event time were published).
+(closes up to that event time were published). In linked mode a third, `linker_from`, is where
+the replay starts reading: the records from there up to the committed offset only refill the
+reply linker's window (`feeder.Feeder.warm`), so every replayed message is linked over the
+window it had the first time (`feeder.LinkedFlow`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ class ReplayMarks:
 
     processed: int = -1
     closed_until_ns: int = -1
+    linker_from: int = -1
+    """Linked mode: the first record the reply linker's window needs (-1: none before the cut)."""
 
     def encode(self) -> str:
-        return json.dumps({"processed": self.processed, "closed_until_ns": self.closed_until_ns})
+        return json.dumps(
+            {"processed": self.processed, "closed_until_ns": self.closed_until_ns, "linker_from": self.linker_from}
+        )
 
     @classmethod
     def decode(cls, metadata: str | None) -> ReplayMarks:
@@ -39,7 +46,8 @@ class ReplayMarks:
             return cls()
         try:
             data = json.loads(metadata)
-            return cls(int(data["processed"]), int(data["closed_until_ns"]))
+            # Marks written before linked mode had `linker_from`: no window to refill.
+            return cls(int(data["processed"]), int(data["closed_until_ns"]), int(data.get("linker_from", -1)))
         except (ValueError, KeyError, TypeError):
             log.warning(
                 "unreadable commit metadata, replaying without suppression", extra={"metadata": metadata}

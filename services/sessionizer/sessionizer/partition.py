@@ -54,8 +54,10 @@ class PartitionSessionizer:
         publish: Publish,
     ) -> None:
         self.partition = partition
-        self.position = start
-        """The offset of the next record to feed."""
+        self._start = start
+        self.position = start if marks.linker_from < 0 else min(start, marks.linker_from)
+        """The offset of the next record to read: before `start`, records that only refill the
+        reply linker's window (linked mode: `ReplayMarks.linker_from`, `feeder.LinkedFlow`)."""
         self.failed: BaseException | None = None
         self._settings = settings
         self._marks = marks
@@ -101,6 +103,10 @@ class PartitionSessionizer:
         for offset, event, trace in records:
             if offset < self.position:
                 continue  # redelivered after a seek: already fed
+            if offset < self._start:
+                self._feeder.warm(offset, event)
+                self.position = offset + 1
+                continue
             if offset < self._marks.processed:
                 replayed += 1
             if trace is not None:
@@ -161,11 +167,13 @@ class PartitionSessionizer:
         marks = ReplayMarks(
             processed=max(self._processed, self._marks.processed),
             closed_until_ns=max(self._last_output_ns - 1, self._marks.closed_until_ns),
+            linker_from=self._feeder.linker_from(offset),
         )
         return CommitPoint(offset, marks)
 
     def committed(self, offset: int) -> None:
         self._cut.committed_to(offset)
+        self._feeder.committed(offset)
 
     async def stop(self) -> None:
         self._stopping = True

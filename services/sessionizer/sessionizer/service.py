@@ -203,7 +203,7 @@ class SessionizerService:
         )
         await partition.start()
         self.partitions[number] = partition
-        self.loop.consumer.seek(TopicPartition(TOPIC, number), point.offset)
+        self.loop.consumer.seek(TopicPartition(TOPIC, number), partition.position)  # linker_from first
 
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         await self._release([tp.partition for tp in revoked if tp.topic == TOPIC])

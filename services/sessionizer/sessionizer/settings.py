@@ -33,9 +33,10 @@ class SessionizerSettings(BaseSettings):
     linked_idle_s: float = Field(
         default=1_800.0,
         gt=0,
-        description="linked mode: silence that closes a linked conversation, on its own clock. At "
-        "least the linker's window (30 minutes in the shipped model), so no message can be linked "
-        "into a conversation that has closed",
+        description="linked mode: silence that closes a linked conversation, on its own clock. "
+        "Shorter than the linker's window (4 hours in the shipped model): a message whose best "
+        "candidate's conversation has closed starts one of its own (feeder.LinkedFlow), and a "
+        "replay refills the linker's window from before its cut so that it decides the same",
     )
     gap_s: float = Field(default=600.0, gt=0, description="channel silence that ends a conversation")
     thread_idle_s: float = Field(default=1_800.0, gt=0, description="silence that closes a thread")
