@@ -46,16 +46,16 @@ class PairSettings:
     calibration_fraction: float = 0.2
     max_events: int = 40_000
     candidates: int = CANDIDATES
-    rounds: int = 60
-    learning_rate: float = 0.15
+    rounds: int = 200
+    learning_rate: float = 0.05
     num_leaves: int = 31
     max_bin: int = 255
     min_child_samples: int = 100
     beta: float = 0.25
     seed: int = 7
-    boosters: int = 5
+    boosters: int = 1
     """boosters in the ensemble, seeds `seed`, `seed + 1`, ... (their log-odds are averaged)"""
-    recency_half_life_days: float = 120.0
+    recency_half_life_days: float = 0.0
     """weight of a fit example halves for every this many days before the fit slice's end (0: all
     examples weigh the same)"""
 

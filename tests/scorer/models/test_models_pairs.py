@@ -116,20 +116,21 @@ def test_a_saved_model_scores_the_same(trained: tuple[PairModel, dict], tmp_path
 
 
 @pytest.fixture(scope="module")
-def single() -> PairModel:
-    """One booster, as every model was before ensembles."""
+def ensemble() -> PairModel:
+    """Five boosters of seeds 7-11, fit examples weighted towards the latest days."""
     stream, vectors = workspace(days=30)
-    model, _ = fit(stream, vectors, settings=PairSettings(rounds=60, min_child_samples=5, boosters=1), names=NAMES)
+    settings = PairSettings(rounds=30, min_child_samples=5, boosters=5, recency_half_life_days=10)
+    model, _ = fit(stream, vectors, settings=settings, names=NAMES)
     return model
 
 
 def test_an_ensemble_averages_its_boosters_and_saves_them_all(
+    ensemble: PairModel,
     trained: tuple[PairModel, dict],  # type: ignore[type-arg]
-    single: PairModel,
     tmp_path: Path,
 ) -> None:
-    ensemble, _ = trained
-    assert ensemble.boosters == PairSettings().boosters > 1  # the default is an ensemble
+    single, _ = trained
+    assert (ensemble.boosters, single.boosters) == (5, PairSettings().boosters) == (5, 1)
     event = question("CINFRA", "UANA", LATER + 4 * DAY)
     vectors = np.eye(3, dtype=np.float32)[[0]]
     rows = features(ensemble.activity, moment_of(event, vectors), ["UBO", "UDEE"])
@@ -149,7 +150,11 @@ def test_an_ensemble_averages_its_boosters_and_saves_them_all(
         PairModel.load(tmp_path)
 
 
-def test_a_model_saved_before_ensembles_loads_as_one_booster(single: PairModel, tmp_path: Path) -> None:
+def test_a_model_saved_before_ensembles_loads_as_one_booster(
+    trained: tuple[PairModel, dict],  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    single, _ = trained
     single.save(tmp_path)
     with np.load(tmp_path / PAIRS_FILE) as arrays:
         stored = {k: v for k, v in arrays.items() if k != "boosters"}  # as written before ensembles
