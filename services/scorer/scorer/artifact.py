@@ -7,7 +7,9 @@
       settings.json   the settings training used (so a rerun can reproduce it)
       metrics.json    training and validation figures
       pairs.lgb.txt   pairs kind: the pair interest model (LightGBM's text format)
-      pairs.npz       pairs kind: its calibration, threshold and feature names
+      pairs.N.lgb.txt pairs kind, format 4: the ensemble's further boosters (N = 1, 2, ...)
+      pairs.npz       pairs kind: its calibration, threshold, feature names (format 4: and the
+                      number of boosters)
       activity.json   pairs kind: the workspace's activity at the end of training
       profiles.npz    pairs kind: each person's profile vector then
       interest.npz    local kind (formats 1-2): the per-person classifier's weights
@@ -26,6 +28,10 @@ This code reads both: a version-1 directory keeps scoring topics the way it was 
 scorer that only knows version 1 refuses a version-2 directory, rather than applying its
 threshold to the other score. 3 adds the `pairs` kind (`scorer.interest.pairs`, what `beepgpt
 train` writes); a scorer that knows only 1 and 2 refuses it rather than guessing at its files.
+4 lets the pair model be an ensemble of boosters (`pairs.N.lgb.txt`, their count in `pairs.npz`):
+a scorer that knows only 3 would score with the first booster alone under the ensemble's
+calibration and threshold, so it refuses 4; this code reads a version-3 directory as an ensemble
+of one.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 FORMAT = "beepgpt-model"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 """Versions this code loads (see the module's docstring for what changed)."""
 
 ModelKind = Literal["pairs", "local", "openai"]

@@ -77,7 +77,7 @@ def test_another_format_version_is_refused_with_a_clear_message(
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(
         ModelFormatError,
-        match=rf"format version {FORMAT_VERSION + 1}.*reads version 1, 2 or 3.*retrain",
+        match=rf"format version {FORMAT_VERSION + 1}.*reads version 1, 2, 3 or 4.*retrain",
     ):
         load_models(copy, embedder=embedder)
 
@@ -89,7 +89,7 @@ def test_a_format_1_directory_scores_topics_by_embeddings_alone(
     from beepgpt.contracts import FollowedTopic
     from scorer.topics.matcher import default_threshold
 
-    assert READABLE_VERSIONS == (1, 2, 3)
+    assert READABLE_VERSIONS == (1, 2, 3, 4)
     old = tmp_path / "old"
     old.mkdir()
     for item in model_dir.iterdir():

@@ -9,9 +9,17 @@ import pytest
 from pair_fixtures import DAY, START, workspace
 
 from beepgpt.contracts import ConversationEvent, ConversationMessage
-from offline.training.pairs import PairSettings, fit
+from offline.training.pairs import PairSettings, fit, recency_weights
 from scorer.artifact import ModelFormatError
-from scorer.interest.pairs import FEATURES, PAIRS_FILE, PairModel, trained_features
+from scorer.interest.pairs import (
+    FEATURES,
+    PAIRS_FILE,
+    PairModel,
+    booster_file,
+    features,
+    moment_of,
+    trained_features,
+)
 
 NAMES = {"UANA": "Ana", "UBO": "Bob", "UCYD": "Cyd", "UDEE": "Dee", "UEVE": "Eve"}
 
@@ -107,6 +115,63 @@ def test_a_saved_model_scores_the_same(trained: tuple[PairModel, dict], tmp_path
     assert loaded.probabilities(event, vectors) == pytest.approx(model.probabilities(event, vectors))
 
 
+@pytest.fixture(scope="module")
+def ensemble() -> PairModel:
+    """Five boosters of seeds 7-11, fit examples weighted towards the latest days."""
+    stream, vectors = workspace(days=30)
+    settings = PairSettings(rounds=30, min_child_samples=5, boosters=5, recency_half_life_days=10)
+    model, _ = fit(stream, vectors, settings=settings, names=NAMES)
+    return model
+
+
+def test_an_ensemble_averages_its_boosters_and_saves_them_all(
+    ensemble: PairModel,
+    trained: tuple[PairModel, dict],  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    single, _ = trained
+    assert (ensemble.boosters, single.boosters) == (5, PairSettings().boosters) == (5, 1)
+    event = question("CINFRA", "UANA", LATER + 4 * DAY)
+    vectors = np.eye(3, dtype=np.float32)[[0]]
+    rows = features(ensemble.activity, moment_of(event, vectors), ["UBO", "UDEE"])
+    margins = [b.predict(rows, raw_score=True) for b in ensemble._boosters]  # type: ignore[attr-defined]
+    assert ensemble.raw(rows) == pytest.approx(1 / (1 + np.exp(-np.mean(margins, axis=0))))
+    assert single.raw(rows) == pytest.approx(single._boosters[0].predict(rows))  # type: ignore[attr-defined]
+    probs = ensemble.probabilities(event, vectors)
+    assert ensemble.signals(event, "UBO", probs["UBO"])
+    ensemble.save(tmp_path)
+    assert all((tmp_path / booster_file(i)).exists() for i in range(ensemble.boosters))
+    loaded = PairModel.load(tmp_path, NAMES)
+    assert loaded.boosters == ensemble.boosters
+    later = question("CINFRA", "UANA", LATER + 5 * DAY)
+    assert loaded.probabilities(later, vectors) == pytest.approx(ensemble.probabilities(later, vectors))
+    (tmp_path / booster_file(ensemble.boosters - 1)).unlink()
+    with pytest.raises(ModelFormatError, match=f"{ensemble.boosters} boosters"):
+        PairModel.load(tmp_path)
+
+
+def test_a_model_saved_before_ensembles_loads_as_one_booster(
+    trained: tuple[PairModel, dict],  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    single, _ = trained
+    single.save(tmp_path)
+    with np.load(tmp_path / PAIRS_FILE) as arrays:
+        stored = {k: v for k, v in arrays.items() if k != "boosters"}  # as written before ensembles
+    np.savez(tmp_path / PAIRS_FILE, **stored)
+    loaded = PairModel.load(tmp_path, NAMES)
+    assert loaded.boosters == 1
+    event = question("CINFRA", "UANA", LATER + 6 * DAY)
+    vectors = np.eye(3, dtype=np.float32)[[0]]
+    assert loaded.probabilities(event, vectors) == pytest.approx(single.probabilities(event, vectors))
+
+
+def test_recency_weights_halve_per_half_life() -> None:
+    days = np.array([0.0, 10.0, 20.0]) * DAY
+    assert recency_weights(days, 10.0) == pytest.approx([0.25, 0.5, 1.0])
+    assert recency_weights(days, 0.0) is None  # off: every example weighs the same
+
+
 def test_a_model_of_other_features_is_refused(trained: tuple[PairModel, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
     model, _ = trained
     model.save(tmp_path)
@@ -140,7 +205,13 @@ def test_a_conversation_older_than_what_was_seen_is_still_scored(trained: tuple[
     assert all(0 <= p <= 1 for p in probs.values())
 
 
-def naive_threshold(probabilities, times, pairs, joins, beta):  # type: ignore[no-untyped-def]
+def naive_threshold(
+    probabilities: np.ndarray,  # type: ignore[type-arg]
+    times: np.ndarray,  # type: ignore[type-arg]
+    pairs: list[tuple[int, str]],
+    joins: dict[tuple[int, str], float],
+    beta: float,
+) -> tuple[float, float]:
     """The definition, pair by pair: alerted at the first crossing, useful if the join is later."""
     grid = np.unique(np.round(np.quantile(probabilities, np.linspace(0.5, 0.9995, 150)), 4))
     best = (0.5, 0.0)
