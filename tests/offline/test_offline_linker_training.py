@@ -54,7 +54,7 @@ def _export(root: Path) -> None:
     (root / "links.json").write_text(json.dumps(links))
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", ["linear", "choice", "mlp"])
 def test_a_fitted_model_loads_and_links_the_answers(tmp_path: Path, kind: str) -> None:
     data = tmp_path / "export"
     _export(data)
@@ -65,7 +65,7 @@ def test_a_fitted_model_loads_and_links_the_answers(tmp_path: Path, kind: str) -
     )
     assert code == 0
     model = load_model(out)
-    assert model.activation == ("identity" if kind == "linear" else "relu")
+    assert model.activation == ("relu" if kind == "mlp" else "identity")
     assert model.meta["trained_by"] == "offline.training.linker"
     assert "Kummerfeld" in model.meta["trained_on"]
     assert model.meta["chosen"]["stretch"] == [1.0, 4.0]

@@ -18,7 +18,7 @@ def test_the_shipped_model_loads_with_its_window() -> None:
     model = load_model()
     assert model.window_messages == 100
     assert model.window_s == 14_400.0
-    assert model.meta["feature_set"] == FEATURE_SET == 2
+    assert model.meta["feature_set"] == FEATURE_SET == 3
     assert "Kummerfeld" in model.meta["trained_on"]
     assert model.meta["trained_by"] == "offline.training.linker"
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from beepgpt.contracts import conversation_id
 from offline.evaluation.conversations.data import Annotated, load_annotated, people_messages, split
@@ -58,9 +59,10 @@ class Example:
     """One flow message with the feature rows of every candidate in the largest window."""
 
     message: str
-    pair: npt.NDArray[np.float32]
+    pair: sp.csr_matrix
+    """One row of `FEATURES` per candidate (sparse: most features are bins and flags)."""
     candidates: list[str]
-    self_row: npt.NDArray[np.float32]
+    self_row: npt.NDArray[np.float64]
     distance: npt.NDArray[np.int64]
     age_s: npt.NDArray[np.float64]
 
@@ -90,9 +92,9 @@ def collect(data: Annotated, *, stretch: float = 1.0, annotated_only: bool = Fal
         examples.append(
             Example(
                 message=message,
-                pair=found.pair.astype(np.float32),
+                pair=sp.csr_matrix(found.pair),
                 candidates=[conversation_id(str(channel), c) for c in found.ts],
-                self_row=found.self_row.astype(np.float32),
+                self_row=found.self_row,
                 distance=found.distance,
                 age_s=found.age_s,
             )
@@ -113,12 +115,14 @@ def design(
     *,
     far_share: float = 1.0,
     seed: int = 0,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
+) -> tuple[sp.csr_matrix, npt.NDArray[np.int8], npt.NDArray[np.int64]]:
     """The fitting rows: candidates then the start row of every annotated message with a
-    positive; candidates farther than `NEAR` that are not parents kept with `far_share`."""
+    positive; candidates farther than `NEAR` that are not parents kept with `far_share`. Also
+    where each message's rows start (and the end), for the choice-wise fit."""
     rng = np.random.default_rng(seed)
-    blocks: list[npt.NDArray[np.float32]] = []
+    blocks: list[sp.csr_matrix] = []
     labels: list[npt.NDArray[np.int8]] = []
+    starts = [0]
     for example in examples:
         true = parents.get(example.message)
         if not true:
@@ -131,12 +135,13 @@ def design(
         y = np.append(y_all[keep], example.message in true)
         if not y.any():
             continue
-        blocks.append(np.vstack([example.pair[keep], example.self_row[None, :]]))
+        blocks.append(sp.vstack([example.pair[keep], sp.csr_matrix(example.self_row[None, :])]))
         labels.append(y.astype(np.int8))
-    return np.vstack(blocks), np.concatenate(labels)
+        starts.append(starts[-1] + len(y))
+    return sp.vstack(blocks, format="csr"), np.concatenate(labels), np.array(starts, dtype=np.int64)
 
 
-def fit_linear(x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], c: float) -> tuple[Any, ...]:
+def fit_linear(x: sp.csr_matrix, y: npt.NDArray[np.int8], c: float) -> tuple[Any, ...]:
     """Layers of an L2 logistic regression (the intercept is dropped: it adds the same to every
     choice of a message)."""
     from sklearn.linear_model import LogisticRegression
@@ -147,8 +152,37 @@ def fit_linear(x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], c: float) ->
     return w, np.zeros(1), np.ones(1), "identity"
 
 
+def fit_choice(x: sp.csr_matrix, y: npt.NDArray[np.int8], starts: npt.NDArray[np.int64], c: float) -> tuple[Any, ...]:
+    """Layers of a linear model fitted as the choice it makes: each message picks one of its
+    rows (a candidate, or starting), with probability softmax(score) over them, and the fit
+    maximises the probability of its annotated parents (a conditional logit, L2 penalty
+    1 / (2c)), with scipy's L-BFGS. Unlike independent yes/no rows this compares a message's
+    candidates with each other and with starting, which is the decision `Linker.link` takes;
+    features that are the same in all of a message's rows get no weight."""
+    from scipy.optimize import minimize
+
+    first = starts[:-1]
+    group = np.repeat(np.arange(len(first)), np.diff(starts))
+    positive = y.astype(np.float64)
+    xt = x.T.tocsr()
+    penalty = 1.0 / c
+
+    def loss(w: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        s = x @ w
+        e = np.exp(s - np.maximum.reduceat(s, first)[group])
+        everything = np.add.reduceat(e, first)
+        chosen = e * positive
+        right = np.add.reduceat(chosen, first)
+        value = float(np.sum(np.log(everything) - np.log(right))) + 0.5 * penalty * float(w @ w)
+        grad = xt @ (e / everything[group] - chosen / right[group]) + penalty * w
+        return value, grad
+
+    fitted = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return fitted.x.reshape(-1, 1), np.zeros(1), np.ones(1), "identity"
+
+
 def fit_mlp(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], units: int, alpha: float, seeds: int
+    x: sp.csr_matrix, y: npt.NDArray[np.int8], units: int, alpha: float, seeds: int
 ) -> tuple[Any, ...]:
     """Layers of `seeds` one-hidden-layer nets side by side: their mean logit (the output bias
     is dropped, as above)."""
@@ -177,9 +211,13 @@ def build(layers: tuple[Any, ...], messages: int, seconds: float, version: str, 
 def example_scores(examples: list[Example], model: LinkerModel) -> list[tuple[npt.NDArray[np.float64], float]]:
     """Each example's candidate scores (all of the largest window) and its start score."""
     out = []
+    linear = model.hidden[:, 0] * model.output[0] if model.activation == "identity" else None
     for example in examples:
-        s = model.score(np.vstack([example.pair, example.self_row[None, :]]).astype(np.float64))
-        out.append((s[:-1], float(s[-1])))
+        if linear is not None:
+            out.append((np.asarray(example.pair @ linear), float(example.self_row @ linear)))
+        else:
+            s = model.score(np.vstack([example.pair.toarray(), example.self_row[None, :]]))
+            out.append((s[:-1], float(s[-1])))
     return out
 
 
@@ -241,13 +279,16 @@ def main(argv: list[str]) -> int:
     best: tuple[tuple[float, float], dict[str, Any], LinkerModel] | None = None
     for window in args.windows.split(","):
         messages, seconds = int(window.split("x")[0]), float(window.split("x")[1])
-        x, y = design(train_examples, train.parents, messages, seconds, far_share=args.far_share)
+        x, y, starts = design(train_examples, train.parents, messages, seconds, far_share=args.far_share)
         print(f"window {window}: {len(y)} rows", file=sys.stderr)
         settings: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
         for kind in args.kinds.split(","):
             if kind == "linear":
                 for c in (float(v) for v in args.c.split(",")):
                     settings.append(({"kind": "linear", "c": c}, fit_linear(x, y, c)))
+            elif kind == "choice":
+                for c in (float(v) for v in args.c.split(",")):
+                    settings.append(({"kind": "choice", "c": c}, fit_choice(x, y, starts, c)))
             elif kind == "mlp":
                 for units in (int(v) for v in args.units.split(",")):
                     for alpha in (float(v) for v in args.alpha.split(",")):
@@ -286,8 +327,11 @@ def main(argv: list[str]) -> int:
             "trained_on": "Ubuntu IRC disentanglement corpus, train split (Kummerfeld et al., ACL 2019; CC BY 4.0)",
             "trained_by": "offline.training.linker",
             "split": "offline.evaluation.conversations.data.split_of: crc32(chunk name) % 5 == 3 dev, == 4 test, else train",
-            "fitted_with": "scikit-learn " + ("MLPClassifier (one hidden layer, seeds averaged)"
-                                              if model.activation == "relu" else "LogisticRegression (L2)"),
+            "fitted_with": {
+                "mlp": "scikit-learn MLPClassifier (one hidden layer, seeds averaged)",
+                "linear": "scikit-learn LogisticRegression (L2)",
+                "choice": "conditional logit over each message's choices (L2), scipy L-BFGS",
+            }[chosen["kind"]],
             "chosen": {k: v for k, v in chosen.items() if k != "dev"},
             "dev": chosen["dev"],
             "train_annotated_messages": len(train.truth),

@@ -44,10 +44,10 @@ import numpy as np
 import numpy.typing as npt
 
 FORMAT = "beepgpt-reply-linker"
-FEATURE_SET = 2
+FEATURE_SET = 3
 """Bumped whenever a feature changes meaning: a model fitted on another feature set is refused."""
 
-DEFAULT_MODEL = "reply-linker-v2.json"
+DEFAULT_MODEL = "reply-linker-v3.json"
 """The shipped model, in `sessionizer/models/`."""
 
 # --- what a message says -------------------------------------------------------------------------
@@ -113,6 +113,9 @@ TIME_EDGES = np.array(
 )
 """Seconds from the candidate to the new message, binned (log-like, up to four hours: a quiet
 channel's reply may come long after its question)."""
+PACE_EDGES = np.array([1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0])
+"""Seconds per message since the candidate (its age over its distance), binned: how busy the
+channel has been since, so that a minute means something different in a busy and a quiet one."""
 
 _PAIR_FLAGS = (
     "same_user",  # the same author going on
@@ -140,6 +143,14 @@ _PAIR_FLAGS = (
     "opener_other",  # the new message opens like a reply ("yes", "it", "try"), to someone else
     "log_distance",  # log(1 + distance) / log(101): continuous, for the hidden layer
     "log_age",  # log(1 + seconds) / log(14401)
+    "others_between_0",  # nobody but the two authors wrote after the candidate
+    "others_between_1",  # ... one other person did
+    "others_between_2",
+    "others_between_3plus",
+    "mention_same",  # both address the same third person
+    "next_same",  # the message right after the candidate is by its author (a message in parts)
+    "overlap_share_candidate",  # shared content words / the candidate's content words
+    "overlap_share_message",  # shared content words / the new message's content words
 )
 _CUES = ("question", "thanks", "greeting", "opener", "code", "url", "short", "long", "mentions")
 """A message's own cues: a candidate's (in its pair row), the new message's (in every row)."""
@@ -147,6 +158,7 @@ _CUES = ("question", "thanks", "greeting", "opener", "code", "url", "short", "lo
 PAIR_FEATURES: tuple[str, ...] = (
     *(f"dist_{i}" for i in range(len(DIST_EDGES) + 1)),
     *(f"time_{i}" for i in range(len(TIME_EDGES) + 1)),
+    *(f"pace_{i}" for i in range(len(PACE_EDGES) + 1)),
     *_PAIR_FLAGS,
     *(f"candidate_{c}" for c in _CUES),
 )
@@ -161,7 +173,8 @@ FEATURES: tuple[str, ...] = (*PAIR_FEATURES, *MESSAGE_FEATURES, *SELF_FEATURES)
 
 _D0 = 0
 _T0 = len(DIST_EDGES) + 1
-_F0 = _T0 + len(TIME_EDGES) + 1
+_P0 = _T0 + len(TIME_EDGES) + 1
+_F0 = _P0 + len(PACE_EDGES) + 1
 _FLAG_ROW = {name: i for i, name in enumerate(_PAIR_FLAGS)}
 _C0 = _F0 + len(_PAIR_FLAGS)
 _M0 = len(PAIR_FEATURES)
@@ -187,6 +200,21 @@ def self_features(said: Said) -> npt.NDArray[np.float64]:
     row[_S0] = 1.0
     row[_S0 + 1 :] = c
     return row
+
+
+def _others_between(users: npt.NDArray[np.int64], user: int) -> npt.NDArray[np.int64]:
+    """For each candidate (authors `users`, oldest first, up to the newest message), how many
+    people other than `user` and the candidate's author wrote after it, up to 3: nobody else
+    joining in is what a two-person exchange looks like, however busy the channel."""
+    n = len(users)
+    _, first_from_end = np.unique(users[::-1], return_index=True)
+    is_last = np.zeros(n + 1, dtype=np.int64)
+    is_last[n - 1 - first_from_end] = 1
+    distinct_after = is_last[::-1].cumsum()[::-1][1:]  # distinct authors after each candidate
+    mine = users == user
+    i_wrote_after = (mine[::-1].cumsum()[::-1] - mine) > 0
+    they_wrote_after = (is_last[:n] == 0) & ~mine
+    return np.minimum(distinct_after - i_wrote_after - they_wrote_after, 3)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -326,6 +354,10 @@ class _Window:
         self.slot_score = np.zeros(size)
         """A linear model's weight of what a slot's message says alone (its cues, whether it
         addresses someone) and of its author's messages after it: kept up to date by `_add`."""
+        self.next_same = np.zeros(size)
+        """1 where the message right after a slot's message is by the same author."""
+        self.word_count = np.zeros(size)
+        """Each slot's number of content words (for the shares of shared words)."""
         self.words: list[frozenset[str]] = [frozenset()] * size
         self.ts: list[str] = [""] * size
         self.roots: list[str] = [""] * size
@@ -377,6 +409,8 @@ class Linker:
         self._w = {name: float(w[_F0 + i]) for i, name in enumerate(_PAIR_FLAGS)}
         self._w["log_age"] /= _LOG_AGE
         distances = np.arange(self.model.window_messages, 0, -1)  # oldest candidate first
+        self._distances = distances.astype(np.float64)
+        self._others_score = np.array([self._w[f"others_between_{k}"] for k in ("0", "1", "2", "3plus")])
         self._dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
             np.log1p(distances) * self._w["log_distance"] / _LOG_DIST
         )
@@ -454,10 +488,11 @@ class Linker:
         x[:n, _M0:_S0] = x[n, _M0:_S0]
         if n == 0:
             return x
-        dist_bin, time_bin, flags = self._pairs(window, slots, said, user, sent_s)
+        dist_bin, time_bin, pace_bin, flags = self._pairs(window, slots, said, user, sent_s)
         rows = np.arange(n)
         x[rows, _D0 + dist_bin] = 1.0
         x[rows, _T0 + time_bin] = 1.0
+        x[rows, _P0 + pace_bin] = 1.0
         x[:n, _F0:_C0] = flags.T
         x[:n, _C0:_M0] = window.cues[slots]
         return x
@@ -487,7 +522,9 @@ class Linker:
         dt = np.maximum(sent_s - window.times[slots], 0.0)
         scores = self._dist_score[-n:] + window.slot_score[slots]
         scores += w[_T0 + np.searchsorted(TIME_EDGES, dt, side="right")]
+        scores += w[_P0 + np.searchsorted(PACE_EDGES, dt / self._distances[-n:], side="right")]
         scores += np.log1p(dt) * g["log_age"]
+        scores += self._others_score[_others_between(window.users[slots], user)]
         message = cues(said) if message_cues is None else message_cues
         constant = float(message @ w[_M0:_S0])
         own = constant + w[_S0] + float(message @ w[_S0 + 1 :])
@@ -521,6 +558,7 @@ class Linker:
             if len(mine) >= 2:
                 scores[: mine[-2]] += g["mine_since_2plus"]
         my_last = mine[-1] if mine else -1
+        same_target: set[int] = set()
         for name in said.mentions:
             them = self._user_ids.get(name)
             if them is None or them == user:
@@ -530,6 +568,11 @@ class Linker:
                 scores[i] += g["mentions_author"] + mentioned_not_mine
             if theirs:
                 scores[theirs[-1]] += g["mentions_author_latest"]
+            for q in window.mentioning.get(them, ()):
+                i = q - seq0
+                if i >= 0 and i not in same_target:
+                    same_target.add(i)
+                    scores[i] += g["mention_same"]
         for q in window.mentioning.get(user, ()):
             i = q - seq0
             if i < 0:
@@ -561,23 +604,25 @@ class Linker:
                 for held in index.get(word, ()):
                     counts[held] = counts.get(held, 0) + 1
             buckets = self._overlap
+            share_c, share_m = g["overlap_share_candidate"], g["overlap_share_message"] / len(said.words)
             for held, shared in counts.items():
                 i = int(window.seqs[held]) - seq0
                 if i >= 0:
-                    scores[i] += buckets[min(shared, 3)]
+                    scores[i] += buckets[min(shared, 3)] + shared * (share_c / window.word_count[held] + share_m)
         return scores, own
 
     def _pairs(
         self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Each candidate's distance bin, time bin and `_PAIR_FLAGS` (one row per flag: rows
-        are contiguous, so each flag is one vector write)."""
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Each candidate's distance bin, time bin, pace bin and `_PAIR_FLAGS` (one row per
+        flag: rows are contiguous, so each flag is one vector write)."""
         n = len(slots)
         seqs = window.seqs[slots]
         dist = window.seq - seqs
         dt = np.maximum(sent_s - window.times[slots], 0.0)
         dist_bin = np.searchsorted(DIST_EDGES, dist, side="left")
         time_bin = np.searchsorted(TIME_EDGES, dt, side="right")
+        pace_bin = np.searchsorted(PACE_EDGES, dt / dist, side="right")
         flags = np.zeros((len(_PAIR_FLAGS), n))
         users = window.users[slots]
         same = users == user
@@ -601,6 +646,12 @@ class Linker:
             flags[f["mentions_author"]] = mentioned
             flags[f["mentions_author_latest"]] = mentioned & latest
             flags[f["mentions_someone_else"]] = other & ~mentioned
+            same_target = np.zeros(n, dtype=bool)
+            for name in said.mentions:
+                them = self._user_ids.get(name)
+                if them is not None and them != user:
+                    same_target |= (ma == them) | (mb == them)
+            flags[f["mention_same"]] = same_target
         flags[f["author_mentions_me"]] = mentions_me & other
         flags[f["author_mentions_me_unanswered"]] = mentions_me & other & ~spoke_since
         flags[f["author_latest"]] = latest
@@ -624,6 +675,8 @@ class Linker:
             flags[f["overlap_1"]] = shared == 1
             flags[f["overlap_2"]] = shared == 2
             flags[f["overlap_3plus"]] = shared >= 3
+            flags[f["overlap_share_candidate"]] = shared / np.maximum(window.word_count[slots], 1.0)
+            flags[f["overlap_share_message"]] = shared / len(said.words)
         cand = window.cues[slots]
         if not said.question:
             flags[f["answers_question"]] = cand[:, 0] * other
@@ -637,7 +690,11 @@ class Linker:
             flags[f["opener_other"]] = other
         flags[f["log_distance"]] = np.log1p(dist) / _LOG_DIST
         flags[f["log_age"]] = np.log1p(dt) / _LOG_AGE
-        return dist_bin, time_bin, flags
+        others = _others_between(users, user)
+        for k in range(4):
+            flags[f["others_between_0"] + k] = others == k
+        flags[f["next_same"]] = window.next_same[slots]
+        return dist_bin, time_bin, pace_bin, flags
 
     @staticmethod
     def _since(
@@ -687,7 +744,11 @@ class Linker:
                 if before < 2:
                     window.since[held] = before + 1
                     window.slot_score[held] += since_score[before + 1] - since_score[before]
+        if window.filled and window.users[(slot - 1) % size] == user:  # the previous message goes on
+            window.next_same[(slot - 1) % size] = 1.0
+            window.slot_score[(slot - 1) % size] += self._w["next_same"]
         mine.append(window.seq)
+        window.next_same[slot] = 0.0
         window.since[slot] = 0
         window.times[slot] = sent_s
         window.seqs[slot] = window.seq
@@ -717,6 +778,7 @@ class Linker:
         for word in said.words:
             window.word_slots.setdefault(word, set()).add(slot)
         window.words[slot] = said.words
+        window.word_count[slot] = len(said.words)
         window.ts[slot] = ts
         window.roots[slot] = root
         window.seq += 1
