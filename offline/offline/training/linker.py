@@ -1,7 +1,8 @@
 """Fit the reply linker on chat with annotated reply links and write the model file.
 
     python -m offline.training.linker --data ../shared/data/real-chat/ubuntu-irc-train \\
-        --out services/sessionizer/sessionizer/models/reply-linker-v2.json --version 2
+        --out services/sessionizer/sessionizer/models/reply-linker-v3.json --version 3 \\
+        --windows 100x14400 --kinds choice --c 1 --far-share 1 --stretch 1,8
 
 The data's chunks are split by `evaluation.data.split_of` (fixed: 60 % train, 20 % dev, 20 %
 test). The model is fitted on train; the window, the kind of model, its size and the offset of
@@ -9,12 +10,18 @@ the "starts a conversation" score are chosen on dev, by exact-match F1 of conver
 accuracy breaks ties); test is not read. Needs scikit-learn (requirements-eval.txt); the model
 is plain JSON, read by `linker.load_model` with numpy alone.
 
-Why a small feed-forward net (scikit-learn's `MLPClassifier`, one hidden layer, a few seeds
-averaged): the linker scores every candidate of every message in the sessionizer's hot path; one
-hidden layer over the window's rows is two matrix products in numpy, while it can combine
-features a linear model only adds up (a long silence with a mention, an answer to a question
-several messages back). The same code also fits the linear model (`--kinds linear`) it is
-compared with.
+Three kinds of model (`--kinds`), all scored with numpy in the sessionizer's hot path:
+
+- `choice` (shipped as v3): a linear model fitted as the decision the linker takes, each
+  message choosing one of its rows (a candidate or starting) with probability softmax(score)
+  over them (a conditional logit; scipy's L-BFGS). Independent yes/no rows (`linear`) spend
+  the fit on telling far candidates from near ones, which every message's window already says;
+  the choice compares a message's candidates with each other and with starting. On the dev
+  chunks with feature set 2, best start offset of each: exact-match F1 0.234 vs 0.211.
+- `linear`: scikit-learn's `LogisticRegression` over independent rows (v2).
+- `mlp`: a small feed-forward net (scikit-learn's `MLPClassifier`, one hidden layer, a few
+  seeds averaged), which can combine features a linear model only adds up; on dev it was
+  barely better than `linear` and several times slower (README).
 
 Fitting: every annotated message gives one row per candidate in its window plus one "starts a
 conversation" row; a row is positive when it is one of the message's annotated parents (itself
@@ -22,6 +29,12 @@ for a start). Messages whose every true parent lies outside the window have no p
 are left out of the fit (no choice could be right for them); they still count in dev figures.
 Far candidates (beyond `NEAR` messages) are sampled (`--far-share`), which keeps the fit small;
 the start offset chosen on dev absorbs the shift it gives the scores.
+
+`--thin N` adds N copies of the train chunks, each keeping one in N of their true conversations
+(by a checksum of its name; together every conversation once): a quiet channel differs from a
+busy one less in how fast people answer than in how few conversations run at once, which
+stretched copies (below) do not change. Tried for v3 and not used: dev F1 0.238 vs 0.250, and
+on elmlang it cut conversations finer still (ARI 0.272 vs 0.513).
 
 `--stretch` adds copies of the train chunks with every time gap multiplied (a channel as busy in
 messages but slower in time): the Ubuntu chunks are busy (a message every 7.5 s at the median),
@@ -35,6 +48,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +115,21 @@ def collect(data: Annotated, *, stretch: float = 1.0, annotated_only: bool = Fal
         )
         linker.add(str(channel), str(ts), sent, str(user), str(text), str(ts))
     return examples
+
+
+def thinned(data: Annotated, every: int, part: int) -> Annotated:
+    """The annotated messages of one in `every` true conversations of each chunk (those whose
+    name's checksum is `part` modulo `every`), the other conversations and the unannotated
+    context left out: a channel as quick to answer as the chunk, with fewer conversations at once."""
+    kept = {m for m, c in data.truth.items() if zlib.crc32(c.encode()) % every == part}
+    ids = [conversation_id(str(c), str(ts)) for c, ts in zip(data.table["channel"], data.table["slack_ts"], strict=True)]
+    table = data.table[[m in kept for m in ids]].reset_index(drop=True)
+    return Annotated(
+        table=table,
+        truth={m: c for m, c in data.truth.items() if m in kept},
+        parents={m: p for m, p in data.parents.items() if m in kept},
+        channel_names=data.channel_names,
+    )
 
 
 def _in_window(example: Example, messages: int, seconds: float) -> npt.NDArray[np.bool_]:
@@ -264,6 +293,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", type=int, default=3, help="mlp: nets averaged")
     p.add_argument("--far-share", type=float, default=0.3, help="share of far non-parent candidates fitted on")
     p.add_argument("--stretch", default="1", help="time-gap factors of the train copies (1: as is)")
+    p.add_argument("--thin", default="", help="also train copies with one in N true conversations kept (N,...)")
     p.add_argument("--offsets", default="-1,-0.5,-0.25,0,0.25,0.5,1,1.5,2", help="start-score offsets to try")
     args = p.parse_args(argv)
     started = time.monotonic()
@@ -273,7 +303,11 @@ def main(argv: list[str]) -> int:
     print(f"train {len(train.truth)} / dev {len(dev.truth)} annotated messages "
           f"({train.table['channel'].nunique()} / {dev.table['channel'].nunique()} chunks)", file=sys.stderr)
     stretch = [float(v) for v in args.stretch.split(",")]
+    thin = [int(v) for v in args.thin.split(",") if v]
     train_examples = [e for k in stretch for e in collect(train, stretch=k, annotated_only=True)]
+    train_examples += [
+        e for k in thin for part in range(k) for e in collect(thinned(train, k, part), annotated_only=True)
+    ]
     dev_examples = collect(dev)
     trials: list[dict[str, Any]] = []
     best: tuple[tuple[float, float], dict[str, Any], LinkerModel] | None = None
@@ -302,7 +336,7 @@ def main(argv: list[str]) -> int:
             for offset in (float(v) for v in args.offsets.split(",")):
                 got = measure(dev, dev_examples, scored, messages, seconds, offset)
                 trial = {"window_messages": messages, "window_s": seconds, **setting, "self_offset": offset,
-                         "stretch": stretch, "far_share": args.far_share, "dev": got.as_dict()}
+                         "stretch": stretch, "thin": thin, "far_share": args.far_share, "dev": got.as_dict()}
                 trials.append(trial)
                 print(json.dumps(trial), file=sys.stderr)
                 key = (got.exact_f1, got.link_accuracy or 0.0)

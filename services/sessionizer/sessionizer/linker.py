@@ -13,7 +13,8 @@ What it may look at, and why so little:
   channel sent at most `window_s` before it (a bounded window: memory and time per message are
   bounded, live as in history);
 - a candidate's score depends only on the message, the candidate and the messages between them
-  (distance, time, mentions, who spoke since, shared words, question/thanks/code/link cues), and
+  (distance, time, the channel's pace since the candidate, mentions, who spoke since and how
+  many others did, shared words, question/thanks/code/link cues), and
   the score of "starts a conversation" only on the message. Nothing depends on which links were
   chosen before. That is what makes a restart repeat every decision: the sessionizer replays
   from the oldest message of an open conversation, so a replayed message sees a suffix of the
@@ -21,8 +22,9 @@ What it may look at, and why so little:
   conversation, so it is replayed) with unchanged scores; the argmax over a subset that keeps
   the winner is the same winner.
 
-Scoring is a linear model over those features (fitted with scikit-learn's logistic regression by
-`offline.training.linker`), evaluated with numpy over the window at once; the model is a
+Scoring is a linear model over those features (fitted by `offline.training.linker` as the
+choice each message makes among its candidates and starting: a conditional logit), evaluated
+with numpy over the window at once; the model is a
 small JSON file of named weights shipped in the package, so an install needs no training.
 
 Thread replies never reach the linker: thread membership always wins (the sessionizer puts them
@@ -202,19 +204,16 @@ def self_features(said: Said) -> npt.NDArray[np.float64]:
     return row
 
 
-def _others_between(users: npt.NDArray[np.int64], user: int) -> npt.NDArray[np.int64]:
-    """For each candidate (authors `users`, oldest first, up to the newest message), how many
-    people other than `user` and the candidate's author wrote after it, up to 3: nobody else
-    joining in is what a two-person exchange looks like, however busy the channel."""
-    n = len(users)
-    _, first_from_end = np.unique(users[::-1], return_index=True)
-    is_last = np.zeros(n + 1, dtype=np.int64)
-    is_last[n - 1 - first_from_end] = 1
-    distinct_after = is_last[::-1].cumsum()[::-1][1:]  # distinct authors after each candidate
-    mine = users == user
+def _others_between(latest: npt.NDArray[np.bool_], mine: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """For each candidate (oldest first, up to the newest message), how many people other than
+    the new message's author and the candidate's author wrote after it, up to 3: nobody else
+    joining in is what a two-person exchange looks like, however busy the channel. `latest`:
+    the candidate is its author's latest message; `mine`: it is by the new message's author.
+    Each author after a candidate has exactly one latest message after it, so the authors
+    after candidate i are the latest messages after it."""
+    authors_after = latest[::-1].cumsum()[::-1] - latest
     i_wrote_after = (mine[::-1].cumsum()[::-1] - mine) > 0
-    they_wrote_after = (is_last[:n] == 0) & ~mine
-    return np.minimum(distinct_after - i_wrote_after - they_wrote_after, 3)
+    return np.asarray(np.minimum(authors_after - i_wrote_after - (~latest & ~mine), 3), dtype=np.int64)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -410,11 +409,15 @@ class Linker:
         self._w["log_age"] /= _LOG_AGE
         distances = np.arange(self.model.window_messages, 0, -1)  # oldest candidate first
         self._distances = distances.astype(np.float64)
-        self._others_score = np.array([self._w[f"others_between_{k}"] for k in ("0", "1", "2", "3plus")])
+        self._others_score = np.array(
+            [self._w[f"others_between_{k}"] for k in ("0", "1", "2")]
+            + [self._w["others_between_3plus"]] * (self.model.window_messages - 2)
+        )
+        """The weight of each count of other people after a candidate (3 and more alike)."""
         self._dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
             np.log1p(distances) * self._w["log_distance"] / _LOG_DIST
         )
-        self._overlap = (0.0, self._w["overlap_1"], self._w["overlap_2"], self._w["overlap_3plus"])
+        self._overlap = np.array([0.0, self._w["overlap_1"], self._w["overlap_2"], self._w["overlap_3plus"]])
         self._since_score = (self._w["author_latest"], self._w["their_since_1"], self._w["their_since_2plus"])
         """A slot's weight for its author's messages after it: none, one, two or more."""
 
@@ -524,7 +527,6 @@ class Linker:
         scores += w[_T0 + np.searchsorted(TIME_EDGES, dt, side="right")]
         scores += w[_P0 + np.searchsorted(PACE_EDGES, dt / self._distances[-n:], side="right")]
         scores += np.log1p(dt) * g["log_age"]
-        scores += self._others_score[_others_between(window.users[slots], user)]
         message = cues(said) if message_cues is None else message_cues
         constant = float(message @ w[_M0:_S0])
         own = constant + w[_S0] + float(message @ w[_S0 + 1 :])
@@ -544,6 +546,17 @@ class Linker:
         if said.url:
             scores += window.cues[slots, 5] * g["url_both"]
         mine = [q - seq0 for q in window.by_user.get(user, ()) if q >= seq0]  # oldest first
+        # others after each candidate (`_others_between` without its vector work): authors with a
+        # latest message after it, less its own author if they wrote since, less me if I did
+        later = window.since[slots] != 0
+        others = np.cumsum(~later)
+        others = others[-1] - others - later
+        if len(mine) > 1:
+            others[: mine[-1]] -= 1
+            others[mine[:-1]] += 1  # mine: already taken back as "its author wrote since"
+        elif mine:
+            others[: mine[-1]] -= 1
+        scores += self._others_score[others]
         mentioned_not_mine = 0.0
         if said.mentions:
             mentioned_not_mine = -g["mentions_someone_else"]
@@ -603,12 +616,16 @@ class Linker:
             for word in said.words:
                 for held in index.get(word, ()):
                     counts[held] = counts.get(held, 0) + 1
-            buckets = self._overlap
-            share_c, share_m = g["overlap_share_candidate"], g["overlap_share_message"] / len(said.words)
-            for held, shared in counts.items():
-                i = int(window.seqs[held]) - seq0
-                if i >= 0:
-                    scores[i] += buckets[min(shared, 3)] + shared * (share_c / window.word_count[held] + share_m)
+            if counts:  # each slot once, so one vector update
+                holding = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+                shared = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+                at = window.seqs[holding] - seq0
+                inside = at >= 0
+                holding, shared, at = holding[inside], shared[inside], at[inside]
+                scores[at] += self._overlap[np.minimum(shared, 3).astype(np.int64)] + shared * (
+                    g["overlap_share_candidate"] / window.word_count[holding]
+                    + g["overlap_share_message"] / len(said.words)
+                )
         return scores, own
 
     def _pairs(
@@ -690,7 +707,7 @@ class Linker:
             flags[f["opener_other"]] = other
         flags[f["log_distance"]] = np.log1p(dist) / _LOG_DIST
         flags[f["log_age"]] = np.log1p(dt) / _LOG_AGE
-        others = _others_between(users, user)
+        others = _others_between(latest, same)
         for k in range(4):
             flags[f["others_between_0"] + k] = others == k
         flags[f["next_same"]] = window.next_same[slots]
