@@ -357,6 +357,8 @@ class _Window:
         """1 where the message right after a slot's message is by the same author."""
         self.word_count = np.zeros(size)
         """Each slot's number of content words (for the shares of shared words)."""
+        self.share_weight = [0.0] * size
+        """A linear model's weight of one shared word as a share of each slot's content words."""
         self.words: list[frozenset[str]] = [frozenset()] * size
         self.ts: list[str] = [""] * size
         self.roots: list[str] = [""] * size
@@ -417,7 +419,7 @@ class Linker:
         self._dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
             np.log1p(distances) * self._w["log_distance"] / _LOG_DIST
         )
-        self._overlap = np.array([0.0, self._w["overlap_1"], self._w["overlap_2"], self._w["overlap_3plus"]])
+        self._overlap = (0.0, self._w["overlap_1"], self._w["overlap_2"], self._w["overlap_3plus"])
         self._since_score = (self._w["author_latest"], self._w["their_since_1"], self._w["their_since_2plus"])
         """A slot's weight for its author's messages after it: none, one, two or more."""
 
@@ -616,16 +618,14 @@ class Linker:
             for word in said.words:
                 for held in index.get(word, ()):
                     counts[held] = counts.get(held, 0) + 1
-            if counts:  # each slot once, so one vector update
-                holding = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-                shared = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-                at = window.seqs[holding] - seq0
-                inside = at >= 0
-                holding, shared, at = holding[inside], shared[inside], at[inside]
-                scores[at] += self._overlap[np.minimum(shared, 3).astype(np.int64)] + shared * (
-                    g["overlap_share_candidate"] / window.word_count[holding]
-                    + g["overlap_share_message"] / len(said.words)
-                )
+            buckets = self._overlap
+            share_m = g["overlap_share_message"] / len(said.words)
+            share_c = window.share_weight
+            seqs = window.seqs
+            for held, shared in counts.items():
+                i = int(seqs[held]) - seq0
+                if i >= 0:
+                    scores[i] += buckets[min(shared, 3)] + shared * (share_c[held] + share_m)
         return scores, own
 
     def _pairs(
@@ -796,6 +796,7 @@ class Linker:
             window.word_slots.setdefault(word, set()).add(slot)
         window.words[slot] = said.words
         window.word_count[slot] = len(said.words)
+        window.share_weight[slot] = self._w["overlap_share_candidate"] / max(len(said.words), 1)
         window.ts[slot] = ts
         window.roots[slot] = root
         window.seq += 1
