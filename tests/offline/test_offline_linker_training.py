@@ -54,21 +54,22 @@ def _export(root: Path) -> None:
     (root / "links.json").write_text(json.dumps(links))
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", ["linear", "choice", "mlp"])
 def test_a_fitted_model_loads_and_links_the_answers(tmp_path: Path, kind: str) -> None:
     data = tmp_path / "export"
     _export(data)
     out = tmp_path / "model.json"
     code = training.main(
         ["--data", str(data), "--out", str(out), "--kinds", kind, "--windows", "20x600,40x3600",
-         "--units", "4", "--seeds", "2", "--stretch", "1,4", "--offsets=-0.5,0,0.5"]
+         "--units", "4", "--seeds", "2", "--stretch", "1,4", "--thin", "2", "--offsets=-0.5,0,0.5"]
     )
     assert code == 0
     model = load_model(out)
-    assert model.activation == ("identity" if kind == "linear" else "relu")
+    assert model.activation == ("relu" if kind == "mlp" else "identity")
     assert model.meta["trained_by"] == "offline.training.linker"
     assert "Kummerfeld" in model.meta["trained_on"]
     assert model.meta["chosen"]["stretch"] == [1.0, 4.0]
+    assert model.meta["chosen"]["thin"] == [2]
     # the shipped file decides as the dev figures it was chosen with said (the offset is folded in)
     annotated = load_annotated(data, data / "conversations.json", data / "links.json")
     dev = split(annotated)["dev"]

@@ -11,14 +11,23 @@ import pandas as pd
 import pytest
 
 from offline import conversations as listing
-from sessionizer.linker import FEATURE_SET, FEATURES, Linker, LinkerModel, ModelError, load_model, read
+from sessionizer.linker import (
+    FEATURE_SET,
+    FEATURES,
+    Linker,
+    LinkerModel,
+    ModelError,
+    _others_between,
+    load_model,
+    read,
+)
 
 
 def test_the_shipped_model_loads_with_its_window() -> None:
     model = load_model()
     assert model.window_messages == 100
     assert model.window_s == 14_400.0
-    assert model.meta["feature_set"] == FEATURE_SET == 2
+    assert model.meta["feature_set"] == FEATURE_SET == 3
     assert "Kummerfeld" in model.meta["trained_on"]
     assert model.meta["trained_by"] == "offline.training.linker"
 
@@ -67,6 +76,18 @@ def test_cues_are_read_from_text() -> None:
     assert said.url
     assert said.code
     assert said.question
+
+
+def test_others_between_counts_the_other_people_after_each_candidate() -> None:
+    """The cumulative-sum form against its definition: distinct authors after the candidate,
+    neither the new message's author nor the candidate's, capped at 3."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        users = rng.integers(0, 6, int(rng.integers(1, 30)))
+        me = int(rng.integers(0, 6))
+        latest = np.array([u not in users[i + 1 :] for i, u in enumerate(users)])
+        want = [min(len(set(users[i + 1 :].tolist()) - {me, int(users[i])}), 3) for i in range(len(users))]
+        assert _others_between(latest, users == me).tolist() == want
 
 
 def _chat(n: int, seed: int, *, gap_s: float = 120.0) -> list[tuple[str, float, str, str]]:

@@ -1,7 +1,8 @@
 """Fit the reply linker on chat with annotated reply links and write the model file.
 
     python -m offline.training.linker --data ../shared/data/real-chat/ubuntu-irc-train \\
-        --out services/sessionizer/sessionizer/models/reply-linker-v2.json --version 2
+        --out services/sessionizer/sessionizer/models/reply-linker-v3.json --version 3 \\
+        --windows 100x14400 --kinds choice --c 1 --far-share 1 --stretch 1,8
 
 The data's chunks are split by `evaluation.data.split_of` (fixed: 60 % train, 20 % dev, 20 %
 test). The model is fitted on train; the window, the kind of model, its size and the offset of
@@ -9,12 +10,18 @@ the "starts a conversation" score are chosen on dev, by exact-match F1 of conver
 accuracy breaks ties); test is not read. Needs scikit-learn (requirements-eval.txt); the model
 is plain JSON, read by `linker.load_model` with numpy alone.
 
-Why a small feed-forward net (scikit-learn's `MLPClassifier`, one hidden layer, a few seeds
-averaged): the linker scores every candidate of every message in the sessionizer's hot path; one
-hidden layer over the window's rows is two matrix products in numpy, while it can combine
-features a linear model only adds up (a long silence with a mention, an answer to a question
-several messages back). The same code also fits the linear model (`--kinds linear`) it is
-compared with.
+Three kinds of model (`--kinds`), all scored with numpy in the sessionizer's hot path:
+
+- `choice` (shipped as v3): a linear model fitted as the decision the linker takes, each
+  message choosing one of its rows (a candidate or starting) with probability softmax(score)
+  over them (a conditional logit; scipy's L-BFGS). Independent yes/no rows (`linear`) spend
+  the fit on telling far candidates from near ones, which every message's window already says;
+  the choice compares a message's candidates with each other and with starting. On the dev
+  chunks with feature set 2, best start offset of each: exact-match F1 0.234 vs 0.211.
+- `linear`: scikit-learn's `LogisticRegression` over independent rows (v2).
+- `mlp`: a small feed-forward net (scikit-learn's `MLPClassifier`, one hidden layer, a few
+  seeds averaged), which can combine features a linear model only adds up; on dev it was
+  barely better than `linear` and several times slower (README).
 
 Fitting: every annotated message gives one row per candidate in its window plus one "starts a
 conversation" row; a row is positive when it is one of the message's annotated parents (itself
@@ -22,6 +29,12 @@ for a start). Messages whose every true parent lies outside the window have no p
 are left out of the fit (no choice could be right for them); they still count in dev figures.
 Far candidates (beyond `NEAR` messages) are sampled (`--far-share`), which keeps the fit small;
 the start offset chosen on dev absorbs the shift it gives the scores.
+
+`--thin N` adds N copies of the train chunks, each keeping one in N of their true conversations
+(by a checksum of its name; together every conversation once): a quiet channel differs from a
+busy one less in how fast people answer than in how few conversations run at once, which
+stretched copies (below) do not change. Tried for v3 and not used: dev F1 0.238 vs 0.250, and
+on elmlang it cut conversations finer still (ARI 0.272 vs 0.513).
 
 `--stretch` adds copies of the train chunks with every time gap multiplied (a channel as busy in
 messages but slower in time): the Ubuntu chunks are busy (a message every 7.5 s at the median),
@@ -35,12 +48,14 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from beepgpt.contracts import conversation_id
 from offline.evaluation.conversations.data import Annotated, load_annotated, people_messages, split
@@ -58,9 +73,10 @@ class Example:
     """One flow message with the feature rows of every candidate in the largest window."""
 
     message: str
-    pair: npt.NDArray[np.float32]
+    pair: sp.csr_matrix
+    """One row of `FEATURES` per candidate (sparse: most features are bins and flags)."""
     candidates: list[str]
-    self_row: npt.NDArray[np.float32]
+    self_row: npt.NDArray[np.float64]
     distance: npt.NDArray[np.int64]
     age_s: npt.NDArray[np.float64]
 
@@ -90,15 +106,30 @@ def collect(data: Annotated, *, stretch: float = 1.0, annotated_only: bool = Fal
         examples.append(
             Example(
                 message=message,
-                pair=found.pair.astype(np.float32),
+                pair=sp.csr_matrix(found.pair),
                 candidates=[conversation_id(str(channel), c) for c in found.ts],
-                self_row=found.self_row.astype(np.float32),
+                self_row=found.self_row,
                 distance=found.distance,
                 age_s=found.age_s,
             )
         )
         linker.add(str(channel), str(ts), sent, str(user), str(text), str(ts))
     return examples
+
+
+def thinned(data: Annotated, every: int, part: int) -> Annotated:
+    """The annotated messages of one in `every` true conversations of each chunk (those whose
+    name's checksum is `part` modulo `every`), the other conversations and the unannotated
+    context left out: a channel as quick to answer as the chunk, with fewer conversations at once."""
+    kept = {m for m, c in data.truth.items() if zlib.crc32(c.encode()) % every == part}
+    ids = [conversation_id(str(c), str(ts)) for c, ts in zip(data.table["channel"], data.table["slack_ts"], strict=True)]
+    table = data.table[[m in kept for m in ids]].reset_index(drop=True)
+    return Annotated(
+        table=table,
+        truth={m: c for m, c in data.truth.items() if m in kept},
+        parents={m: p for m, p in data.parents.items() if m in kept},
+        channel_names=data.channel_names,
+    )
 
 
 def _in_window(example: Example, messages: int, seconds: float) -> npt.NDArray[np.bool_]:
@@ -113,12 +144,14 @@ def design(
     *,
     far_share: float = 1.0,
     seed: int = 0,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
+) -> tuple[sp.csr_matrix, npt.NDArray[np.int8], npt.NDArray[np.int64]]:
     """The fitting rows: candidates then the start row of every annotated message with a
-    positive; candidates farther than `NEAR` that are not parents kept with `far_share`."""
+    positive; candidates farther than `NEAR` that are not parents kept with `far_share`. Also
+    where each message's rows start (and the end), for the choice-wise fit."""
     rng = np.random.default_rng(seed)
-    blocks: list[npt.NDArray[np.float32]] = []
+    blocks: list[sp.csr_matrix] = []
     labels: list[npt.NDArray[np.int8]] = []
+    starts = [0]
     for example in examples:
         true = parents.get(example.message)
         if not true:
@@ -131,12 +164,13 @@ def design(
         y = np.append(y_all[keep], example.message in true)
         if not y.any():
             continue
-        blocks.append(np.vstack([example.pair[keep], example.self_row[None, :]]))
+        blocks.append(sp.vstack([example.pair[keep], sp.csr_matrix(example.self_row[None, :])]))
         labels.append(y.astype(np.int8))
-    return np.vstack(blocks), np.concatenate(labels)
+        starts.append(starts[-1] + len(y))
+    return sp.vstack(blocks, format="csr"), np.concatenate(labels), np.array(starts, dtype=np.int64)
 
 
-def fit_linear(x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], c: float) -> tuple[Any, ...]:
+def fit_linear(x: sp.csr_matrix, y: npt.NDArray[np.int8], c: float) -> tuple[Any, ...]:
     """Layers of an L2 logistic regression (the intercept is dropped: it adds the same to every
     choice of a message)."""
     from sklearn.linear_model import LogisticRegression
@@ -147,8 +181,37 @@ def fit_linear(x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], c: float) ->
     return w, np.zeros(1), np.ones(1), "identity"
 
 
+def fit_choice(x: sp.csr_matrix, y: npt.NDArray[np.int8], starts: npt.NDArray[np.int64], c: float) -> tuple[Any, ...]:
+    """Layers of a linear model fitted as the choice it makes: each message picks one of its
+    rows (a candidate, or starting), with probability softmax(score) over them, and the fit
+    maximises the probability of its annotated parents (a conditional logit, L2 penalty
+    1 / (2c)), with scipy's L-BFGS. Unlike independent yes/no rows this compares a message's
+    candidates with each other and with starting, which is the decision `Linker.link` takes;
+    features that are the same in all of a message's rows get no weight."""
+    from scipy.optimize import minimize
+
+    first = starts[:-1]
+    group = np.repeat(np.arange(len(first)), np.diff(starts))
+    positive = y.astype(np.float64)
+    xt = x.T.tocsr()
+    penalty = 1.0 / c
+
+    def loss(w: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        s = x @ w
+        e = np.exp(s - np.maximum.reduceat(s, first)[group])
+        everything = np.add.reduceat(e, first)
+        chosen = e * positive
+        right = np.add.reduceat(chosen, first)
+        value = float(np.sum(np.log(everything) - np.log(right))) + 0.5 * penalty * float(w @ w)
+        grad = xt @ (e / everything[group] - chosen / right[group]) + penalty * w
+        return value, grad
+
+    fitted = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return fitted.x.reshape(-1, 1), np.zeros(1), np.ones(1), "identity"
+
+
 def fit_mlp(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.int8], units: int, alpha: float, seeds: int
+    x: sp.csr_matrix, y: npt.NDArray[np.int8], units: int, alpha: float, seeds: int
 ) -> tuple[Any, ...]:
     """Layers of `seeds` one-hidden-layer nets side by side: their mean logit (the output bias
     is dropped, as above)."""
@@ -177,9 +240,13 @@ def build(layers: tuple[Any, ...], messages: int, seconds: float, version: str, 
 def example_scores(examples: list[Example], model: LinkerModel) -> list[tuple[npt.NDArray[np.float64], float]]:
     """Each example's candidate scores (all of the largest window) and its start score."""
     out = []
+    linear = model.hidden[:, 0] * model.output[0] if model.activation == "identity" else None
     for example in examples:
-        s = model.score(np.vstack([example.pair, example.self_row[None, :]]).astype(np.float64))
-        out.append((s[:-1], float(s[-1])))
+        if linear is not None:
+            out.append((np.asarray(example.pair @ linear), float(example.self_row @ linear)))
+        else:
+            s = model.score(np.vstack([example.pair.toarray(), example.self_row[None, :]]))
+            out.append((s[:-1], float(s[-1])))
     return out
 
 
@@ -226,6 +293,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", type=int, default=3, help="mlp: nets averaged")
     p.add_argument("--far-share", type=float, default=0.3, help="share of far non-parent candidates fitted on")
     p.add_argument("--stretch", default="1", help="time-gap factors of the train copies (1: as is)")
+    p.add_argument("--thin", default="", help="also train copies with one in N true conversations kept (N,...)")
     p.add_argument("--offsets", default="-1,-0.5,-0.25,0,0.25,0.5,1,1.5,2", help="start-score offsets to try")
     args = p.parse_args(argv)
     started = time.monotonic()
@@ -235,19 +303,26 @@ def main(argv: list[str]) -> int:
     print(f"train {len(train.truth)} / dev {len(dev.truth)} annotated messages "
           f"({train.table['channel'].nunique()} / {dev.table['channel'].nunique()} chunks)", file=sys.stderr)
     stretch = [float(v) for v in args.stretch.split(",")]
+    thin = [int(v) for v in args.thin.split(",") if v]
     train_examples = [e for k in stretch for e in collect(train, stretch=k, annotated_only=True)]
+    train_examples += [
+        e for k in thin for part in range(k) for e in collect(thinned(train, k, part), annotated_only=True)
+    ]
     dev_examples = collect(dev)
     trials: list[dict[str, Any]] = []
     best: tuple[tuple[float, float], dict[str, Any], LinkerModel] | None = None
     for window in args.windows.split(","):
         messages, seconds = int(window.split("x")[0]), float(window.split("x")[1])
-        x, y = design(train_examples, train.parents, messages, seconds, far_share=args.far_share)
+        x, y, starts = design(train_examples, train.parents, messages, seconds, far_share=args.far_share)
         print(f"window {window}: {len(y)} rows", file=sys.stderr)
         settings: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
         for kind in args.kinds.split(","):
             if kind == "linear":
                 for c in (float(v) for v in args.c.split(",")):
                     settings.append(({"kind": "linear", "c": c}, fit_linear(x, y, c)))
+            elif kind == "choice":
+                for c in (float(v) for v in args.c.split(",")):
+                    settings.append(({"kind": "choice", "c": c}, fit_choice(x, y, starts, c)))
             elif kind == "mlp":
                 for units in (int(v) for v in args.units.split(",")):
                     for alpha in (float(v) for v in args.alpha.split(",")):
@@ -261,7 +336,7 @@ def main(argv: list[str]) -> int:
             for offset in (float(v) for v in args.offsets.split(",")):
                 got = measure(dev, dev_examples, scored, messages, seconds, offset)
                 trial = {"window_messages": messages, "window_s": seconds, **setting, "self_offset": offset,
-                         "stretch": stretch, "far_share": args.far_share, "dev": got.as_dict()}
+                         "stretch": stretch, "thin": thin, "far_share": args.far_share, "dev": got.as_dict()}
                 trials.append(trial)
                 print(json.dumps(trial), file=sys.stderr)
                 key = (got.exact_f1, got.link_accuracy or 0.0)
@@ -286,8 +361,11 @@ def main(argv: list[str]) -> int:
             "trained_on": "Ubuntu IRC disentanglement corpus, train split (Kummerfeld et al., ACL 2019; CC BY 4.0)",
             "trained_by": "offline.training.linker",
             "split": "offline.evaluation.conversations.data.split_of: crc32(chunk name) % 5 == 3 dev, == 4 test, else train",
-            "fitted_with": "scikit-learn " + ("MLPClassifier (one hidden layer, seeds averaged)"
-                                              if model.activation == "relu" else "LogisticRegression (L2)"),
+            "fitted_with": {
+                "mlp": "scikit-learn MLPClassifier (one hidden layer, seeds averaged)",
+                "linear": "scikit-learn LogisticRegression (L2)",
+                "choice": "conditional logit over each message's choices (L2), scipy L-BFGS",
+            }[chosen["kind"]],
             "chosen": {k: v for k, v in chosen.items() if k != "dev"},
             "dev": chosen["dev"],
             "train_annotated_messages": len(train.truth),

@@ -13,7 +13,8 @@ What it may look at, and why so little:
   channel sent at most `window_s` before it (a bounded window: memory and time per message are
   bounded, live as in history);
 - a candidate's score depends only on the message, the candidate and the messages between them
-  (distance, time, mentions, who spoke since, shared words, question/thanks/code/link cues), and
+  (distance, time, the channel's pace since the candidate, mentions, who spoke since and how
+  many others did, shared words, question/thanks/code/link cues), and
   the score of "starts a conversation" only on the message. Nothing depends on which links were
   chosen before. That is what makes a restart repeat every decision: the sessionizer replays
   from the oldest message of an open conversation, so a replayed message sees a suffix of the
@@ -21,8 +22,9 @@ What it may look at, and why so little:
   conversation, so it is replayed) with unchanged scores; the argmax over a subset that keeps
   the winner is the same winner.
 
-Scoring is a linear model over those features (fitted with scikit-learn's logistic regression by
-`offline.training.linker`), evaluated with numpy over the window at once; the model is a
+Scoring is a linear model over those features (fitted by `offline.training.linker` as the
+choice each message makes among its candidates and starting: a conditional logit), evaluated
+with numpy over the window at once; the model is a
 small JSON file of named weights shipped in the package, so an install needs no training.
 
 Thread replies never reach the linker: thread membership always wins (the sessionizer puts them
@@ -44,10 +46,10 @@ import numpy as np
 import numpy.typing as npt
 
 FORMAT = "beepgpt-reply-linker"
-FEATURE_SET = 2
+FEATURE_SET = 3
 """Bumped whenever a feature changes meaning: a model fitted on another feature set is refused."""
 
-DEFAULT_MODEL = "reply-linker-v2.json"
+DEFAULT_MODEL = "reply-linker-v3.json"
 """The shipped model, in `sessionizer/models/`."""
 
 # --- what a message says -------------------------------------------------------------------------
@@ -113,6 +115,9 @@ TIME_EDGES = np.array(
 )
 """Seconds from the candidate to the new message, binned (log-like, up to four hours: a quiet
 channel's reply may come long after its question)."""
+PACE_EDGES = np.array([1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0])
+"""Seconds per message since the candidate (its age over its distance), binned: how busy the
+channel has been since, so that a minute means something different in a busy and a quiet one."""
 
 _PAIR_FLAGS = (
     "same_user",  # the same author going on
@@ -140,6 +145,14 @@ _PAIR_FLAGS = (
     "opener_other",  # the new message opens like a reply ("yes", "it", "try"), to someone else
     "log_distance",  # log(1 + distance) / log(101): continuous, for the hidden layer
     "log_age",  # log(1 + seconds) / log(14401)
+    "others_between_0",  # nobody but the two authors wrote after the candidate
+    "others_between_1",  # ... one other person did
+    "others_between_2",
+    "others_between_3plus",
+    "mention_same",  # both address the same third person
+    "next_same",  # the message right after the candidate is by its author (a message in parts)
+    "overlap_share_candidate",  # shared content words / the candidate's content words
+    "overlap_share_message",  # shared content words / the new message's content words
 )
 _CUES = ("question", "thanks", "greeting", "opener", "code", "url", "short", "long", "mentions")
 """A message's own cues: a candidate's (in its pair row), the new message's (in every row)."""
@@ -147,6 +160,7 @@ _CUES = ("question", "thanks", "greeting", "opener", "code", "url", "short", "lo
 PAIR_FEATURES: tuple[str, ...] = (
     *(f"dist_{i}" for i in range(len(DIST_EDGES) + 1)),
     *(f"time_{i}" for i in range(len(TIME_EDGES) + 1)),
+    *(f"pace_{i}" for i in range(len(PACE_EDGES) + 1)),
     *_PAIR_FLAGS,
     *(f"candidate_{c}" for c in _CUES),
 )
@@ -161,7 +175,8 @@ FEATURES: tuple[str, ...] = (*PAIR_FEATURES, *MESSAGE_FEATURES, *SELF_FEATURES)
 
 _D0 = 0
 _T0 = len(DIST_EDGES) + 1
-_F0 = _T0 + len(TIME_EDGES) + 1
+_P0 = _T0 + len(TIME_EDGES) + 1
+_F0 = _P0 + len(PACE_EDGES) + 1
 _FLAG_ROW = {name: i for i, name in enumerate(_PAIR_FLAGS)}
 _C0 = _F0 + len(_PAIR_FLAGS)
 _M0 = len(PAIR_FEATURES)
@@ -187,6 +202,18 @@ def self_features(said: Said) -> npt.NDArray[np.float64]:
     row[_S0] = 1.0
     row[_S0 + 1 :] = c
     return row
+
+
+def _others_between(latest: npt.NDArray[np.bool_], mine: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """For each candidate (oldest first, up to the newest message), how many people other than
+    the new message's author and the candidate's author wrote after it, up to 3: nobody else
+    joining in is what a two-person exchange looks like, however busy the channel. `latest`:
+    the candidate is its author's latest message; `mine`: it is by the new message's author.
+    Each author after a candidate has exactly one latest message after it, so the authors
+    after candidate i are the latest messages after it."""
+    authors_after = latest[::-1].cumsum()[::-1] - latest
+    i_wrote_after = (mine[::-1].cumsum()[::-1] - mine) > 0
+    return np.asarray(np.minimum(authors_after - i_wrote_after - (~latest & ~mine), 3), dtype=np.int64)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -326,6 +353,12 @@ class _Window:
         self.slot_score = np.zeros(size)
         """A linear model's weight of what a slot's message says alone (its cues, whether it
         addresses someone) and of its author's messages after it: kept up to date by `_add`."""
+        self.next_same = np.zeros(size)
+        """1 where the message right after a slot's message is by the same author."""
+        self.word_count = np.zeros(size)
+        """Each slot's number of content words (for the shares of shared words)."""
+        self.share_weight = [0.0] * size
+        """A linear model's weight of one shared word as a share of each slot's content words."""
         self.words: list[frozenset[str]] = [frozenset()] * size
         self.ts: list[str] = [""] * size
         self.roots: list[str] = [""] * size
@@ -377,6 +410,12 @@ class Linker:
         self._w = {name: float(w[_F0 + i]) for i, name in enumerate(_PAIR_FLAGS)}
         self._w["log_age"] /= _LOG_AGE
         distances = np.arange(self.model.window_messages, 0, -1)  # oldest candidate first
+        self._distances = distances.astype(np.float64)
+        self._others_score = np.array(
+            [self._w[f"others_between_{k}"] for k in ("0", "1", "2")]
+            + [self._w["others_between_3plus"]] * (self.model.window_messages - 2)
+        )
+        """The weight of each count of other people after a candidate (3 and more alike)."""
         self._dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
             np.log1p(distances) * self._w["log_distance"] / _LOG_DIST
         )
@@ -454,10 +493,11 @@ class Linker:
         x[:n, _M0:_S0] = x[n, _M0:_S0]
         if n == 0:
             return x
-        dist_bin, time_bin, flags = self._pairs(window, slots, said, user, sent_s)
+        dist_bin, time_bin, pace_bin, flags = self._pairs(window, slots, said, user, sent_s)
         rows = np.arange(n)
         x[rows, _D0 + dist_bin] = 1.0
         x[rows, _T0 + time_bin] = 1.0
+        x[rows, _P0 + pace_bin] = 1.0
         x[:n, _F0:_C0] = flags.T
         x[:n, _C0:_M0] = window.cues[slots]
         return x
@@ -487,6 +527,7 @@ class Linker:
         dt = np.maximum(sent_s - window.times[slots], 0.0)
         scores = self._dist_score[-n:] + window.slot_score[slots]
         scores += w[_T0 + np.searchsorted(TIME_EDGES, dt, side="right")]
+        scores += w[_P0 + np.searchsorted(PACE_EDGES, dt / self._distances[-n:], side="right")]
         scores += np.log1p(dt) * g["log_age"]
         message = cues(said) if message_cues is None else message_cues
         constant = float(message @ w[_M0:_S0])
@@ -507,6 +548,17 @@ class Linker:
         if said.url:
             scores += window.cues[slots, 5] * g["url_both"]
         mine = [q - seq0 for q in window.by_user.get(user, ()) if q >= seq0]  # oldest first
+        # others after each candidate (`_others_between` without its vector work): authors with a
+        # latest message after it, less its own author if they wrote since, less me if I did
+        later = window.since[slots] != 0
+        others = np.cumsum(~later)
+        others = others[-1] - others - later
+        if len(mine) > 1:
+            others[: mine[-1]] -= 1
+            others[mine[:-1]] += 1  # mine: already taken back as "its author wrote since"
+        elif mine:
+            others[: mine[-1]] -= 1
+        scores += self._others_score[others]
         mentioned_not_mine = 0.0
         if said.mentions:
             mentioned_not_mine = -g["mentions_someone_else"]
@@ -521,6 +573,7 @@ class Linker:
             if len(mine) >= 2:
                 scores[: mine[-2]] += g["mine_since_2plus"]
         my_last = mine[-1] if mine else -1
+        same_target: set[int] = set()
         for name in said.mentions:
             them = self._user_ids.get(name)
             if them is None or them == user:
@@ -530,6 +583,11 @@ class Linker:
                 scores[i] += g["mentions_author"] + mentioned_not_mine
             if theirs:
                 scores[theirs[-1]] += g["mentions_author_latest"]
+            for q in window.mentioning.get(them, ()):
+                i = q - seq0
+                if i >= 0 and i not in same_target:
+                    same_target.add(i)
+                    scores[i] += g["mention_same"]
         for q in window.mentioning.get(user, ()):
             i = q - seq0
             if i < 0:
@@ -561,23 +619,27 @@ class Linker:
                 for held in index.get(word, ()):
                     counts[held] = counts.get(held, 0) + 1
             buckets = self._overlap
+            share_m = g["overlap_share_message"] / len(said.words)
+            share_c = window.share_weight
+            seqs = window.seqs
             for held, shared in counts.items():
-                i = int(window.seqs[held]) - seq0
+                i = int(seqs[held]) - seq0
                 if i >= 0:
-                    scores[i] += buckets[min(shared, 3)]
+                    scores[i] += buckets[min(shared, 3)] + shared * (share_c[held] + share_m)
         return scores, own
 
     def _pairs(
         self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Each candidate's distance bin, time bin and `_PAIR_FLAGS` (one row per flag: rows
-        are contiguous, so each flag is one vector write)."""
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Each candidate's distance bin, time bin, pace bin and `_PAIR_FLAGS` (one row per
+        flag: rows are contiguous, so each flag is one vector write)."""
         n = len(slots)
         seqs = window.seqs[slots]
         dist = window.seq - seqs
         dt = np.maximum(sent_s - window.times[slots], 0.0)
         dist_bin = np.searchsorted(DIST_EDGES, dist, side="left")
         time_bin = np.searchsorted(TIME_EDGES, dt, side="right")
+        pace_bin = np.searchsorted(PACE_EDGES, dt / dist, side="right")
         flags = np.zeros((len(_PAIR_FLAGS), n))
         users = window.users[slots]
         same = users == user
@@ -601,6 +663,12 @@ class Linker:
             flags[f["mentions_author"]] = mentioned
             flags[f["mentions_author_latest"]] = mentioned & latest
             flags[f["mentions_someone_else"]] = other & ~mentioned
+            same_target = np.zeros(n, dtype=bool)
+            for name in said.mentions:
+                them = self._user_ids.get(name)
+                if them is not None and them != user:
+                    same_target |= (ma == them) | (mb == them)
+            flags[f["mention_same"]] = same_target
         flags[f["author_mentions_me"]] = mentions_me & other
         flags[f["author_mentions_me_unanswered"]] = mentions_me & other & ~spoke_since
         flags[f["author_latest"]] = latest
@@ -624,6 +692,8 @@ class Linker:
             flags[f["overlap_1"]] = shared == 1
             flags[f["overlap_2"]] = shared == 2
             flags[f["overlap_3plus"]] = shared >= 3
+            flags[f["overlap_share_candidate"]] = shared / np.maximum(window.word_count[slots], 1.0)
+            flags[f["overlap_share_message"]] = shared / len(said.words)
         cand = window.cues[slots]
         if not said.question:
             flags[f["answers_question"]] = cand[:, 0] * other
@@ -637,7 +707,11 @@ class Linker:
             flags[f["opener_other"]] = other
         flags[f["log_distance"]] = np.log1p(dist) / _LOG_DIST
         flags[f["log_age"]] = np.log1p(dt) / _LOG_AGE
-        return dist_bin, time_bin, flags
+        others = _others_between(latest, same)
+        for k in range(4):
+            flags[f["others_between_0"] + k] = others == k
+        flags[f["next_same"]] = window.next_same[slots]
+        return dist_bin, time_bin, pace_bin, flags
 
     @staticmethod
     def _since(
@@ -687,7 +761,11 @@ class Linker:
                 if before < 2:
                     window.since[held] = before + 1
                     window.slot_score[held] += since_score[before + 1] - since_score[before]
+        if window.filled and window.users[(slot - 1) % size] == user:  # the previous message goes on
+            window.next_same[(slot - 1) % size] = 1.0
+            window.slot_score[(slot - 1) % size] += self._w["next_same"]
         mine.append(window.seq)
+        window.next_same[slot] = 0.0
         window.since[slot] = 0
         window.times[slot] = sent_s
         window.seqs[slot] = window.seq
@@ -717,6 +795,8 @@ class Linker:
         for word in said.words:
             window.word_slots.setdefault(word, set()).add(slot)
         window.words[slot] = said.words
+        window.word_count[slot] = len(said.words)
+        window.share_weight[slot] = self._w["overlap_share_candidate"] / max(len(said.words), 1)
         window.ts[slot] = ts
         window.roots[slot] = root
         window.seq += 1
