@@ -12,6 +12,16 @@ from scorer.interest.model import NOBODY
 from scorer.interest.prompt import Prompt, PromptMessage
 from scorer.interest.substance import has_substance
 
+TOPIC_WORKSPACE: list[list[str]] = [
+    ["the Kafka consumer lag is growing on the orders topic", "let's add partitions and more consumers"],
+    ["Flink or Spark Streaming for the new pipeline?", "Flink handles event time better"],
+    ["how was everyone's weekend?", "I went hiking with my family", "we tried a new recipe"],
+    ["the invoice totals don't match the ledger", "finance will re-run the report"],
+    ["pager went off at 3am for the API", "we need better alerting thresholds and dashboards"],
+    ["lunch at noon?", "sure, the ramen place"],
+]
+"""Six conversations of six kinds, for the topic matcher's tests (each topic finds its own)."""
+
 SUBJECTS = {
     "UANA": [
         "the Kafka consumer group keeps rebalancing after the deploy",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models_fixtures import TOPIC_WORKSPACE
 
 from beepgpt.contracts import FollowedTopic
 from scorer.embeddings import LocalEmbedder
@@ -13,14 +14,7 @@ from scorer.topics import lines
 from scorer.topics.lexical import Lexicon
 from scorer.topics.matcher import EmbeddingSpace, TopicMatcher, default_threshold
 
-KINDS = [
-    ["the Kafka consumer lag is growing on the orders topic", "let's add partitions and more consumers"],
-    ["Flink or Spark Streaming for the new pipeline?", "Flink handles event time better"],
-    ["how was everyone's weekend?", "I went hiking with my family", "we tried a new recipe"],
-    ["the invoice totals don't match the ledger", "finance will re-run the report"],
-    ["pager went off at 3am for the API", "we need better alerting thresholds and dashboards"],
-    ["lunch at noon?", "sure, the ramen place"],
-]
+KINDS = TOPIC_WORKSPACE
 HISTORY = [KINDS[i % len(KINDS)] + [f"note {i}"] for i in range(60)]
 """60 conversations (more than `lines.MIN_CONVERSATIONS`), each kind ten times."""
 

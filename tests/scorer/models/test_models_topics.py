@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models_fixtures import TOPIC_WORKSPACE
 
 from beepgpt.contracts import FollowedTopic
 from scorer.artifact import ModelFormatError
@@ -16,14 +17,7 @@ from scorer.topics.lexical import score as lexical_score
 from scorer.topics.matcher import LEXICAL_WEIGHT, EmbeddingSpace, TopicMatcher, default_threshold
 from scorer.topics.phrasing import topic_subject
 
-WORKSPACE = [
-    ["the Kafka consumer lag is growing on the orders topic", "let's add partitions and more consumers"],
-    ["Flink or Spark Streaming for the new pipeline?", "Flink handles event time better"],
-    ["how was everyone's weekend?", "I went hiking with my family", "we tried a new recipe"],
-    ["the invoice totals don't match the ledger", "finance will re-run the report"],
-    ["pager went off at 3am for the API", "we need better alerting thresholds and dashboards"],
-    ["lunch at noon?", "sure, the ramen place"],
-]
+WORKSPACE = TOPIC_WORKSPACE
 
 
 @pytest.mark.parametrize(

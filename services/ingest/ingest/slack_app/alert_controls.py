@@ -37,6 +37,7 @@ from beepgpt.contracts import (
     split_conversation_id,
 )
 from ingest.slack_app.beep_command import OnChange, changed, slack_date, user_tz
+from ingest.slack_app.feedback_buttons import update_clicked_alert
 from ingest.slack_app.preferences_store import NotReady, PreferencesStore
 
 log = logging.getLogger(__name__)
@@ -148,22 +149,14 @@ def register(
         await _show(body, action, client, respond, result.note)
 
     async def _show(body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any, note: str) -> None:
-        message = body.get("message") or {}
-        container = body.get("container") or {}
-        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        ts = container.get("message_ts") or message.get("ts")
-        blocks = message.get("blocks")
         try:
             await respond(text=note, response_type="ephemeral", replace_original=False)
-            if channel and ts and isinstance(blocks, list):
-                await client.chat_update(
-                    channel=channel,
-                    ts=ts,
-                    text=message.get("text") or "BeepGPT alert",
-                    blocks=noted(blocks, str(action.get("block_id", "")), note),
-                )
         except Exception as error:
-            log.info("could not show an alert control's effect", extra={"error": repr(error)})
+            log.info("could not tell an alert control's effect", extra={"error": repr(error)})
+        block_id = str(action.get("block_id", ""))
+        await update_clicked_alert(
+            body, client, lambda blocks: noted(blocks, block_id, note), "after a control's click"
+        )
 
     for action_id in CONTROL_ACTIONS:
         app.action(action_id)(on_control)

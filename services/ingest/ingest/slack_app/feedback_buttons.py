@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -66,6 +67,32 @@ def thanked(blocks: list[dict[str, Any]], block_id: str, useful: bool) -> list[d
     return out
 
 
+
+async def update_clicked_alert(
+    body: dict[str, Any],
+    client: Any,
+    rewrite: Callable[[list[dict[str, Any]]], list[Any]],
+    after: str,
+) -> None:
+    """Replace the blocks of the alert DM a button was clicked on with `rewrite(blocks)`.
+
+    Both kinds of buttons under an alert (feedback, `feedback_buttons`; controls,
+    `alert_controls`) turn their row into a note this way. Best effort: the click itself is
+    already recorded, so a DM Slack will not update (deleted, too old) is logged, not retried."""
+    message = body.get("message") or {}
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or message.get("ts")
+    blocks = message.get("blocks")
+    if not (channel and ts and isinstance(blocks, list)):
+        return
+    try:
+        await client.chat_update(
+            channel=channel, ts=ts, text=message.get("text") or "BeepGPT alert", blocks=rewrite(blocks)
+        )
+    except Exception as error:
+        log.info(f"could not update the alert {after}", extra={"error": repr(error)})
+
 def register(app: AsyncApp, producer: EventProducer, *, write_timeout_s: float = 2.0) -> None:
     async def record(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         feedback = feedback_from(body, action)
@@ -91,23 +118,11 @@ def register(app: AsyncApp, producer: EventProducer, *, write_timeout_s: float =
         await ack()
 
     async def show_thanks(body: dict[str, Any], action: dict[str, Any], client: Any) -> None:
-        message = body.get("message") or {}
-        container = body.get("container") or {}
-        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        ts = container.get("message_ts") or message.get("ts")
-        blocks = message.get("blocks")
-        if not (channel and ts and isinstance(blocks, list)):
-            return
         useful = action.get("action_id") == USEFUL_ACTION
-        try:
-            await client.chat_update(
-                channel=channel,
-                ts=ts,
-                text=message.get("text") or "BeepGPT alert",
-                blocks=thanked(blocks, str(action.get("block_id", "")), useful),
-            )
-        except Exception as error:
-            log.info("could not update the alert after feedback", extra={"error": repr(error)})
+        block_id = str(action.get("block_id", ""))
+        await update_clicked_alert(
+            body, client, lambda blocks: thanked(blocks, block_id, useful), "after feedback"
+        )
 
     async def ack_only(ack: Any) -> None:
         await ack()
