@@ -7,17 +7,29 @@ later. The replay's earlier part (`1 - calibration_fraction` of its messages) fi
 classifier; the later part calibrates its probabilities (Platt scaling) and chooses the
 alert threshold, so that both are measured on time the fit never saw, as live use will be.
 
-The threshold maximises F-beta with beta 0.25 (precision weighs sixteen times recall: a
-needless DM costs someone's focus, a missed one costs little) over (person, conversation) alerts:
-a pair is alerted the first time its probability reaches the threshold, and is right when the
-person joins after. Beta was chosen on two development folds inside elmlang-general's training
-history (fit on its first 35 % / 49 %, measured on 35–50 % / 49–70 %), three booster seeds each:
-the F-beta curve has two maxima, a few very likely pairs and a broad plateau of a few hundred
-alerts, and at 0.35 the choice fell on the plateau on the first fold for every seed (0.84–0.86
-times the recent-activity rule's precision at the same volume) and on the second for all three
-(1.55–1.84 times); at 0.25 it was 2.33–3.0 and 1.77–2.67 times, at a fraction of the volume on
-the first fold (24–26 DMs against 213–436). The last 30 %, which `beepgpt eval alerts` reports
-on, played no part.
+The threshold is the one of best Wilson lower bound of precision (one standard error below,
+`bound_z`) over (person, conversation) alerts, among thresholds that alert at least `MIN_ALERTS`
+pairs: a pair is alerted the first time its probability reaches the threshold, and is right when
+the person joins after. A needless DM costs someone's focus and a missed one costs little, so the
+rule ranks thresholds by the precision they can be trusted to keep, discounting a precision
+measured on few alerts, rather than trading it against recall.
+
+Why not F-beta (beta 0.25, the rule before): its curve has two maxima, a few very likely pairs
+and a broad plateau of a few hundred alerts, and where its choice lands between them is what
+moved the reported ratio most (on elmlang-general's test months, in an earlier fit, it fell on
+the plateau: 279 DMs, 1.48 times the recent-activity rule's precision at the same volume). On
+two development folds inside elmlang-general's training history (fit on its first 35 % / 49 %, measured on 35–50 % /
+49–70 %), three booster seeds each, the bound chose the same threshold as F-beta or a better one
+for every seed: 2.0–2.5 times the rule (mean 2.30, 24–42 DMs) against 1.33–2.4 (mean 1.91,
+24–138 DMs) on the first fold, 1.82–2.06 (mean 1.96, 34–224 DMs) against 1.47–2.06 (mean 1.84,
+34–394 DMs) on the second. z 0.5–1.0 chose alike; 1.28 and 1.645 fell back to F-beta's choice
+on one or two seeds; F-beta with the bound in place of precision chose the plateau more often
+(means 0.90–0.98 on the first fold). The last 30 %, which `beepgpt eval alerts` reports on, played
+no part in the choice; run once afterwards, the two rules chose the same threshold there (0.2099
+on that fit: 242 DMs, 1.51 times). `threshold_rule="f_beta"` keeps the old rule. The bound
+does not weigh recall: where precision saturates (the synthetic slack-generation set: 19 alerts at
+precision 1.0 and recall 0.16 on the calibration slice, against F-beta's 88 at 0.94 and 0.71) it
+alerts the very top only.
 
 `boosters` > 1 fits an ensemble (seeds `seed` … `seed + boosters - 1`, log-odds averaged) and
 `recency_half_life_days` weights fit examples towards the end of the fit slice. On the same two
@@ -45,6 +57,9 @@ from scorer.interest.activity import Activity
 from scorer.interest.pairs import CANDIDATES, FEATURES, PairModel, candidates, features, log_odds, platt
 
 Matrix = npt.NDArray[np.float32]
+MIN_ALERTS = 5
+"""fewest calibration alerts a threshold may send under the precision-bound rule (set a priori:
+every development fold's highest candidate sent 7 or more, so it changed none of their choices)"""
 Say = Callable[[str], None]
 
 
@@ -59,6 +74,12 @@ class PairSettings:
     max_bin: int = 255
     min_child_samples: int = 100
     beta: float = 0.25
+    """F-beta's beta, used when `threshold_rule` is "f_beta" (the rule before format 4's models)"""
+    threshold_rule: str = "precision_bound"
+    """"precision_bound": the threshold of best Wilson lower bound of precision; "f_beta": of best
+    F-beta (see the module's docstring for why the first)"""
+    bound_z: float = 1.0
+    """standard errors the precision bound lies below the measured precision (1: one-sided 84 %)"""
     seed: int = 7
     boosters: int = 1
     """boosters in the ensemble, seeds `seed`, `seed + 1`, ... (their log-odds are averaged)"""
@@ -188,7 +209,15 @@ def fit(
     calibrated = platt(raw, *calibration)
     late_pairs = [p for p, keep_it in zip(examples.pairs, late, strict=True) if keep_it]
     threshold, chosen = choose_threshold(
-        calibrated, examples.times[late], late_pairs, stream, calibrate_from, end, settings.beta
+        calibrated,
+        examples.times[late],
+        late_pairs,
+        stream,
+        calibrate_from,
+        end,
+        settings.beta,
+        rule=settings.threshold_rule,
+        z=settings.bound_z,
     )
     model.calibration = calibration
     model.threshold = threshold
@@ -216,6 +245,22 @@ def recency_weights(times: npt.NDArray[np.float64], half_life_days: float) -> np
     return np.asarray(0.5 ** (age_days / half_life_days), dtype=np.float64)
 
 
+def wilson_lower_bound(
+    hits: npt.NDArray[np.float64], alerts: npt.NDArray[np.float64], z: float
+) -> npt.NDArray[np.float64]:
+    """The Wilson score interval's lower end for precision `hits / alerts` (0 where no alerts).
+
+    It discounts a precision measured on few alerts by more than one measured on many, so a
+    threshold is not chosen for a handful of lucky pairs; unlike the normal approximation it stays
+    in [0, 1] and is sensible for counts of a few."""
+    n = np.maximum(alerts, 1.0)
+    p = hits / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    margin = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return np.where(alerts > 0, (centre - margin) / (1 + z2 / n), 0.0)
+
+
 def choose_threshold(
     probabilities: npt.NDArray[np.float64],
     times: npt.NDArray[np.float64],
@@ -224,12 +269,20 @@ def choose_threshold(
     start: float,
     end: float,
     beta: float,
+    *,
+    rule: str = "f_beta",
+    z: float = 1.0,
 ) -> tuple[float, dict[str, float]]:
-    """The threshold of best F-beta over (person, conversation) alerts in [start, end).
+    """The alert threshold over (person, conversation) alerts in [start, end).
 
     A pair is alerted at threshold t when its probability ever reaches t, and the alert is
     useful when that happened before the person joined: when the highest probability *before
-    the join* reaches t. So two maxima per pair answer every threshold at once."""
+    the join* reaches t. So two maxima per pair answer every threshold at once.
+
+    `rule` "f_beta" takes the threshold of best F-beta; "precision_bound" the one of best Wilson
+    lower bound of precision (`z` standard errors below), which ranks a threshold by the
+    precision it can be trusted to keep rather than by a recall-weighted mix: why, in the module's
+    docstring. Among equals, the lowest threshold."""
     joins = {(c, u): ts for c, u, ts in stream.joins(start, end)}
     highest: dict[tuple[int, str], float] = {}
     before_join: dict[tuple[int, str], float] = {}
@@ -243,19 +296,43 @@ def choose_threshold(
     useful = np.sort(np.fromiter(before_join.values(), dtype=np.float64))
     grid = np.unique(np.round(np.quantile(probabilities, np.linspace(0.5, 0.9995, 150)), 4))
     grid = grid[grid > 0]
-    alerts = len(alerted) - np.searchsorted(alerted, grid, side="left")
-    hits = len(useful) - np.searchsorted(useful, grid, side="left")
+    alerts = (len(alerted) - np.searchsorted(alerted, grid, side="left")).astype(np.float64)
+    hits = (len(useful) - np.searchsorted(useful, grid, side="left")).astype(np.float64)
+    return best_threshold(grid, alerts, hits, len(joins), beta, rule=rule, z=z)
+
+
+def best_threshold(
+    grid: npt.NDArray[np.float64],
+    alerts: npt.NDArray[np.float64],
+    hits: npt.NDArray[np.float64],
+    joins: int,
+    beta: float,
+    *,
+    rule: str = "f_beta",
+    z: float = 1.0,
+    min_alerts: int = MIN_ALERTS,
+) -> tuple[float, dict[str, float]]:
+    """The best of candidate thresholds `grid`, given the alerts and useful alerts each would send.
+
+    Under "precision_bound", a threshold alerting fewer than `min_alerts` pairs is never chosen:
+    there, precision is a handful of coin flips (one lucky pair of one has a bound of 0.5 at z 1,
+    above any real plateau)."""
+    if rule not in ("f_beta", "precision_bound"):
+        raise ValueError(f"unknown threshold rule {rule!r}: f_beta or precision_bound")
     precision = np.divide(hits, alerts, out=np.zeros(len(grid)), where=alerts > 0)
-    recall = hits / max(1, len(joins))
+    recall = hits / max(1, joins)
     b2 = beta * beta
     denominator = b2 * precision + recall
     f = np.divide((1 + b2) * precision * recall, denominator, out=np.zeros(len(grid)), where=denominator > 0)
-    if len(grid) == 0 or f.max() <= 0:
-        return 0.5, {"precision": 0.0, "recall": 0.0, "f": 0.0, "alerts": 0.0}
-    best = int(np.argmax(f))  # the lowest threshold among equals, as the loop it replaces chose
+    bound = wilson_lower_bound(hits, alerts, z)
+    score = f if rule == "f_beta" else np.where(alerts >= min_alerts, bound, 0.0)
+    if len(grid) == 0 or score.max() <= 0:
+        return 0.5, {"precision": 0.0, "recall": 0.0, "f": 0.0, "alerts": 0.0, "precision_bound": 0.0}
+    best = int(np.argmax(score))  # the lowest threshold among equals, as the loop it replaces chose
     return float(grid[best]), {
         "precision": float(precision[best]),
         "recall": float(recall[best]),
         "f": float(f[best]),
         "alerts": float(alerts[best]),
+        "precision_bound": float(bound[best]),
     }

@@ -249,3 +249,42 @@ def test_the_threshold_is_the_best_f_beta_over_alerts() -> None:
     expected, f = naive_threshold(probabilities, times, pairs, joins, 0.35)
     assert threshold == expected
     assert chosen["f"] == pytest.approx(f)
+
+
+def test_the_precision_bound_prefers_a_trusted_precision_to_a_lucky_one() -> None:
+    """A constructed curve with the two maxima seen on real chat: four lucky pairs of four at the
+    top, a band of very likely pairs (6 of 20), and a broad plateau (40 of 300)."""
+    from offline.training.pairs import best_threshold, wilson_lower_bound
+
+    grid = np.array([0.05, 0.1, 0.2, 0.4])
+    alerts = np.array([300.0, 120.0, 20.0, 4.0])
+    hits = np.array([40.0, 18.0, 6.0, 4.0])
+    # the bound discounts few alerts more: 4 of 4 is trusted less than 1.0, 6 of 20 less than 0.3
+    bound = wilson_lower_bound(hits, alerts, 1.0)
+    assert bound[3] == pytest.approx(0.8)
+    assert bound[2] < 0.3
+    assert bound[0] > 0.11
+    threshold, chosen = best_threshold(grid, alerts, hits, 200, 0.25, rule="precision_bound", z=1.0)
+    assert threshold == 0.2  # not the tiny-count maximum (fewer than MIN_ALERTS), not the plateau
+    assert chosen["alerts"] == 20
+    assert chosen["precision"] == pytest.approx(0.3)
+    assert chosen["precision_bound"] == pytest.approx(bound[2])
+    # F-beta takes the four lucky pairs (precision 1.0 outweighs their recall of 2 %)
+    assert best_threshold(grid, alerts, hits, 200, 0.25, rule="f_beta")[0] == 0.4
+
+    def bound_choice(alerts: list[float], hits: list[float]) -> float:
+        return best_threshold(
+            grid, np.array(alerts), np.array(hits), 200, 0.25, rule="precision_bound", z=1.0
+        )[0]
+
+    # with a count of MIN_ALERTS or more at the top the bound weighs it: 6 of 6 is chosen
+    assert bound_choice([300.0, 120.0, 20.0, 6.0], [40.0, 18.0, 6.0, 6.0]) == 0.4
+    # a plateau measured on many alerts wins over a small band of nearly equal precision
+    assert bound_choice([300.0, 120.0, 20.0, 6.0], [120.0, 48.0, 8.0, 2.0]) == 0.05
+
+
+def test_an_unknown_threshold_rule_is_refused() -> None:
+    from offline.training.pairs import best_threshold
+
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        best_threshold(np.array([0.1]), np.array([10.0]), np.array([2.0]), 10, 0.25, rule="median")
