@@ -62,6 +62,17 @@ _GREETING = re.compile(r"^(hi|hello|hey|hiya|morning|evening|anyone|anybody|any 
 _OPENER = re.compile(r"^(yes|no|yeah|yep|yup|nope|nah|ok|okay|sure|right|it|that|this|then|try|you)\b")
 _CODE = re.compile(r"`|^\s*[$#] |\bsudo\b|\bapt(-get)?\b|(^|\s)/[a-z]+/|\w+\.(sh|conf|py|elm|js|list)\b")
 _URL = re.compile(r"https?://|www\.")
+# `_CODE`'s alternatives one by one, each tried only when the text has the characters it needs:
+# the one pattern tried every alternative at every position (6 µs a message on the bench's text,
+# 0.7 µs this way). `read` must find exactly what `_CODE` finds (tests/sessionizer: on real chat).
+_CODE_PROMPT = re.compile(r"^\s*[$#] ")
+_CODE_SUDO = re.compile(r"\bsudo\b")
+_CODE_APT = re.compile(r"\bapt(-get)?\b")
+_CODE_PATH = re.compile(r"(^|\s)/[a-z]+/")
+_CODE_FILE = re.compile(r"(?<=\w)\.(sh|conf|py|elm|js|list)\b")
+r"""`\w+\.(sh|…)\b` as a search: a word character right before the dot is all the `\w+` asks."""
+_THANKS_PARTS = ("thank", "thx", "thanx", "ty", "cheers", "appreciate")
+"""Every word `_THANKS` finds contains one of these."""
 _STOPWORDS = frozenset(
     ["the", "and", "for", "you", "your", "are", "but", "not", "with", "have", "this", "that", "what", "how", "can", "any", "there", "get", "just", "its", "it's", "out", "use", "one", "all", "was", "will", "from", "has", "had", "when", "then", "than", "them", "they", "who", "why", "yes", "yeah", "some", "about", "would", "could", "should", "into", "does", "did", "doing", "don't", "dont", "can't", "cant", "i'm", "im", "i've", "ive", "know", "think", "like", "want", "need", "try", "also", "only", "well", "here", "now", "see", "way", "make", "more", "much", "very", "really", "sure", "okay", "thanks", "thank", "hello", "anyone", "someone", "something", "thing", "still", "even", "too", "been", "being", "which", "where", "their", "there's", "were", "our", "ours", "his", "her", "him", "she", "he", "way", "got", "going"]
 )
@@ -87,7 +98,46 @@ class Said:
 
 
 def read(text: str) -> Said:
-    """The cues of a message text: mentions, content words, question/thanks/greeting/code/link."""
+    """The cues of a message text: mentions, content words, question/thanks/greeting/code/link.
+
+    The patterns are tried only where the text has what they need (a `<` for mentions and
+    markup, a substring every match contains): the same cues as `read_plainly`, which a test
+    checks on real chat, in about half the time."""
+    if "<" in text:
+        mentions = tuple(dict.fromkeys(_MENTION.findall(text)))
+        plain = _MARKUP.sub(" ", text).strip().lower()
+    else:
+        mentions = ()
+        plain = text.strip().lower()
+    words = frozenset(w for w in _WORD.findall(plain) if len(w) >= 3 and w not in _STOPWORDS)
+    chars = len(plain)
+    return Said(
+        mentions=mentions,
+        words=words,
+        question="?" in plain,
+        thanks=any(part in plain for part in _THANKS_PARTS) and _THANKS.search(plain) is not None,
+        greeting=_GREETING.match(plain) is not None,
+        opener=_OPENER.match(plain) is not None,
+        code=_has_code(text.lower()),
+        url="http://" in text or "https://" in text or "www." in text,
+        length=0 if chars < _SHORT_CHARS else (2 if chars > _LONG_CHARS else 1),
+    )
+
+
+def _has_code(low: str) -> bool:
+    """`_CODE.search(low) is not None`, alternative by alternative."""
+    return (
+        "`" in low
+        or (("$" in low or "#" in low) and _CODE_PROMPT.match(low) is not None)
+        or ("sudo" in low and _CODE_SUDO.search(low) is not None)
+        or ("apt" in low and _CODE_APT.search(low) is not None)
+        or ("/" in low and _CODE_PATH.search(low) is not None)
+        or ("." in low and _CODE_FILE.search(low) is not None)
+    )
+
+
+def read_plainly(text: str) -> Said:
+    """`read` as first written, each pattern over the whole text: the definition `read` keeps to."""
     mentions = tuple(dict.fromkeys(_MENTION.findall(text)))
     plain = _MARKUP.sub(" ", text).strip().lower()
     words = frozenset(w for w in _WORD.findall(plain) if len(w) >= 3 and w not in _STOPWORDS)
@@ -427,6 +477,10 @@ class Linker:
         self._w = {name: float(w[_F0 + i]) for i, name in enumerate(_PAIR_FLAGS)}
         self._w["log_age"] /= _LOG_AGE
         distances = np.arange(self.model.window_messages, 0, -1)  # oldest candidate first
+        size = self.model.window_messages
+        self._rings = (np.arange(size)[:, None] + np.arange(size)[None, :]) % size
+        """Row k: a full ring's slots oldest first when the next message goes into slot k."""
+        self._rings.flags.writeable = False
         self._distances = distances.astype(np.float64)
         self._others_score = np.array(
             [self._w[f"others_between_{k}"] for k in ("0", "1", "2")]
@@ -457,7 +511,7 @@ class Linker:
             else:
                 both = self.model.score(self._rows(window, slots, said, user_id, sent_s))
                 scores, own = both[:-1], float(both[-1])
-            best = int(np.argmax(scores))
+            best = int(scores.argmax())
             if scores[best] > own + self.self_offset:
                 slot = int(slots[best])
                 parent, root = window.ts[slot], window.roots[slot]
@@ -497,8 +551,13 @@ class Linker:
         n = window.filled
         if n == 0:
             return np.empty(0, dtype=np.int64)
-        order = (np.arange(window.next - n, window.next) % window.size).astype(np.int64)
-        old = np.flatnonzero(window.times[order] < sent_s - self.model.window_s)
+        if n < window.size:  # not full yet: slots 0 .. n-1 in order (views of arrays made once)
+            order = self._rings[0, :n]
+            times = window.times[:n]
+        else:
+            order = self._rings[window.next]
+            times = window.times.take(order)
+        old = (times < sent_s - self.model.window_s).nonzero()[0]
         return order[old[-1] + 1 :] if len(old) else order
 
     def _rows(
