@@ -34,15 +34,14 @@ from offline.training.replay import Stream, replay
 from scorer.eligibility import is_bot
 from scorer.interest.activity import ANSWER_AUTHORS
 from scorer.interest.pairs import PairModel
+from scorer.pipeline import MAX_INTEREST_CANDIDATES
 
 Matrix = npt.NDArray[np.float32]
 Say = Callable[[str], None]
 
 OFFERS = 10
-"""Highest-scored eligible people kept per message and method (the scorer's cap is 3)."""
-
-MAX_INTEREST_CANDIDATES = 3
-"""The scorer's default cap (`ScorerSettings.max_interest_candidates`)."""
+"""Highest-scored eligible people kept per message and method (more than the scorer's cap,
+`MAX_INTEREST_CANDIDATES`, so thresholds below the default still find people)."""
 
 BASELINES = ("most active in channel", "recently active in channel", "answers the first author")
 BUDGETS: tuple[int | None, ...] = (1, 3, 5, 10, None)

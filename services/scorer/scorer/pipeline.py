@@ -85,12 +85,17 @@ class ModelOutputs:
     """The embedding model the topic scores were measured in."""
 
 
+MAX_INTEREST_CANDIDATES = 3
+"""Interest candidates per conversation update, at most (`ScorerSettings.max_interest_candidates`;
+`beepgpt eval alerts` replays with the same cap)."""
+
+
 def decide(
     conversation: ConversationEvent,
     eligible: Collection[str],
     outputs: ModelOutputs,
     *,
-    max_interest_candidates: int = 3,
+    max_interest_candidates: int = MAX_INTEREST_CANDIDATES,
     preview_lines: int = 3,
 ) -> list[Candidate]:
     """At most one candidate per eligible person: a followed topic first, then the interest model.

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scorer.pipeline import MAX_INTEREST_CANDIDATES
+
 ScorerName = Literal["interest", "topic"]
 ScoreOn = Literal["updated", "closed", "both"]
 
@@ -33,7 +35,7 @@ class ScorerSettings(BaseSettings):
     score_on: ScoreOn = "updated"
     interest_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     topic_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
-    max_interest_candidates: int = Field(default=3, ge=0)
+    max_interest_candidates: int = Field(default=MAX_INTEREST_CANDIDATES, ge=0)
     model_dir: Path = Path("models/demo")
     model_poll_s: float = Field(default=30.0, gt=0)
     # Records taken from Kafka per batch; the model calls of the whole batch go together.
