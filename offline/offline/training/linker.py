@@ -40,6 +40,48 @@ on elmlang it cut conversations finer still (ARI 0.272 vs 0.513).
 messages but slower in time): the Ubuntu chunks are busy (a message every 7.5 s at the median),
 and a quiet channel's replies come minutes after their question, where the busy chunks alone
 would teach that a minute-old message is rarely answered.
+
+Tried after v3 on the dev chunks with scratch code (not kept here: none could ship; README,
+"Conversations in busy channels"), each with the window, train copies (×1, ×8) and offsets
+chosen as above; v3 there: F1 0.250, scaled VI 0.897, link accuracy 0.668.
+
+- Gradient-boosted trees (LightGBM, one thread) over v3's rows, 31 leaves, far share 0.3: with
+  the choice's own loss (a softmax over each message's rows as a custom objective), 100–450
+  rounds at learning rate 0.1 or 0.05, 31 or 63 leaves: F1 0.261–0.269, VI 0.894–0.897, link
+  accuracy 0.687–0.690; with LightGBM's `lambdarank` (one query per message, 50–150 rounds at
+  0.1) 0.263–0.282, VI 0.897–0.898, link 0.691–0.696 (trees pick parents better; conversations
+  gain less). Scores averaged 0.7 softmax trees + 0.3 conditional logit (an ensemble of the
+  two): F1 0.276, VI 0.900; once on test 0.259 / 0.902, on elmlang ARI 0.437 (v3 0.513).
+  Cost: LightGBM's predict takes 260–320 µs a message (101 rows, 100 trees), about 50 µs for
+  10 rows; re-ranking only the conditional logit's best 3 candidates keeps F1 0.267, so a live
+  plan is the linear score over the window, then trees compiled to native code over a few
+  rows, which still needs those rows' features (today `_rows`, the slow path).
+- Word vectors: PPMI + truncated SVD over the train chunks' text (8,000 words × 48 dims, window
+  6; neighbours look right: sound → audio, speakers, alsa), features the cosine of the mean
+  vectors of the two messages' content words, its bins, the closest pair of different words,
+  and "no vector": conditional logit F1 0.242 (link accuracy 0.668, unchanged), trees 0.272
+  (link 0.691) against 0.269: nothing over shared words.
+- Features of the candidate's conversation under the linker's own earlier decisions (its size,
+  how long since its latest message, whether the candidate is that latest message, whether the
+  new message's author already spoke in it or started it or spoke last in it, its number of
+  authors; on the start row, the conversations active in the last 10 minutes), fitted with v3's
+  decisions over the train chunks and decided in order on dev: conditional logit F1 0.265, VI
+  0.902 (offset 0.25; 0.260 / 0.904 at 0); trees 0.285 / 0.904, link accuracy 0.703; 0.7 trees
+  + 0.3 logit 0.290 / 0.905; `lambdarank` trees 0.286 / 0.907, link 0.707; the word vectors
+  added to the trees: 0.282. Once on test (v3:
+  0.242 / 0.899, ARI 0.625): logit 0.268 / 0.908, ARI 0.662; trees 0.271 / 0.911; averaged
+  0.280 / 0.912, ARI 0.688, link 0.700. On elmlang (with the feeder's 30-minute rule; v3 ARI
+  0.513, F1 0.146, gap 0.769 / 0.229): logit 0.595 / 0.173, averaged 0.587 / 0.162, still
+  short of gap. The features cost about 10 µs a message in numpy (per-conversation arrays
+  gathered by slot). Not shipped: a score that depends on earlier decisions breaks what makes
+  restarts repeat every decision (the feeder refills the window by linking the records before
+  the cut again, from an empty window, so the candidates' conversations there can differ);
+  shipping it needs the decisions (each message's root) kept with the records.
+- Their stateless stand-ins, from the window's messages alone (so restarts stay exact): the new
+  author wrote one of the 3 messages before the candidate; the two authors alternated somewhere
+  in the window; one mentioned the other in it; and on the start row, whether the new author is
+  in the window at all, and in its last 10 minutes: conditional logit F1 0.256, VI 0.896, link
+  accuracy 0.680 (offset 0.25): parents a little better, conversations not.
 """
 
 from __future__ import annotations
