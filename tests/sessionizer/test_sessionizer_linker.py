@@ -233,11 +233,11 @@ def test_exact_ties_are_decided_again_on_numpys_log1p_as_argmax_decides_them(mon
     weights = np.zeros(len(FEATURES))
     weights[FEATURES.index("self_bias")] = -1.0
     model = LinkerModel.linear(weights, window_messages=20, window_s=3_000.0, version="t", meta={})
-    retries = []
+    retries: list[bool] = []
     link = kernel.link
 
     def counting(*args: object) -> int:
-        retries.append(args[-1])
+        retries.append(bool(args[-1]))
         return int(link(*args))
 
     monkeypatch.setattr(kernel, "link", counting)
