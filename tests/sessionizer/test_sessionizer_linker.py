@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -234,9 +235,10 @@ def test_exact_ties_are_decided_again_on_numpys_log1p_as_argmax_decides_them(mon
     weights[FEATURES.index("self_bias")] = -1.0
     model = LinkerModel.linear(weights, window_messages=20, window_s=3_000.0, version="t", meta={})
     retries: list[bool] = []
+    kernel.compile_lazily()  # before taking `link`, which it replaces
     link = kernel.link
 
-    def counting(*args: object) -> int:
+    def counting(*args: Any) -> int:
         retries.append(bool(args[-1]))
         return int(link(*args))
 

@@ -35,10 +35,8 @@ Shared by every channel: `weights` (`weight_vector` lays it out) and `mark`, one
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -139,16 +137,30 @@ def grow_pool(it: npt.NDArray[np.int64], meta: npt.NDArray[np.int64], pool: npt.
     return grown
 
 
-def _compiled(function: Callable[..., Any]) -> Any:
-    """`numba.njit(cache=True)`, or without the on-disk cache where no cache directory is writable
-    (numba then refuses `cache=True` at import): each process compiles at its first call."""
-    try:
-        return numba.njit(cache=True)(function)
-    except RuntimeError:
-        return numba.njit(function)
+_KERNELS = ("_candidates", "_scores", "_room", "_add", "link", "scores", "add", "candidates")
+_compiled = False
 
 
-@_compiled
+def compile_lazily() -> None:
+    """Put numba's dispatchers (`njit(cache=True)`) in place of the plain functions below, once
+    per process; `Linker` calls it when made. Until then numba is not even imported, so gap mode
+    never loads it (its import alone is 0.25 s of CPU and 65 MB). Where no cache directory is
+    writable (numba then refuses `cache=True`) each process compiles without one. Each function
+    is compiled at its first call (`linker.compile_kernels` makes that call at start-up)."""
+    global _compiled
+    if _compiled:
+        return
+    import numba
+
+    for name in _KERNELS:
+        function = globals()[name]
+        try:
+            globals()[name] = numba.njit(cache=True)(function)
+        except RuntimeError:
+            globals()[name] = numba.njit(function)
+    _compiled = True
+
+
 def _candidates(fl: Any, meta: Any, sent_s: float, window_s: float) -> tuple[int, int]:
     """(slot of the oldest candidate, number of candidates): the ring's messages after the latest
     one (in ring order) sent more than `window_s` before `sent_s`; consecutive slots, oldest first."""
@@ -168,7 +180,6 @@ def _candidates(fl: Any, meta: Any, sent_s: float, window_s: float) -> tuple[int
     return (start + first) % size, filled - first
 
 
-@_compiled
 def _scores(
     fl: Any, it: Any, meta: Any, pool: Any, weights: Any, mark: Any, out: Any, ages: Any,
     first: int, n: int, sent_s: float, user: int, cue_bits: int, ids: Any, n_words: int,
@@ -339,7 +350,6 @@ def _scores(
             mark[ids[k]] = 0
 
 
-@_compiled
 def _room(it: Any, meta: Any, pool: Any, extra: int) -> bool:
     """Whether the pool holds the live ids once the message comes in (its oldest leaving a full ring)."""
     size = it.shape[1]
@@ -355,7 +365,6 @@ def _room(it: Any, meta: Any, pool: Any, extra: int) -> bool:
     return fits
 
 
-@_compiled
 def _add(
     fl: Any, it: Any, meta: Any, pool: Any, weights: Any, sent_s: float, user: int, cue_bits: int,
     ids: Any, n_words: int, slot_score: float,
@@ -412,7 +421,6 @@ def _add(
     meta[M_FILLED] = min(filled + 1, size)
 
 
-@_compiled
 def link(
     fl: Any, it: Any, meta: Any, pool: Any, weights: Any, mark: Any, out: Any, ages: Any,
     sent_s: float, user: int, cue_bits: int, ids: Any, n_words: int,
@@ -446,7 +454,6 @@ def link(
     return decided
 
 
-@_compiled
 def scores(
     fl: Any, it: Any, meta: Any, pool: Any, weights: Any, mark: Any, out: Any, ages: Any,
     sent_s: float, user: int, cue_bits: int, ids: Any, n_words: int,
@@ -461,7 +468,6 @@ def scores(
     return n
 
 
-@_compiled
 def add(
     fl: Any, it: Any, meta: Any, pool: Any, weights: Any, sent_s: float, user: int, cue_bits: int,
     ids: Any, n_words: int, slot_score: float,
@@ -473,7 +479,6 @@ def add(
     return 0
 
 
-@_compiled
 def candidates(fl: Any, meta: Any, sent_s: float, window_s: float) -> tuple[int, int]:
     """(slot of the oldest candidate, number of candidates), as `link` finds them."""
     found: tuple[int, int] = _candidates(fl, meta, sent_s, window_s)
