@@ -480,6 +480,8 @@ class Linker:
         size = self.model.window_messages
         self._out = np.zeros(size)
         self._ages = np.zeros(size)
+        self._after = np.triu(np.ones((size, size), dtype=bool), 1)
+        """[i, j]: candidate j comes after candidate i (for the rows, `_pairs`)."""
         self._messages: dict[tuple[tuple[bool | int, ...], bool], _Message] = {}
         self._weights = self.model.hidden[:, 0] * self.model.output[0] if self.model.activation == "identity" else None
         """A linear model's weights: `link` then scores without building rows (`linker_kernel`)."""
@@ -762,12 +764,15 @@ class Linker:
         other = ~same
         # candidates are the ring's latest messages, so everything after one is a later candidate
         same_author = users[:, None] == users[None, :]  # [i, j]
-        after = np.triu(np.ones((n, n), dtype=bool), 1)
+        after = self._after[:n, :n]  # [i, j]: j > i
         since = np.minimum((same_author & after).sum(axis=1), 2)
         latest = since == 0
-        mentions = [self._mentions_of(window, int(s)) for s in slots]
-        ma = np.array([m[0] if len(m) else -2 for m in mentions], dtype=np.int64)
-        mb = np.array([m[1] if len(m) > 1 else -2 for m in mentions], dtype=np.int64)
+        # every mention of every candidate (all of them, in order): user ids and whose they are
+        named, by = self._pool_entries(window, slots, mentions=True)
+        count = it[kernel.I_MENTIONS, slots]
+        first = np.cumsum(count) - count
+        ma = np.where(count > 0, named[np.minimum(first, len(named) - 1)] if len(named) else -2, -2)
+        mb = np.where(count > 1, named[np.minimum(first + 1, len(named) - 1)] if len(named) else -2, -2)
         mentions_me = (ma == user) | (mb == user)
         # my messages after each candidate: counted over the (oldest-first) window from its end
         mine = same.astype(np.int64)
@@ -801,15 +806,15 @@ class Linker:
         # they mentioned me in the candidate or after it; I mentioned its author after it (any
         # mention of a message, not only its first two)
         at_or_after = ~after.T  # [i, j]: j >= i
-        names_me = np.array([user in m for m in mentions], dtype=bool)
+        names_me = np.bincount(by[named == user], minlength=n) > 0
         flags[f["they_addressed_me_since"]] = (same_author & at_or_after & names_me[None, :]).any(axis=1) & other
-        i_named = np.array([[int(u) in mentions[j] for j in range(n)] for u in users], dtype=bool) if any(
-            len(mentions[j]) for j in range(n) if same[j]
-        ) else np.zeros((n, n), dtype=bool)
-        flags[f["i_addressed_them_since"]] = (i_named & same[None, :] & at_or_after).any(axis=1) & other
+        mine_named = same[by]  # my mentions: [i, e] candidate i's author is the one I named in e, at or after i
+        i_named = (users[:, None] == named[None, mine_named]) & (np.arange(n)[:, None] <= by[None, mine_named])
+        flags[f["i_addressed_them_since"]] = i_named.any(axis=1) & other
         if said.words:
-            mine_words = {self._vocabulary[w] for w in said.words if w in self._vocabulary}
-            shared = np.array([len(mine_words.intersection(self._words_of(window, int(s)))) for s in slots], dtype=np.float64)
+            mine_words = np.array([self._vocabulary[w] for w in said.words if w in self._vocabulary], dtype=np.int64)
+            words, holder = self._pool_entries(window, slots, mentions=False)
+            shared = np.bincount(holder[np.isin(words, mine_words)], minlength=n).astype(np.float64)
             flags[f["overlap_1"]] = shared == 1
             flags[f["overlap_2"]] = shared == 2
             flags[f["overlap_3plus"]] = shared >= 3
@@ -838,17 +843,15 @@ class Linker:
         return dist_bin, time_bin, pace_bin, flags
 
     @staticmethod
-    def _pool_ids(window: _Window, slot: int, start: int, count: int) -> list[int]:
-        at = int(window.it[kernel.I_AT, slot]) + start
-        return [int(window.pool[(at + k) % len(window.pool)]) for k in range(count)]
-
-    def _words_of(self, window: _Window, slot: int) -> list[int]:
-        return self._pool_ids(window, slot, 0, int(window.it[kernel.I_WORDS, slot]))
-
-    def _mentions_of(self, window: _Window, slot: int) -> list[int]:
-        return self._pool_ids(
-            window, slot, int(window.it[kernel.I_WORDS, slot]), int(window.it[kernel.I_MENTIONS, slot])
-        )
+    def _pool_entries(
+        window: _Window, slots: npt.NDArray[np.int64], *, mentions: bool
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The candidates' word ids (or mention ids), in order, and the candidate each is of."""
+        count = window.it[kernel.I_MENTIONS if mentions else kernel.I_WORDS, slots]
+        at = window.it[kernel.I_AT, slots] + (window.it[kernel.I_WORDS, slots] if mentions else 0)
+        within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        positions = (np.repeat(at, count) + within) % len(window.pool)
+        return window.pool[positions], np.repeat(np.arange(len(slots)), count)
 
 
 def _cue_rows(bits: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
