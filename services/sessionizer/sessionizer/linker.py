@@ -426,7 +426,6 @@ class _Message:
     so computed once per combination: `Linker._message`)."""
 
     bits: int
-    cues: npt.NDArray[np.float64]
     other_all: float
     """The constant of the message's cues plus the "to someone else" weights every candidate gets."""
     mine_extra: float
@@ -622,7 +621,6 @@ class Linker:
         )
         found = self._messages[key] = _Message(
             bits=bits,
-            cues=c,
             other_all=other_all,
             mine_extra=g["same_user"] - (other_all - constant),
             own=own,
