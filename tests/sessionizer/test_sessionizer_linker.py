@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from offline import conversations as listing
+from sessionizer import linker as linker_module
+from sessionizer import linker_kernel as kernel
 from sessionizer.linker import (
     FEATURE_SET,
     FEATURES,
@@ -18,6 +21,7 @@ from sessionizer.linker import (
     LinkerModel,
     ModelError,
     _others_between,
+    compile_kernels,
     load_model,
     read,
 )
@@ -196,3 +200,88 @@ def test_conversations_command_lists_linked_conversations(
     assert len(linked_lines) == 2
     members = sorted(sorted(m["user"] for m in json.loads(line)["messages"]) for line in linked_lines)
     assert members == [["UA", "UB"], ["UC", "UD"]]
+
+
+def _links_by_rows(linker: Linker, chat: list[tuple[str, str, float, str, str]]) -> list[tuple[str | None, str]]:
+    """Each message's (parent, conversation) from its feature rows (`Linker.candidates`, what
+    training reads) times the model's weights."""
+    roots: dict[tuple[str, str], str] = {}
+    out: list[tuple[str | None, str]] = []
+    for channel, ts, t, user, text in chat:
+        found = linker.candidates(channel, t, user, text)
+        parent: str | None = None
+        root = ts
+        if len(found.ts):
+            scores = linker.model.score(np.vstack([found.pair, found.self_row]))
+            best = int(np.argmax(scores[:-1]))
+            if scores[best] > scores[-1] + linker.self_offset:
+                parent = found.ts[best]
+                root = roots[(channel, parent)]
+        roots[(channel, ts)] = root
+        linker.add(channel, ts, t, user, text, root)
+        out.append((parent, root))
+    return out
+
+
+def _fast_links(linker: Linker, chat: list[tuple[str, str, float, str, str]]) -> list[tuple[str | None, str]]:
+    return [(link.parent_ts, link.root_ts) for link in (linker.link(*m) for m in chat)]
+
+
+def test_exact_ties_are_decided_again_on_numpys_log1p_as_argmax_decides_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every candidate scores exactly 0 under a model whose only weight is the start's bias:
+    too close to call on the C library's log1p, so `link` decides again with numpy's, and names
+    the oldest candidate as `np.argmax` over the rows does."""
+    weights = np.zeros(len(FEATURES))
+    weights[FEATURES.index("self_bias")] = -1.0
+    model = LinkerModel.linear(weights, window_messages=20, window_s=3_000.0, version="t", meta={})
+    retries: list[bool] = []
+    kernel.compile_lazily()  # before taking `link`, which it replaces
+    link = kernel.link
+
+    def counting(*args: Any) -> int:
+        retries.append(bool(args[-1]))
+        return int(link(*args))
+
+    monkeypatch.setattr(kernel, "link", counting)
+    chat = [("C", ts, t, u, x) for ts, t, u, x in _chat(300, seed=5)]
+    fast = _fast_links(Linker(model), chat)
+    assert sum(retries) > 250  # given_ages: the second call
+    assert fast == _links_by_rows(Linker(model), chat)
+    assert fast[5][0] == chat[0][1]  # the oldest candidate
+
+
+def test_long_messages_and_a_small_vocabulary_bound_change_no_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's id pool grows when messages of hundreds of words come (and wraps around), and
+    word ids are renumbered when the vocabulary passes its bound (words of messages gone from
+    every window lose theirs): the same links as the rows."""
+    rng = random.Random(3)
+    shared = [f"word{i}" for i in range(300)]
+
+    def words(k: int) -> str:
+        count = rng.choice([2, 10, 400])
+        return " ".join(rng.sample(shared, min(count, 20)) + [f"only{k}x{j}" for j in range(count)])
+
+    chat = [
+        (f"C{k % 3}", ts, t, u, x + " " + words(k))
+        for k, (ts, t, u, x) in enumerate(_chat(900, seed=9, gap_s=30.0))
+    ]
+    monkeypatch.setattr(linker_module, "_VOCABULARY_MIN", 4_096)
+    compactions = []
+    compact = Linker._compact
+
+    def counting(self: Linker) -> None:
+        compactions.append(len(self._words))
+        compact(self)
+
+    monkeypatch.setattr(Linker, "_compact", counting)
+    small = Linker()
+    fast = _fast_links(small, chat)
+    assert len(compactions) >= 3
+    assert len(small._words) < len(set().union(*(read(m[4]).words for m in chat))) / 2
+    assert max(len(w.pool) for w in small._windows.values()) > 1024  # grown
+    monkeypatch.setattr(linker_module, "_VOCABULARY_MIN", 1 << 17)
+    assert fast == _links_by_rows(Linker(), chat) == _fast_links(Linker(), chat)
+
+
+def test_the_kernel_compiles_before_the_first_message() -> None:
+    assert compile_kernels() < 120.0

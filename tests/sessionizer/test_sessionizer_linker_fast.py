@@ -1,7 +1,8 @@
 """The linker's fast path decides exactly as its plain definition, on real chat.
 
-`Linker.link` scores a linear model group by group over views of the window (`_linear_scores`)
-and reads text with patterns tried only where they can match (`read`). Both are optimisations of
+`Linker.link` scores a linear model in compiled code, group by group over the window's arrays
+(`linker_kernel`, which also keeps the window's bookkeeping), and reads text with patterns tried
+only where they can match (`read`). Both are optimisations of
 a definition that training uses too: `read_plainly` for the cues, and the feature rows
 (`Linker.candidates`, what `offline.training.linker` fits the shipped model on) times the
 model's weights for the scores. On the annotated Ubuntu IRC corpus and on elmlang #general,

@@ -23,9 +23,12 @@ What it may look at, and why so little:
   the winner is the same winner.
 
 Scoring is a linear model over those features (fitted by `offline.training.linker` as the
-choice each message makes among its candidates and starting: a conditional logit), evaluated
-with numpy over the window at once; the model is a
-small JSON file of named weights shipped in the package, so an install needs no training.
+choice each message makes among its candidates and starting: a conditional logit); the model is
+a small JSON file of named weights shipped in the package, so an install needs no training.
+`link` scores it in compiled code (`linker_kernel`: the candidates, every feature's weight, the
+argmax and the window's bookkeeping in one call a message), this module keeps what is Python's:
+reading the text (`read`), naming users and words by ints, and each slot's ts and conversation.
+The feature rows training reads (`candidates`, `_rows`) are numpy over the same window.
 
 Thread replies never reach the linker: thread membership always wins (the sessionizer puts them
 in their thread). A thread's parent is a flow message like any other here.
@@ -35,15 +38,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+
+from sessionizer import linker_kernel as kernel
 
 FORMAT = "beepgpt-reply-linker"
 FEATURE_SET = 3
@@ -81,9 +86,9 @@ _SHORT_CHARS = 15
 _LONG_CHARS = 80
 
 
-@dataclass(frozen=True, slots=True)
-class Said:
-    """What the linker reads from a message's text (once, when it arrives)."""
+class Said(NamedTuple):
+    """What the linker reads from a message's text (once, when it arrives). A named tuple: made
+    for every message, it costs a third of a frozen dataclass (about 1 against 3 µs)."""
 
     mentions: tuple[str, ...]
     words: frozenset[str]
@@ -382,60 +387,53 @@ class Link:
     root_ts: str
 
 
-_ROW_TIMES, _ROW_SLOT_SCORE, _ROW_QUESTION, _ROW_CODE, _ROW_URL, _ROW_SHARE_WEIGHT = range(6)
-_TABLE_ROWS = 6
-"""The rows of `_Window.table`."""
-
-
 class _Window:
-    """The latest flow messages of one channel, as arrays the scores are computed over."""
+    """The latest flow messages of one channel: the kernel's arrays (`linker_kernel`, "State of
+    one channel") and, per slot, what Python keeps of its message (ts, conversation)."""
+
+    __slots__ = ("fl", "it", "meta", "next", "pool", "roots", "size", "ts")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.filled = 0
-        self.next = 0  # the slot the next message goes into
-        self.seq = 0  # flow messages seen in this channel
-        self.table = np.zeros((_TABLE_ROWS, size))
-        """Per slot, what `_linear_scores` reads of each candidate, one row each (`_ROW_TIMES`...),
-        so that the candidates' values are one view (or one gather when the ring wraps)."""
-        self.times = self.table[_ROW_TIMES]
-        self.seqs = np.zeros(size, dtype=np.int64)
-        self.users = np.full(size, -1, dtype=np.int64)
-        self.mention_a = np.full(size, -2, dtype=np.int64)
-        self.mention_b = np.full(size, -2, dtype=np.int64)
-        self.since = np.zeros(size, dtype=np.int64)
-        """Messages its author wrote after each slot's message, up to 2 (0: its author's latest)."""
-        self.latest = np.zeros(size, dtype=np.int64)
-        """1 where a slot's message is its author's latest (`since` 0), else 0."""
-        self.question = self.table[_ROW_QUESTION]
-        """Each slot's question cue (the first of `cues`, for `answers_question`)."""
-        self.code = self.table[_ROW_CODE]
-        self.url = self.table[_ROW_URL]
-        self.cues = np.zeros((size, len(_CUES)))
-        self.slot_score = self.table[_ROW_SLOT_SCORE]
-        """A linear model's weight of what a slot's message says alone (its cues, whether it
-        addresses someone) and of its author's messages after it: kept up to date by `_add`."""
-        self.next_same = np.zeros(size)
-        """1 where the message right after a slot's message is by the same author."""
-        self.word_count = np.zeros(size)
-        """Each slot's number of content words (for the shares of shared words)."""
-        self.share_weight = self.table[_ROW_SHARE_WEIGHT]
-        """A linear model's weight of one shared word as a share of each slot's content words."""
-        self.words: list[frozenset[str]] = [frozenset()] * size
+        self.fl, self.it, self.meta, self.pool = kernel.new_window(size)
         self.ts: list[str] = [""] * size
         self.roots: list[str] = [""] * size
-        self.mentioned_me: dict[int, dict[int, int]] = {}
-        """user → {author: seq of the author's latest message mentioning that user}: "they
-        mentioned me in or after the candidate" is one comparison per author who did, and
-        depends on nothing older than the candidate."""
-        self.mentioned_by: dict[int, dict[int, int]] = {}
-        """author → {user: seq of the author's latest message mentioning them}."""
-        self.word_slots: dict[str, set[int]] = {}
-        """content word → the slots whose message has it (shared words without a loop over the window)."""
-        self.by_user: dict[int, deque[int]] = {}
-        """author → seqs of their messages in the ring, oldest first."""
-        self.mentioning: dict[int, deque[int]] = {}
-        """user → seqs of the ring's messages that mention them (first two mentions), oldest first."""
+        self.next = 0
+        """The slot the next message goes into (the kernel's `M_NEXT`, kept here too)."""
+
+    @property
+    def seq(self) -> int:
+        """Flow messages seen in this channel."""
+        return int(self.meta[kernel.M_SEQ])
+
+    def grow(self, extra: int) -> None:
+        self.pool = kernel.grow_pool(self.it, self.meta, self.pool, extra)
+
+    def live_word_positions(self) -> npt.NDArray[np.int64]:
+        """Positions in `pool` of the ring's word ids (not its mention ids)."""
+        filled = int(self.meta[kernel.M_FILLED])
+        if filled == 0:
+            return np.empty(0, dtype=np.int64)
+        slots = np.arange(filled) if filled < self.size else (np.arange(self.size) + self.next) % self.size
+        at, count = self.it[kernel.I_AT, slots], self.it[kernel.I_WORDS, slots]
+        within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        return np.asarray((np.repeat(at, count) + within) % len(self.pool), dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """What the scores need of a message's cues alone (the same for every message with those cues,
+    so computed once per combination: `Linker._message`)."""
+
+    bits: int
+    other_all: float
+    """The constant of the message's cues plus the "to someone else" weights every candidate gets."""
+    mine_extra: float
+    """What a candidate by the message's own author gets: same_user instead of "to someone else"."""
+    own: float
+    """The score of starting a conversation."""
+    slot_score: float
+    """The message's `F_SLOT_SCORE` once it is in the window (its cues as a candidate's)."""
 
 
 @dataclass(frozen=True)
@@ -452,70 +450,123 @@ class Candidates:
     """Seconds from each candidate to the new one."""
 
 
+_VOCABULARY_MIN = 1 << 17
+"""Word ids are compacted (`Linker._compact`) when this many, or twice the words the windows held
+at the last compaction, have been given out: a long-running service's vocabulary stays bounded."""
+
+
 class Linker:
     """Links each new flow message of any channel to a message of that channel's window.
 
     `link` is the whole decision; `candidates` + `add` are its two halves, for training (which
-    needs the features of every message, whatever gets decided).
+    needs the features of every message, whatever gets decided). A linear model (the shipped
+    one) is scored in compiled code (`linker_kernel.link`); any other model from the feature
+    rows (`_rows`), which are computed in numpy from what the window holds.
     """
 
     def __init__(self, model: LinkerModel | None = None, *, self_offset: float = 0.0) -> None:
+        kernel.compile_lazily()
         self.model = model or load_model()
         self.self_offset = self_offset
         """Added to every "starts a conversation" score (settings are chosen with it)."""
         self._windows: dict[str, _Window] = {}
         self._user_ids: dict[str, int] = {}
+        self._vocabulary: dict[str, int] = {}
+        self._words: list[str] = [""]
+        """Word id → word; 0 is no word."""
+        self._vocabulary_limit = _VOCABULARY_MIN
+        self._mark = np.zeros(1024, dtype=np.int64)
+        size = self.model.window_messages
+        self._out = np.zeros(size)
+        self._ages = np.zeros(size)
+        self._after = np.triu(np.ones((size, size), dtype=bool), 1)
+        """[i, j]: candidate j comes after candidate i (for the rows, `_pairs`)."""
+        self._messages: dict[tuple[tuple[bool | int, ...], bool], _Message] = {}
         self._weights = self.model.hidden[:, 0] * self.model.output[0] if self.model.activation == "identity" else None
-        """A linear model's weights: `link` then scores without building rows (`_linear_scores`)."""
-        self._cue_weights = None if self._weights is None else self._weights[_C0:_M0]
+        """A linear model's weights: `link` then scores without building rows (`linker_kernel`)."""
         w = self._weights if self._weights is not None else np.zeros(len(FEATURES))
-        self._time_score = w[_T0:_P0]
-        """The weight of each time bin (views of `w`: the very numbers the rows are scored with)."""
-        self._pace_score = w[_P0:_F0]
+        self._cue_weights = w[_C0:_M0]
         self._message_weights = w[_M0:_S0]
         self._self_weights = w[_S0 + 1 :]
-        self._w = {name: float(w[_F0 + i]) for i, name in enumerate(_PAIR_FLAGS)}
-        self._w["log_age"] /= _LOG_AGE
-        distances = np.arange(self.model.window_messages, 0, -1)  # oldest candidate first
-        size = self.model.window_messages
-        self._rings = (np.arange(size)[:, None] + np.arange(size)[None, :]) % size
-        """Row k: a full ring's slots oldest first when the next message goes into slot k."""
-        self._rings.flags.writeable = False
-        self._distances = distances.astype(np.float64)
-        self._others_score = np.array(
-            [self._w[f"others_between_{k}"] for k in ("0", "1", "2")]
-            + [self._w["others_between_3plus"]] * (self.model.window_messages - 2)
+        g = {name: float(w[_F0 + i]) for i, name in enumerate(_PAIR_FLAGS)}
+        self._w = g
+        distances = np.arange(size, 0, -1)  # oldest candidate first
+        others_score = np.array(
+            [g[f"others_between_{k}"] for k in ("0", "1", "2")] + [g["others_between_3plus"]] * (size - 2)
         )
         """The weight of each count of other people after a candidate (3 and more alike)."""
-        self._dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
-            np.log1p(distances) * self._w["log_distance"] / _LOG_DIST
+        dist_score = w[_D0 + np.searchsorted(DIST_EDGES, distances, side="left")] + (
+            np.log1p(distances) * g["log_distance"] / _LOG_DIST
         )
-        self._overlap_table = np.array([0.0, self._w["overlap_1"], self._w["overlap_2"], self._w["overlap_3plus"]])
-        """The weight of sharing 0, 1, 2, 3 or more content words with a candidate."""
-        self._since_score = (self._w["author_latest"], self._w["their_since_1"], self._w["their_since_2plus"])
-        """A slot's weight for its author's messages after it: none, one, two or more."""
+        k = kernel
+        self._kernel_weights = k.weight_vector(
+            {
+                k.W_ANSWERS_QUESTION: g["answers_question"],
+                k.W_CODE_BOTH: g["code_both"],
+                k.W_URL_BOTH: g["url_both"],
+                k.W_SAME_USER_LATEST: g["same_user_latest"],
+                k.W_I_SPOKE_SINCE: g["i_spoke_since"],
+                k.W_MINE_SINCE_2PLUS: g["mine_since_2plus"],
+                k.W_MENTIONS_AUTHOR: g["mentions_author"] + -g["mentions_someone_else"],
+                k.W_MENTIONS_AUTHOR_LATEST: g["mentions_author_latest"],
+                k.W_MENTION_SAME: g["mention_same"],
+                k.W_CANDIDATE_MENTIONS_OTHER: g["candidate_mentions_other"],
+                k.W_AUTHOR_MENTIONS_ME: g["author_mentions_me"],
+                k.W_AUTHOR_MENTIONS_ME_UNANSWERED: g["author_mentions_me_unanswered"],
+                k.W_THEY_ADDRESSED_ME_SINCE: g["they_addressed_me_since"],
+                k.W_I_ADDRESSED_THEM_SINCE: g["i_addressed_them_since"],
+                k.W_OVERLAP_SHARE_MESSAGE: g["overlap_share_message"],
+                k.W_OVERLAP_SHARE_CANDIDATE: g["overlap_share_candidate"],
+                k.W_LOG_AGE: g["log_age"] / _LOG_AGE,
+                k.W_NEXT_SAME: g["next_same"],
+                k.W_SINCE_0: g["author_latest"],
+                k.W_SINCE_1: g["their_since_1"],
+                k.W_SINCE_2: g["their_since_2plus"],
+                k.W_OVERLAP_0: 0.0,
+                k.W_OVERLAP_1: g["overlap_1"],
+                k.W_OVERLAP_2: g["overlap_2"],
+                k.W_OVERLAP_3PLUS: g["overlap_3plus"],
+                k.W_WINDOW_S: self.model.window_s,
+            },
+            dist_score,
+            w[_T0:_P0],
+            w[_P0:_F0],
+            others_score,
+        )
 
     def link(self, channel: str, ts: str, sent_s: float, user: str, text: str) -> Link:
         said = read(text)
-        message = cues(said)
         window = self._windows.get(channel)
         if window is None:
             window = self._windows[channel] = _Window(self.model.window_messages)
         user_id = self._user_id(user)
-        slots = self._slots(window, sent_s)
+        message = self._message(said)
+        ids, n_words = self._ids(said)
+        if self._weights is None:
+            return self._link_by_rows(window, ts, sent_s, user_id, said, message, ids, n_words)
+        threshold = message.own + self.self_offset
+        given_ages = False
+        while True:
+            got = kernel.link(
+                window.fl, window.it, window.meta, window.pool, self._kernel_weights, self._mark, self._out,
+                self._ages, sent_s, user_id, message.bits, ids, n_words, message.other_all, message.mine_extra,
+                threshold, message.slot_score, given_ages,
+            )
+            if got >= kernel.START:
+                break
+            if got == kernel.NEED_ROOM:
+                window.grow(len(ids))
+            else:  # RETRY_WITH_LOGS: `_ages` holds the candidates' ages, and stale ages after them
+                np.log1p(self._ages, out=self._ages)
+                given_ages = True
+        slot = window.next
         parent: str | None = None
         root = ts
-        if len(slots):
-            if self._weights is not None:
-                scores, own = self._linear_scores(window, slots, said, user_id, sent_s, message)
-            else:
-                both = self.model.score(self._rows(window, slots, said, user_id, sent_s))
-                scores, own = both[:-1], float(both[-1])
-            best = int(scores.argmax())
-            if scores[best] > own + self.self_offset:
-                slot = int(slots[best])
-                parent, root = window.ts[slot], window.roots[slot]
-        self._add(window, ts, sent_s, user_id, said, root, message)
+        if got >= 0:
+            parent, root = window.ts[got], window.roots[got]
+        window.ts[slot] = ts
+        window.roots[slot] = root
+        window.next = (slot + 1) % window.size
         return Link(parent, root)
 
     def candidates(self, channel: str, sent_s: float, user: str, text: str) -> Candidates:
@@ -528,13 +579,16 @@ class Linker:
             x[:-1],
             [window.ts[int(s)] for s in slots],
             x[-1],
-            distance=window.seq - window.seqs[slots],
-            age_s=np.maximum(sent_s - window.times[slots], 0.0),
+            distance=window.seq - window.it[kernel.I_SEQ, slots],
+            age_s=np.maximum(sent_s - window.fl[kernel.F_TIMES, slots], 0.0),
         )
 
     def add(self, channel: str, ts: str, sent_s: float, user: str, text: str, root_ts: str) -> None:
         window = self._windows.setdefault(channel, _Window(self.model.window_messages))
-        self._add(window, ts, sent_s, self._user_id(user), read(text), root_ts)
+        said = read(text)
+        user_id = self._user_id(user)
+        ids, n_words = self._ids(said)
+        self._add(window, ts, sent_s, user_id, self._message(said), ids, n_words, root_ts)
 
     # --- inside --------------------------------------------------------------------------------
 
@@ -544,21 +598,126 @@ class Linker:
             found = self._user_ids[user] = len(self._user_ids)
         return found
 
+    def _message(self, said: Said) -> _Message:
+        """The constants of the message's cues (computed as the numpy scorer did: the same floats)."""
+        key = (said[2:], bool(said.mentions))  # the cues: question .. length, and whether it mentions
+        found = self._messages.get(key)
+        if found is not None:
+            return found
+        c = cues(said)
+        bits = sum(1 << k for k, v in enumerate(c.tolist()) if v)
+        g = self._w
+        constant = float(c @ self._message_weights)
+        own = constant + float(self._weights[_S0] if self._weights is not None else 0.0) + float(c @ self._self_weights)
+        other_all = constant
+        if said.thanks:
+            other_all += g["thanks_other"]
+        if said.opener:
+            other_all += g["opener_other"]
+        if said.mentions:
+            other_all += g["mentions_someone_else"]
+        slot_score = (
+            float(c @ self._cue_weights) + g["author_latest"] + (g["candidate_mentions_other"] if said.mentions else 0.0)
+        )
+        found = self._messages[key] = _Message(
+            bits=bits,
+            other_all=other_all,
+            mine_extra=g["same_user"] - (other_all - constant),
+            own=own,
+            slot_score=slot_score if self._weights is not None else 0.0,
+        )
+        return found
+
+    def _ids(self, said: Said) -> tuple[npt.NDArray[np.int64], int]:
+        """The message's word ids then its mentions' user ids (in order), and how many words."""
+        if len(self._words) >= self._vocabulary_limit:
+            self._compact()
+        vocabulary = self._vocabulary
+        ids = [vocabulary.get(word) or self._word_id(word) for word in said.words]
+        n_words = len(ids)
+        for name in said.mentions:
+            ids.append(self._user_id(name))
+        return np.array(ids, dtype=np.int64), n_words
+
+    def _word_id(self, word: str) -> int:
+        found = self._vocabulary[word] = len(self._words)
+        self._words.append(word)
+        if found >= len(self._mark):
+            self._mark = np.zeros(2 * len(self._mark), dtype=np.int64)
+        return found
+
+    def _compact(self) -> None:
+        """Only the words the windows hold keep an id (renumbered from 1), so that the vocabulary
+        follows the windows, not every word ever seen. Ids are names only: no decision changes."""
+        positions = {channel: w.live_word_positions() for channel, w in self._windows.items()}
+        held = [w.pool[positions[channel]] for channel, w in self._windows.items()]
+        live = np.unique(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
+        renumber = np.zeros(len(self._words), dtype=np.int64)
+        renumber[live] = np.arange(1, len(live) + 1)
+        for channel, window in self._windows.items():
+            at = positions[channel]
+            window.pool[at] = renumber[window.pool[at]]
+        self._words = ["", *(self._words[int(i)] for i in live)]
+        self._vocabulary = {word: i for i, word in enumerate(self._words) if i}
+        self._vocabulary_limit = max(_VOCABULARY_MIN, 2 * len(self._words))
+        self._mark = np.zeros(max(1024, 2 * len(self._words)), dtype=np.int64)
+
+    def _add(
+        self, window: _Window, ts: str, sent_s: float, user: int, message: _Message,
+        ids: npt.NDArray[np.int64], n_words: int, root: str,
+    ) -> None:
+        while kernel.add(
+            window.fl, window.it, window.meta, window.pool, self._kernel_weights, sent_s, user, message.bits,
+            ids, n_words, message.slot_score,
+        ) == kernel.NEED_ROOM:
+            window.grow(len(ids))
+        slot = window.next
+        window.ts[slot] = ts
+        window.roots[slot] = root
+        window.next = (slot + 1) % window.size
+
+    def _link_by_rows(
+        self, window: _Window, ts: str, sent_s: float, user: int, said: Said, message: _Message,
+        ids: npt.NDArray[np.int64], n_words: int,
+    ) -> Link:
+        """`link` for a model other than a linear one: its score of the feature rows."""
+        slots = self._slots(window, sent_s)
+        parent: str | None = None
+        root = ts
+        if len(slots):
+            both = self.model.score(self._rows(window, slots, said, user, sent_s))
+            scores, own = both[:-1], float(both[-1])
+            best = int(scores.argmax())
+            if scores[best] > own + self.self_offset:
+                slot = int(slots[best])
+                parent, root = window.ts[slot], window.roots[slot]
+        self._add(window, ts, sent_s, user, message, ids, n_words, root)
+        return Link(parent, root)
+
     def _slots(self, window: _Window, sent_s: float) -> npt.NDArray[np.int64]:
         """The window's candidates, oldest first: the ring's messages after the latest one older
         than `window_s` (all of them in time order; a suffix of the ring, so candidates are
-        consecutive messages and `_linear_scores` can address them by seq)."""
-        n = window.filled
-        if n == 0:
-            return np.empty(0, dtype=np.int64)
-        if n < window.size:  # not full yet: slots 0 .. n-1 in order (views of arrays made once)
-            order = self._rings[0, :n]
-            times = window.times[:n]
-        else:
-            order = self._rings[window.next]
-            times = window.times.take(order)
-        old = (times < sent_s - self.model.window_s).nonzero()[0]
-        return order[old[-1] + 1 :] if len(old) else order
+        consecutive messages)."""
+        first, n = kernel.candidates(window.fl, window.meta, sent_s, self.model.window_s)
+        return np.asarray((first + np.arange(n)) % window.size, dtype=np.int64)
+
+    def _linear_scores(
+        self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
+    ) -> tuple[npt.NDArray[np.float64], float]:
+        """The candidates' scores and the start score of a linear model as `link` computes them
+        (with numpy's log1p of the ages: the floats `link` decides on), for checks. `slots`:
+        `_slots` of the same message."""
+        message = self._message(said)
+        ids, n_words = self._ids(said)
+        for given_ages in (False, True):
+            n = kernel.scores(
+                window.fl, window.it, window.meta, window.pool, self._kernel_weights, self._mark, self._out,
+                self._ages, sent_s, user, message.bits, ids, n_words, message.other_all, message.mine_extra,
+                given_ages,
+            )
+            np.log1p(self._ages, out=self._ages)
+        assert n == len(slots)
+        return self._out[:n].copy(), message.own
 
     def _rows(
         self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
@@ -576,164 +735,42 @@ class Linker:
         x[rows, _T0 + time_bin] = 1.0
         x[rows, _P0 + pace_bin] = 1.0
         x[:n, _F0:_C0] = flags.T
-        x[:n, _C0:_M0] = window.cues[slots]
+        x[:n, _C0:_M0] = _cue_rows(window.it[kernel.I_CUES, slots])
         return x
-
-    def _linear_scores(
-        self,
-        window: _Window,
-        slots: npt.NDArray[np.int64],
-        said: Said,
-        user: int,
-        sent_s: float,
-        message_cues: npt.NDArray[np.float64] | None = None,
-    ) -> tuple[npt.NDArray[np.float64], float]:
-        """The candidates' scores and the start score of a linear model, without building rows
-        (what `link` runs; equal to `_rows` @ weights, which a test checks on random chat).
-
-        Each group of features is added where it applies: distance is a fixed vector (the
-        candidates are the latest messages), a candidate's own cues and its author's later
-        messages were weighted when they happened (`slot_score`), and what depends on the new
-        message's author and mentions is added at the few seqs it concerns (`by_user`,
-        `mentioning`), so a message costs a handful of vector operations and short loops."""
-        w = self._weights
-        assert w is not None
-        g = self._w
-        n = len(slots)
-        seq0 = window.seq - n  # the oldest candidate's seq; candidate i has seq seq0 + i
-        first = int(slots[0])
-        if first + n <= window.size:  # the candidates lie in order in the ring: views, no copies
-            cand = window.table[:, first : first + n]
-            latest = window.latest[first : first + n]
-        else:
-            cand = window.table.take(slots, axis=1)
-            latest = window.latest.take(slots)
-        dt = sent_s - cand[_ROW_TIMES]
-        np.maximum(dt, 0.0, out=dt)
-        scores = self._dist_score[-n:] + cand[_ROW_SLOT_SCORE]
-        scores += self._time_score.take(TIME_EDGES.searchsorted(dt, side="right"))
-        scores += self._pace_score.take(PACE_EDGES.searchsorted(dt / self._distances[-n:], side="right"))
-        age = np.log1p(dt)
-        age *= g["log_age"]
-        scores += age
-        message = cues(said) if message_cues is None else message_cues
-        constant = float(message @ self._message_weights)
-        own = constant + w[_S0] + float(message @ self._self_weights)
-        # "to someone else" cues: everyone's candidates, mine taken back below
-        other_all = constant
-        if said.thanks:
-            other_all += g["thanks_other"]
-        if said.opener:
-            other_all += g["opener_other"]
-        if said.mentions:
-            other_all += g["mentions_someone_else"]
-        scores += other_all
-        if not said.question:
-            scores += cand[_ROW_QUESTION] * g["answers_question"]
-        if said.code:
-            scores += cand[_ROW_CODE] * g["code_both"]
-        if said.url:
-            scores += cand[_ROW_URL] * g["url_both"]
-        mine = [q - seq0 for q in window.by_user.get(user, ()) if q >= seq0]  # oldest first
-        # others after each candidate (`_others_between` without its vector work): authors with a
-        # latest message after it, less its own author if they wrote since (not latest), less me
-        # if I did
-        others = latest.cumsum()
-        others = (int(others[-1]) - 1) - others
-        others += latest
-        if len(mine) > 1:
-            others[: mine[-1]] -= 1
-            others[mine[:-1]] += 1  # mine: already taken back as "its author wrote since"
-        elif mine:
-            others[: mine[-1]] -= 1
-        scores += self._others_score[others]
-        mentioned_not_mine = 0.0
-        if said.mentions:
-            mentioned_not_mine = -g["mentions_someone_else"]
-        for i in mine:
-            scores[i] += g["same_user"] - (other_all - constant)
-            if not said.question:
-                scores[i] -= cand[_ROW_QUESTION, i] * g["answers_question"]
-        if mine:
-            last = mine[-1]
-            scores[last] += g["same_user_latest"]
-            scores[:last] += g["i_spoke_since"]
-            if len(mine) >= 2:
-                scores[: mine[-2]] += g["mine_since_2plus"]
-        my_last = mine[-1] if mine else -1
-        same_target: set[int] = set()
-        for name in said.mentions:
-            them = self._user_ids.get(name)
-            if them is None or them == user:
-                continue
-            theirs = [q - seq0 for q in window.by_user.get(them, ()) if q >= seq0]
-            for i in theirs:
-                scores[i] += g["mentions_author"] + mentioned_not_mine
-            if theirs:
-                scores[theirs[-1]] += g["mentions_author_latest"]
-            for q in window.mentioning.get(them, ()):
-                i = q - seq0
-                if i >= 0 and i not in same_target:
-                    same_target.add(i)
-                    scores[i] += g["mention_same"]
-        for q in window.mentioning.get(user, ()):
-            i = q - seq0
-            if i < 0:
-                continue
-            scores[i] -= g["candidate_mentions_other"]
-            if window.users[q % window.size] != user:
-                scores[i] += g["author_mentions_me"]
-                if my_last < i:
-                    scores[i] += g["author_mentions_me_unanswered"]
-        oldest = window.seq - window.filled
-        for table, flag in ((window.mentioned_me, "they_addressed_me_since"), (window.mentioned_by, "i_addressed_them_since")):
-            by_user = table.get(user)
-            if not by_user:
-                continue
-            weight = g[flag]
-            for them, latest_seq in list(by_user.items()):
-                if latest_seq < oldest:
-                    del by_user[them]
-                    continue
-                if them == user:
-                    continue
-                for q in window.by_user.get(them, ()):
-                    if seq0 <= q <= latest_seq:
-                        scores[q - seq0] += weight
-        if said.words:
-            # shared words: every slot holding a word of the message, counted at once (a slot
-            # sharing none adds exactly 0.0, so adding the whole vector decides the same)
-            index = window.word_slots
-            held: list[int] = []
-            for word in said.words:
-                holders = index.get(word)
-                if holders:
-                    held.extend(holders)
-            if held:
-                shared = np.bincount(held, minlength=window.size)[slots]
-                share_m = g["overlap_share_message"] / len(said.words)
-                scores += self._overlap_table.take(np.minimum(shared, 3)) + shared * (cand[_ROW_SHARE_WEIGHT] + share_m)
-        return scores, own
 
     def _pairs(
         self, window: _Window, slots: npt.NDArray[np.int64], said: Said, user: int, sent_s: float
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Each candidate's distance bin, time bin, pace bin and `_PAIR_FLAGS` (one row per
-        flag: rows are contiguous, so each flag is one vector write)."""
+        flag: rows are contiguous, so each flag is one vector write).
+
+        Computed in numpy from what the window holds of each message (time, author, cues, words,
+        mentions) and nothing the kernel keeps up to date for its scores (`I_SINCE`, `I_LATEST`,
+        `F_NEXT_SAME`, `F_SLOT_SCORE`): the tests that compare `link` with these rows check the
+        kernel's bookkeeping too."""
         n = len(slots)
-        seqs = window.seqs[slots]
+        it, fl = window.it, window.fl
+        seqs = it[kernel.I_SEQ, slots]
         dist = window.seq - seqs
-        dt = np.maximum(sent_s - window.times[slots], 0.0)
+        dt = np.maximum(sent_s - fl[kernel.F_TIMES, slots], 0.0)
         dist_bin = np.searchsorted(DIST_EDGES, dist, side="left")
         time_bin = np.searchsorted(TIME_EDGES, dt, side="right")
         pace_bin = np.searchsorted(PACE_EDGES, dt / dist, side="right")
         flags = np.zeros((len(_PAIR_FLAGS), n))
-        users = window.users[slots]
+        users = it[kernel.I_USER, slots]
         same = users == user
         other = ~same
-        since = window.since[slots]
+        # candidates are the ring's latest messages, so everything after one is a later candidate
+        same_author = users[:, None] == users[None, :]  # [i, j]
+        after = self._after[:n, :n]  # [i, j]: j > i
+        since = np.minimum((same_author & after).sum(axis=1), 2)
         latest = since == 0
-        ma, mb = window.mention_a[slots], window.mention_b[slots]
+        # every mention of every candidate (all of them, in order): user ids and whose they are
+        named, by = self._pool_entries(window, slots, mentions=True)
+        count = it[kernel.I_MENTIONS, slots]
+        first = np.cumsum(count) - count
+        ma = np.where(count > 0, named[np.minimum(first, len(named) - 1)] if len(named) else -2, -2)
+        mb = np.where(count > 1, named[np.minimum(first + 1, len(named) - 1)] if len(named) else -2, -2)
         mentions_me = (ma == user) | (mb == user)
         # my messages after each candidate: counted over the (oldest-first) window from its end
         mine = same.astype(np.int64)
@@ -764,24 +801,25 @@ class Linker:
         flags[f["candidate_mentions_other"]] = (ma >= 0) & ~mentions_me
         flags[f["i_spoke_since"]] = spoke_since
         flags[f["mine_since_2plus"]] = mine_after >= 2
-        oldest = window.seq - window.filled  # the ring's oldest message: monotone, unlike `slots`
-        if window.mentioned_me.get(user):
-            flags[f["they_addressed_me_since"]] = self._since(window.mentioned_me[user], users, seqs, oldest) & other
-        if window.mentioned_by.get(user):
-            flags[f["i_addressed_them_since"]] = self._since(window.mentioned_by[user], users, seqs, oldest) & other
+        # they mentioned me in the candidate or after it; I mentioned its author after it (any
+        # mention of a message, not only its first two)
+        at_or_after = ~after.T  # [i, j]: j >= i
+        names_me = np.bincount(by[named == user], minlength=n) > 0
+        flags[f["they_addressed_me_since"]] = (same_author & at_or_after & names_me[None, :]).any(axis=1) & other
+        mine_named = same[by]  # my mentions: [i, e] candidate i's author is the one I named in e, at or after i
+        i_named = (users[:, None] == named[None, mine_named]) & (np.arange(n)[:, None] <= by[None, mine_named])
+        flags[f["i_addressed_them_since"]] = i_named.any(axis=1) & other
         if said.words:
-            counts = np.zeros(window.size)
-            index = window.word_slots
-            for word in said.words:
-                for held in index.get(word, ()):
-                    counts[held] += 1
-            shared = counts[slots]
+            mine_words = np.array([self._vocabulary[w] for w in said.words if w in self._vocabulary], dtype=np.int64)
+            words, holder = self._pool_entries(window, slots, mentions=False)
+            shared = np.bincount(holder[np.isin(words, mine_words)], minlength=n).astype(np.float64)
             flags[f["overlap_1"]] = shared == 1
             flags[f["overlap_2"]] = shared == 2
             flags[f["overlap_3plus"]] = shared >= 3
-            flags[f["overlap_share_candidate"]] = shared / np.maximum(window.word_count[slots], 1.0)
+            word_count = it[kernel.I_WORDS, slots].astype(np.float64)
+            flags[f["overlap_share_candidate"]] = shared / np.maximum(word_count, 1.0)
             flags[f["overlap_share_message"]] = shared / len(said.words)
-        cand = window.cues[slots]
+        cand = _cue_rows(it[kernel.I_CUES, slots])
         if not said.question:
             flags[f["answers_question"]] = cand[:, 0] * other
         if said.thanks:
@@ -797,99 +835,42 @@ class Linker:
         others = _others_between(latest, same)
         for k in range(4):
             flags[f["others_between_0"] + k] = others == k
-        flags[f["next_same"]] = window.next_same[slots]
+        next_same = np.zeros(n)
+        next_same[:-1] = users[1:] == users[:-1]  # the newest candidate's next message is this one
+        flags[f["next_same"]] = next_same
         return dist_bin, time_bin, pace_bin, flags
 
     @staticmethod
-    def _since(
-        by_user: dict[int, int] | None,
-        users: npt.NDArray[np.int64],
-        seqs: npt.NDArray[np.int64],
-        oldest: int,
-    ) -> npt.NDArray[np.bool_]:
-        """Candidates whose author is in `by_user` with a seq at or after the candidate's own.
-        Entries older than the ring's oldest message can match no candidate again: dropped."""
-        found = np.zeros(len(users), dtype=bool)
-        if not by_user:
-            return found
-        for other, seq in list(by_user.items()):
-            if seq < oldest:
-                del by_user[other]
-            else:
-                found |= (users == other) & (seqs <= seq)
-        return found
+    def _pool_entries(
+        window: _Window, slots: npt.NDArray[np.int64], *, mentions: bool
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The candidates' word ids (or mention ids), in order, and the candidate each is of."""
+        count = window.it[kernel.I_MENTIONS if mentions else kernel.I_WORDS, slots]
+        at = window.it[kernel.I_AT, slots] + (window.it[kernel.I_WORDS, slots] if mentions else 0)
+        within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        positions = (np.repeat(at, count) + within) % len(window.pool)
+        return window.pool[positions], np.repeat(np.arange(len(slots)), count)
 
-    def _add(
-        self,
-        window: _Window,
-        ts: str,
-        sent_s: float,
-        user: int,
-        said: Said,
-        root: str,
-        message_cues: npt.NDArray[np.float64] | None = None,
-    ) -> None:
-        slot = window.next
-        if window.filled == window.size:  # the oldest message leaves the ring
-            leaving = window.seq - window.size
-            window.by_user[int(window.users[slot])].popleft()
-            for mentioned in (window.mention_a[slot], window.mention_b[slot]):
-                seqs = window.mentioning.get(int(mentioned))
-                if seqs and seqs[0] == leaving:
-                    seqs.popleft()
-        # every earlier message of this author now has one more after it
-        since_score = self._since_score
-        size = window.size
-        mine = window.by_user.setdefault(user, deque())
-        for back in (1, 2):  # older ones are at two already: the count stops there
-            if len(mine) >= back:
-                held = mine[-back] % size
-                before = int(window.since[held])
-                if before < 2:
-                    window.since[held] = before + 1
-                    window.latest[held] = 0
-                    window.slot_score[held] += since_score[before + 1] - since_score[before]
-        if window.filled and window.users[(slot - 1) % size] == user:  # the previous message goes on
-            window.next_same[(slot - 1) % size] = 1.0
-            window.slot_score[(slot - 1) % size] += self._w["next_same"]
-        mine.append(window.seq)
-        window.next_same[slot] = 0.0
-        window.since[slot] = 0
-        window.latest[slot] = 1
-        window.times[slot] = sent_s
-        window.seqs[slot] = window.seq
-        window.users[slot] = user
-        mentions = [self._user_id(name) for name in said.mentions]
-        for mentioned in mentions:
-            window.mentioned_me.setdefault(mentioned, {})[user] = window.seq
-            window.mentioned_by.setdefault(user, {})[mentioned] = window.seq
-        for mentioned in mentions[:2]:
-            window.mentioning.setdefault(mentioned, deque()).append(window.seq)
-        window.mention_a[slot] = mentions[0] if mentions else -2
-        window.mention_b[slot] = mentions[1] if len(mentions) > 1 else -2
-        window.cues[slot] = own_cues = cues(said) if message_cues is None else message_cues
-        window.question[slot] = own_cues[0]
-        window.code[slot] = own_cues[4]
-        window.url[slot] = own_cues[5]
-        if self._cue_weights is not None:
-            window.slot_score[slot] = (
-                float(own_cues @ self._cue_weights)
-                + since_score[0]
-                + (self._w["candidate_mentions_other"] if mentions else 0.0)
-            )
-        for word in window.words[slot]:  # the message leaving the slot
-            holders = window.word_slots.get(word)
-            if holders is not None:
-                holders.discard(slot)
-                if not holders:
-                    del window.word_slots[word]
-        for word in said.words:
-            window.word_slots.setdefault(word, set()).add(slot)
-        window.words[slot] = said.words
-        window.word_count[slot] = len(said.words)
-        window.share_weight[slot] = self._w["overlap_share_candidate"] / max(len(said.words), 1)
-        window.ts[slot] = ts
-        window.roots[slot] = root
-        window.seq += 1
-        window.next = (slot + 1) % window.size
-        window.filled = min(window.filled + 1, window.size)
+
+def _cue_rows(bits: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Cue bits (`linker_kernel.CUE_*`) as rows of `cues`."""
+    return np.asarray((bits[:, None] >> np.arange(len(_CUES))[None, :]) & 1, dtype=np.float64)
+
+
+if not (np.array_equal(TIME_EDGES, kernel.TIME_EDGES) and np.array_equal(PACE_EDGES, kernel.PACE_EDGES)):
+    raise AssertionError("linker_kernel's bin edges differ from the linker's")
+
+
+def compile_kernels(model: LinkerModel | None = None) -> float:
+    """Compile what `Linker.link` calls of `linker_kernel` for `model` (or load it from numba's
+    on-disk cache), by deciding a few messages on a linker thrown away; the seconds it took.
+
+    numba compiles a function at its first call: without this, the service's first linked message
+    would wait for it (5-25 s on a cold cache on this machine, depending on its load). The service
+    calls it at start-up in linked mode; `beepgpt conversations` and the evaluation compile at
+    their first message instead, and training (`Linker.candidates`, `add`) at its first."""
+    started = time.perf_counter()
+    linker = Linker(model)
+    for k, text in enumerate(["how do I mount a usb disk?", "<@U1> <@U2> try `sudo mount` on the disk", "thanks"]):
+        linker.link("C", f"{k + 1}.000000", k + 1.0, f"U{k % 2}", text)
+    return time.perf_counter() - started

@@ -17,6 +17,7 @@ commits what is safe, through the loop's commit hook:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from sessionizer import metrics
 from sessionizer.clock import Clock, EventClock, WallClock
 from sessionizer.conversation import Emitted
 from sessionizer.feeder import SlackEvent
+from sessionizer.linker import compile_kernels
 from sessionizer.live import QueryEnded
 from sessionizer.offsets import CommitPoint, ReplayMarks
 from sessionizer.partition import PartitionSessionizer, Record
@@ -71,6 +73,8 @@ class SessionizerService:
         self._next_commit = 0.0
         self.runtime = Runtime(SERVICE, ready=lambda: not any(p.failed for p in self.partitions.values()))
         self.runtime.step("topics", lambda: ensure_topics(kafka, [SLACK_MESSAGES, CONVERSATIONS]))
+        if settings.conversations == "linked":
+            self.runtime.step("linker", self._compile_linker)
         self.runtime.add(self._producer, "producer")
         self.runtime.add(self._publisher, "publisher")
         self.loop: ConsumerLoop[SlackEvent] = ConsumerLoop(
@@ -104,6 +108,12 @@ class SessionizerService:
         await self.runtime.run()
 
     # --- the loop's steps -------------------------------------------------------------------------
+
+    async def _compile_linker(self) -> None:
+        """The reply linker's compiled code, before the first message (`linker.compile_kernels`),
+        in a thread so that the health endpoints answer meanwhile."""
+        seconds = await asyncio.to_thread(compile_kernels)
+        log.info("reply linker compiled (or loaded from the cache) in %.1f s", seconds)
 
     async def _start_clocks(self) -> None:
         self._next_beat = time.monotonic()
