@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -19,6 +20,7 @@ from beepgpt.settings import KafkaSettings
 from beepgpt.topics import CONVERSATIONS, SLACK_MESSAGES
 from offline.tables import load_table
 from sessionizer.clock import Clock
+from sessionizer.linker import Link, Linker
 from sessionizer.service import SessionizerService
 from sessionizer.settings import SessionizerSettings
 
@@ -177,3 +179,24 @@ def table_of(messages: list[SlackMessage]) -> pd.DataFrame:
     from beepgpt.message_table import from_messages
 
     return from_messages(messages)
+
+
+def links_by_rows(linker: Linker, messages: Iterable[tuple[str, str, float, str, str]]) -> list[Link]:
+    """Each flow message's link decided from its feature rows (`Linker.candidates`, what training
+    reads) times the model's weights, then `add`: the plain definition `Linker.link` must match."""
+    roots: dict[tuple[str, str], str] = {}
+    out: list[Link] = []
+    for channel, ts, sent_s, user, text in messages:
+        found = linker.candidates(channel, sent_s, user, text)
+        parent: str | None = None
+        root = ts
+        if len(found.ts):
+            scores = linker.model.score(np.vstack([found.pair, found.self_row]))
+            best = int(np.argmax(scores[:-1]))
+            if scores[best] > scores[-1] + linker.self_offset:
+                parent = found.ts[best]
+                root = roots[(channel, parent)]
+        roots[(channel, ts)] = root
+        linker.add(channel, ts, sent_s, user, text, root)
+        out.append(Link(parent, root))
+    return out

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sessionizer_helpers import links_by_rows
 
 from offline import conversations as listing
 from sessionizer import linker as linker_module
@@ -203,24 +204,7 @@ def test_conversations_command_lists_linked_conversations(
 
 
 def _links_by_rows(linker: Linker, chat: list[tuple[str, str, float, str, str]]) -> list[tuple[str | None, str]]:
-    """Each message's (parent, conversation) from its feature rows (`Linker.candidates`, what
-    training reads) times the model's weights."""
-    roots: dict[tuple[str, str], str] = {}
-    out: list[tuple[str | None, str]] = []
-    for channel, ts, t, user, text in chat:
-        found = linker.candidates(channel, t, user, text)
-        parent: str | None = None
-        root = ts
-        if len(found.ts):
-            scores = linker.model.score(np.vstack([found.pair, found.self_row]))
-            best = int(np.argmax(scores[:-1]))
-            if scores[best] > scores[-1] + linker.self_offset:
-                parent = found.ts[best]
-                root = roots[(channel, parent)]
-        roots[(channel, ts)] = root
-        linker.add(channel, ts, t, user, text, root)
-        out.append((parent, root))
-    return out
+    return [(link.parent_ts, link.root_ts) for link in links_by_rows(linker, chat)]
 
 
 def _fast_links(linker: Linker, chat: list[tuple[str, str, float, str, str]]) -> list[tuple[str | None, str]]:

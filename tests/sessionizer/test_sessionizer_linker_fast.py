@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
+from sessionizer_helpers import links_by_rows
 
 from offline.evaluation.conversations.data import people_messages
 from offline.tables import load_table
-from sessionizer.linker import Link, Linker, load_model, read, read_plainly
+from sessionizer.linker import Linker, load_model, read, read_plainly
 
 REAL_CHAT = Path("/work/shared/data/real-chat")
 UBUNTU = REAL_CHAT / "ubuntu-irc-train"
@@ -39,28 +39,6 @@ def _flow(path: Path, channels: int | None = None) -> list[FlowMessage]:
         for channel, ts, thread_ts, user, text in people_messages(table)
         if not isinstance(thread_ts, str) or thread_ts == ts
     ]
-
-
-def _plain_links(messages: list[FlowMessage]) -> list[Link]:
-    """Each message's link decided from its feature rows, as training scores them."""
-    linker = Linker()
-    model = linker.model
-    roots: dict[tuple[str, str], str] = {}
-    out: list[Link] = []
-    for channel, ts, sent_s, user, text in messages:
-        found = linker.candidates(channel, sent_s, user, text)
-        parent: str | None = None
-        root = ts
-        if len(found.ts):
-            scores = model.score(np.vstack([found.pair, found.self_row]))
-            best = int(np.argmax(scores[:-1]))
-            if scores[best] > scores[-1] + linker.self_offset:
-                parent = found.ts[best]
-                root = roots[(channel, parent)]
-        roots[(channel, ts)] = root
-        linker.add(channel, ts, sent_s, user, text, root)
-        out.append(Link(parent, root))
-    return out
 
 
 @pytest.mark.parametrize("path", [UBUNTU, ELM], ids=["ubuntu", "elmlang"])
@@ -89,7 +67,7 @@ def test_the_fast_links_equal_the_feature_rows_times_the_weights_on_ubuntu() -> 
     assert len(messages) > 30_000
     assert load_model().activation == "identity"  # so `link` takes the fast path
     fast = Linker()
-    assert [fast.link(*m) for m in messages] == _plain_links(messages)
+    assert [fast.link(*m) for m in messages] == links_by_rows(Linker(), messages)
 
 
 def test_the_fast_links_equal_the_feature_rows_times_the_weights_on_elmlang() -> None:
@@ -97,4 +75,4 @@ def test_the_fast_links_equal_the_feature_rows_times_the_weights_on_elmlang() ->
     messages = _flow(ELM)
     assert len(messages) > 10_000
     fast = Linker()
-    assert [fast.link(*m) for m in messages] == _plain_links(messages)
+    assert [fast.link(*m) for m in messages] == links_by_rows(Linker(), messages)
